@@ -1,0 +1,53 @@
+"""A study: the variants of one experiment config, each run for every seed.
+
+An experiment config holds the settings all variants share, plus
+``config.variants[name]``, the top-level keys that variant replaces wholesale
+(typically ``lr_schedule`` and ``batch_schedule``), and ``config.run_variants``, the
+variants to run. ``get_config('decay')`` selects one; ``get_config()`` selects all.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from lr_study.errors import ConfigError
+
+
+def resolve_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """The config of one run of variant ``name``: shared keys, replaced by the variant's.
+
+  The result keeps ``variant`` (its name) and drops ``variants`` and ``run_variants``.
+  """
+  if name not in config.variants:
+    raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
+  run = ml_collections.ConfigDict(config.to_dict())
+  with run.ignore_type():
+    for key, value in config.variants[name].items():
+      run[key] = value
+  del run['variants'], run['run_variants']
+  run.variant = name
+  return run
+
+
+def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
+  """The (variant, seed) pairs of a study, in run order."""
+  for name in config.run_variants:
+    if name not in config.variants:
+      raise ConfigError(
+          f'run_variants names unknown variant {name!r} (known: {", ".join(config.variants)})')
+  return [(name, int(seed)) for name in config.run_variants for seed in config.seeds]
+
+
+def select_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Sets ``run_variants`` from a config-file argument: None runs every variant.
+
+  Used by every experiment's ``get_config(arg)``, so ``--config=file.py:decay`` runs one
+  variant and an unknown variant fails before anything else happens.
+  """
+  if arg:
+    if arg not in config.variants:
+      raise ConfigError(f'unknown variant {arg!r} (known: {", ".join(config.variants)})')
+    config.run_variants = (arg,)
+  else:
+    config.run_variants = tuple(config.variants)
+  return config
