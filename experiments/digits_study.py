@@ -1,0 +1,60 @@
+r"""The default study: decaying LR vs hybrid vs increasing batch size, on embedded digits.
+
+    python launch.py --config=experiments/digits_study.py --workdir=runs/digits
+
+(``python launch.py`` with no flags runs the same.) One variant alone:
+``--config=experiments/digits_study.py:increase``.
+
+Smith, Kindermans, Ying & Le (ICLR 2018), Figure 2, scaled down to scikit-learn's
+handwritten digits (1437 training images of 8x8, shipped inside scikit-learn and
+prepared as a TFDS dataset) so that it runs in a couple of minutes on a laptop CPU.
+All variants share every hyperparameter and the number of epochs; they differ only in
+how the SGD noise scale g ≈ εN/(B(1 − m)) falls by 5× at each of epochs 10, 20 and 30:
+
+* ``decay``: ε = 0.1 divided by 5 at each step, B = 16 throughout;
+* ``hybrid``: ε = 0.1 held while B goes 16 → 80 (the maximum), then ε divided by 5;
+* ``increase``: ε = 0.1 throughout, B = 16 → 80 → 400 → 2000, capped at N: past N, the
+  remaining factor is taken as LR decay (so the last phase uses B = N... see plan).
+"""
+
+import ml_collections
+
+from lr_study.study import select_variant
+
+EPOCHS = 40
+STEPS = (10, 20, 30)
+FACTOR = 5
+LR = 0.1
+B0 = 16
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seeds = (0, 1, 2)
+  config.dataset = ml_collections.ConfigDict(dict(
+      name='digits', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
+      augment=False, eval_batch_size=360))
+  config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(128, 128),
+                                                batch_norm=False, dropout_rate=0.0))
+  config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
+                                                    weight_decay=5e-4))
+  config.lr_schedule = ml_collections.ConfigDict(dict(name='constant', init_value=LR))
+  config.batch_schedule = ml_collections.ConfigDict(dict(name='constant', batch_size=B0))
+  config.variants = ml_collections.ConfigDict({
+      'decay': dict(
+          lr_schedule=dict(name='multistep', init_value=LR, boundaries=STEPS,
+                           factors=1 / FACTOR)),
+      'hybrid': dict(
+          batch_schedule=dict(name='hybrid', batch_size=B0, boundaries=STEPS, factor=FACTOR,
+                              max_batch_size=B0 * FACTOR)),
+      'increase': dict(
+          batch_schedule=dict(name='multistep', batch_size=B0, boundaries=STEPS,
+                              factor=FACTOR)),
+  })
+  config.num_epochs = EPOCHS
+  config.max_per_device_batch = 0
+  config.ghost_batch_size = 0
+  config.eval_every_epochs = 1
+  config.train_log_every_updates = 0
+  config.checkpoint_every_epochs = 0
+  return select_variant(config, arg)

@@ -1,0 +1,41 @@
+"""Runs a whole study: every (variant, seed) of a config, then its table and figure.
+
+Every variant's config is validated, and its dataset's availability checked, before any
+data is read. Each dataset is loaded and copied to the devices once for the study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from lr_study import run_files, study
+from lr_study.data.sources import load_dataset_arrays
+from lr_study.train import DeviceSplits, check_before_data, put_on_devices, train_and_evaluate
+from lr_study.train_step import StepCompiler
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
+  runs = study.run_names(config)
+  setups = {name: check_before_data(study.resolve_variant(config, name))
+            for name in dict.fromkeys(name for name, _ in runs)}
+  os.makedirs(workdir, exist_ok=True)
+  run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
+  splits: dict[str, DeviceSplits] = {}
+  for name, seed in runs:
+    setup = setups[name]
+    key = json.dumps(setup.config.dataset.to_dict(), sort_keys=True)
+    if key not in splits:
+      splits[key] = put_on_devices(load_dataset_arrays(setup.config.dataset), setup.spec,
+                                   setup.config.dataset.eval_batch_size)
+    compiler = StepCompiler(setup.model, setup.tx, setup.schedule, seed=seed,
+                            augment=setup.config.dataset.augment)
+    train_and_evaluate(setup, splits[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
+                       compiler, label=f'{name} seed {seed}')
+  from analysis import study_results  # pylint: disable=g-import-not-at-top
+  table = study_results.write_study_outputs(workdir)
+  print(table)
+  print(f'\nresults in {workdir}: {", ".join(study_results.OUTPUTS)}, and per run '
+        f'<variant>/seed_<k>/{run_files.METRICS}')

@@ -1,0 +1,360 @@
+"""The training loop: walks the training plan epoch by epoch through the pmap step.
+
+Per epoch the host sends a few scalars (the epoch, its first update, its update count,
+the LR multiplier) and the device computes the epoch's permutation; per update it only
+dispatches the compiled step. Evaluation runs every ``eval_every_epochs`` epochs on the
+whole test split (and the validation split, if carved). Dynamic schedules act there,
+between updates: reduce-on-plateau scales the LR, increase-on-plateau re-plans the
+remaining epochs with a larger batch, and a manual LR request takes effect at the next
+update. Every change reaches the step as data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from lr_study import checkpoint, devices, manual_lr, run_files
+from lr_study.batch_schedules import build_batch_schedule
+from lr_study.data.in_memory import epoch_permutation, eval_index_batches
+from lr_study.data.sources import DatasetArrays, DatasetSpec, check_dataset_available, dataset_spec
+from lr_study.errors import ConfigError
+from lr_study.models import build_model
+from lr_study.noise_scale import noise_scale
+from lr_study.optimizers import build_optimizer, momentum_of
+from lr_study.plan import TrainingPlan, build_plan
+from lr_study.plateau import PlateauDetector, ReduceLROnPlateau
+from lr_study.progress import Progress
+from lr_study.run_metadata import run_metadata
+from lr_study.schedules import LRSchedule, build_lr_schedule
+from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, TrainState,
+                                 init_train_state, make_eval_step, reset_metrics)
+
+
+@dataclasses.dataclass
+class RunSetup:
+  """Everything built and validated from a run's config before any data is loaded."""
+
+  config: ml_collections.ConfigDict
+  spec: DatasetSpec
+  plan: TrainingPlan
+  schedule: LRSchedule
+  model: Any
+  tx: Any
+  momentum: float
+
+
+def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
+  """Builds the plan, schedules, model and optimizer; ConfigError on any bad value."""
+  spec = dataset_spec(config.dataset)
+  plan = build_plan(config, num_devices=jax.device_count(),
+                    num_train_examples=spec.num_train_examples)
+  schedule = build_lr_schedule(config.lr_schedule)
+  if config.eval_every_epochs < 1:
+    raise ConfigError(f'eval_every_epochs must be >= 1, got {config.eval_every_epochs}')
+  metric = _dynamic_metric(config, schedule)
+  if metric and metric.startswith('validation') and not config.dataset.validation_size:
+    raise ConfigError(f'metric {metric!r} needs dataset.validation_size > 0')
+  return RunSetup(config=config, spec=spec, plan=plan, schedule=schedule,
+                  model=build_model(config.model, spec.num_classes, config.ghost_batch_size),
+                  tx=build_optimizer(config.optimizer), momentum=momentum_of(config.optimizer))
+
+
+def _dynamic_metric(config: ml_collections.ConfigDict, schedule: LRSchedule) -> str | None:
+  batch = config.batch_schedule
+  for params in (schedule.params if schedule.dynamic == 'reduce_on_plateau' else {},
+                 batch if batch.name == 'increase_on_plateau' else {}):
+    if 'metric' in params:
+      metric = params['metric']
+      if metric not in ('validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
+                        'train_loss', 'train_accuracy'):
+        raise ConfigError(f'unknown plateau metric {metric!r}')
+      return metric
+  return None
+
+
+@dataclasses.dataclass
+class EvalSplit:
+  data: DeviceData
+  idx: jax.Array
+  mask: jax.Array
+
+
+@dataclasses.dataclass
+class DeviceSplits:
+  """The dataset, resident on every local device for the whole study."""
+
+  train: DeviceData
+  test: EvalSplit
+  validation: EvalSplit | None
+
+
+def put_on_devices(arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int) -> DeviceSplits:
+  """Copies each split to the devices once, as uint8, with its eval index batches."""
+  mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+
+  def data(split) -> DeviceData:
+    return devices.replicate(DeviceData(images=split.images, labels=split.labels.astype(np.int32),
+                                        mean=mean, std=std))
+
+  def eval_split(split) -> EvalSplit:
+    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, jax.local_device_count())
+    # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
+    return EvalSplit(data(split), devices.shard(np.swapaxes(idx, 0, 1)),
+                     devices.shard(np.swapaxes(mask, 0, 1)))
+
+  return DeviceSplits(train=data(arrays.train), test=eval_split(arrays.test),
+                      validation=eval_split(arrays.validation) if arrays.validation else None)
+
+
+class LRControl:
+  """The host-side LR multiplier of the dynamic schedules (plateau and manual)."""
+
+  def __init__(self, schedule: LRSchedule):
+    self.schedule = schedule
+    self.multiplier = 1.0
+    self.plateau = None
+    if schedule.dynamic == 'reduce_on_plateau':
+      p = schedule.params
+      self.plateau = ReduceLROnPlateau(
+          PlateauDetector(mode=p.get('mode', 'min'), patience=p.get('patience', 10),
+                          threshold=p.get('threshold', 1e-4),
+                          threshold_mode=p.get('threshold_mode', 'rel'),
+                          cooldown=p.get('cooldown', 0)),
+          factor=p.get('factor', 0.1), min_lr=p.get('min_lr', 0.0))
+
+  def on_eval(self, metrics: dict[str, float]) -> bool:
+    if self.plateau is None:
+      return False
+    changed = self.plateau.update(metrics[self.schedule.params['metric']],
+                                  self.schedule.init_value)
+    self.multiplier = self.plateau.multiplier
+    return changed
+
+  def on_manual(self, learning_rate: float) -> None:
+    self.multiplier = learning_rate / self.schedule.init_value
+    if self.plateau is not None:
+      self.plateau.multiplier = self.multiplier
+
+  def state_dict(self) -> dict[str, Any]:
+    return {'multiplier': self.multiplier,
+            'plateau': self.plateau.state_dict() if self.plateau else None}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self.multiplier = state['multiplier']
+    if self.plateau is not None:
+      self.plateau.load_state_dict(state['plateau'])
+
+
+class BatchControl:
+  """Increase-on-plateau: multiplies the batch size when the metric plateaus."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.schedule = build_batch_schedule(config.batch_schedule)
+    self.detector = None
+    if config.batch_schedule.name == 'increase_on_plateau':
+      p = config.batch_schedule
+      self.detector = PlateauDetector(mode=p.get('mode', 'min'), patience=p.get('patience', 10),
+                                      threshold=p.get('threshold', 1e-4),
+                                      threshold_mode=p.get('threshold_mode', 'rel'),
+                                      cooldown=p.get('cooldown', 0))
+    self.changes: list[tuple[int, int]] = []  # (from epoch, batch size)
+
+  def on_eval(self, metrics: dict[str, float], epoch: int, batch_size: int,
+              plan: TrainingPlan) -> int | None:
+    """The new batch size from ``epoch`` on, or None."""
+    if self.detector is None or epoch >= plan.num_epochs:
+      return None
+    if not self.detector.update(metrics[self.schedule.params['metric']]):
+      return None
+    new = min(batch_size * self.schedule.params['factor'], self.schedule.params['max_batch_size'])
+    if new <= batch_size:
+      return None
+    self.changes.append((epoch, int(new)))
+    return int(new)
+
+  def replan(self, plan: TrainingPlan) -> TrainingPlan:
+    for epoch, batch_size in self.changes:
+      plan = plan.with_batch_size_from(epoch, batch_size)
+    return plan
+
+  def state_dict(self) -> dict[str, Any]:
+    return {'changes': self.changes,
+            'detector': self.detector.state_dict() if self.detector else None}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self.changes = [tuple(c) for c in state['changes']]
+    if self.detector is not None:
+      self.detector.load_state_dict(state['detector'])
+
+
+class Evaluator:
+  """Evaluates the replicated state on the eval splits, each in one pmapped call."""
+
+  def __init__(self, model: Any, splits: DeviceSplits):
+    self.eval_step = make_eval_step(model)
+    self.splits = splits
+
+  def __call__(self, state: TrainState) -> dict[str, float]:
+    out = {}
+    for name, split in (('test', self.splits.test), ('validation', self.splits.validation)):
+      if split is None:
+        continue
+      loss, correct, count = (float(v[0]) for v in self.eval_step(
+          state.params, state.batch_stats, split.data, split.idx, split.mask))
+      out[f'{name}_loss'], out[f'{name}_accuracy'] = loss / count, correct / count
+      out[f'{name}_examples'] = int(count)
+    return out
+
+
+@dataclasses.dataclass
+class Loop:
+  """The mutable bookkeeping of one run, checkpointed with the train state."""
+
+  epoch: int = 0  # next epoch to run
+  update: int = 0  # updates applied
+  examples_seen: int = 0
+  wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
+
+
+def _context(seed: int, epoch: int, first_update: int, updates_per_epoch: int,
+             lr_multiplier: float, num_local_train: int) -> EpochContext:
+  perm = epoch_permutation(seed, epoch, num_local_train)
+  return devices.replicate(EpochContext(
+      perm=np.asarray(perm), epoch=np.int32(epoch), first_update=np.int32(first_update),
+      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
+
+
+def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed: int,
+                       compiler: StepCompiler, label: str = '') -> dict[str, Any]:
+  """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
+  checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
+  config, plan = setup.config, setup.plan
+  os.makedirs(run_dir, exist_ok=True)
+  lr_control, batch_control = LRControl(setup.schedule), BatchControl(config)
+  loop = Loop()
+  host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
+  restored = checkpoint.restore(run_dir, host_state)
+  if restored:
+    host_state, saved = restored
+    loop = Loop(**saved['loop'])
+    lr_control.load_state_dict(saved['lr_control'])
+    batch_control.load_state_dict(saved['batch_control'])
+    plan = batch_control.replan(plan)
+    for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS):
+      run_files.truncate_jsonl(os.path.join(run_dir, name), lambda r: r['update'] <= loop.update)
+  run_files.write_json(os.path.join(run_dir, run_files.METADATA),
+                       run_metadata(config, plan, seed))
+  run_files.write_json(os.path.join(run_dir, run_files.PLAN), plan.to_json())
+  metrics_log = run_files.JsonlWriter(os.path.join(run_dir, run_files.METRICS))
+  train_log = run_files.JsonlWriter(os.path.join(run_dir, run_files.TRAIN_LOG))
+  events = run_files.JsonlWriter(os.path.join(run_dir, run_files.EVENTS))
+  state = devices.replicate(host_state)
+  evaluator = Evaluator(setup.model, splits)
+  num_local_train = int(splits.train.labels.shape[1])
+  progress = Progress(label or run_dir, plan.examples_seen)
+  log_every = config.train_log_every_updates
+  train_log_mark = (0.0, 0.0, 0)  # metric sums at the last train-log line
+  started = time.monotonic() - loop.wall_time
+
+  def read_sums() -> tuple[float, float, int]:
+    m = state.metrics
+    return float(m.loss[0]), float(m.accuracy[0]), int(m.updates[0])
+
+  while loop.epoch < plan.num_epochs:
+    epoch = loop.epoch
+    phase_index, phase = plan.phase_index_at_epoch(epoch), plan.phase_at_epoch(epoch)
+    base_multiplier = plan.lr_multiplier_at_epoch(epoch)
+    request = manual_lr.take_request(run_dir)
+    if request is not None:
+      _log_lr_change(events, loop, setup, plan, lr_control, request, 'manual')
+    ctx = _context(seed, epoch, loop.update, phase.updates_per_epoch,
+                   base_multiplier * lr_control.multiplier, num_local_train)
+    step = compiler.train_step(phase.per_device_batch, phase.accumulation_steps)
+    for _ in range(phase.updates_per_epoch):
+      state = step(state, splits.train, ctx)
+      loop.update += 1
+      loop.examples_seen += phase.batch_size
+      if log_every and loop.update % log_every == 0:
+        sums = read_sums()
+        d = [a - b for a, b in zip(sums, train_log_mark)]
+        train_log.write({'update': loop.update, 'epoch': plan.epoch_at_update(loop.update),
+                         'learning_rate': float(state.opt_state.hyperparams['learning_rate'][0]),
+                         'train_loss': d[0] / d[2], 'train_accuracy': d[1] / d[2]})
+        train_log_mark = sums
+      if progress.due():
+        request = manual_lr.take_request(run_dir)
+        if request is not None:
+          _log_lr_change(events, loop, setup, plan, lr_control, request, 'manual')
+          ctx = ctx.replace(lr_multiplier=devices.replicate(
+              np.float32(base_multiplier * lr_control.multiplier)))
+        progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
+                      phase=phase_index, num_phases=len(plan.phases), batch_size=phase.batch_size,
+                      learning_rate=float(state.opt_state.hyperparams['learning_rate'][0]),
+                      loss=lambda: read_sums()[0] / max(read_sums()[2], 1),
+                      examples_seen=loop.examples_seen)
+    loop.epoch += 1
+    last = loop.epoch == plan.num_epochs
+    if loop.epoch % config.eval_every_epochs and not last:
+      continue
+    sums = read_sums()
+    metrics = {'train_loss': sums[0] / sums[2], 'train_accuracy': sums[1] / sums[2],
+               **evaluator(state)}
+    state = reset_metrics(state)
+    train_log_mark = (0.0, 0.0, 0)
+    lr = float(state.opt_state.hyperparams['learning_rate'][0])
+    loop.wall_time = time.monotonic() - started
+    metrics_log.write({
+        'update': loop.update, 'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,
+        'learning_rate': lr, 'batch_size': phase.batch_size,
+        'noise_scale': noise_scale(lr, phase.batch_size, plan.num_train_examples, setup.momentum),
+        'wall_time': loop.wall_time, **metrics})
+    if lr_control.on_eval(metrics):
+      events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'learning_rate',
+                    'reason': 'reduce_on_plateau', 'multiplier': lr_control.multiplier})
+    new_batch = batch_control.on_eval(metrics, loop.epoch, phase.batch_size, plan)
+    if new_batch is not None:
+      plan = plan.with_batch_size_from(loop.epoch, new_batch)
+      run_files.write_json(os.path.join(run_dir, run_files.PLAN), plan.to_json())
+      events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'batch_size',
+                    'reason': 'increase_on_plateau', 'batch_size': new_batch})
+      progress.total_examples = plan.examples_seen
+    if config.checkpoint_every_epochs and (loop.epoch % config.checkpoint_every_epochs == 0
+                                           or last):
+      checkpoint.save(run_dir, devices.unreplicate(state), {
+          'loop': dataclasses.asdict(loop), 'lr_control': lr_control.state_dict(),
+          'batch_control': batch_control.state_dict()})
+  for log in (metrics_log, train_log, events):
+    log.close()
+  final = run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))[-1]
+  summary = {'variant': config.get('variant', ''), 'seed': seed,
+             'final_test_accuracy': final['test_accuracy'], 'final_test_loss': final['test_loss'],
+             'updates': loop.update, 'examples_seen': loop.examples_seen,
+             'epochs': plan.num_epochs, 'wall_time': loop.wall_time,
+             'planned_updates': plan.total_updates, 'compiles': compiler.traces}
+  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY), summary)
+  progress.close(f'{label or run_dir}: test accuracy {final["test_accuracy"]:.4f} after '
+                 f'{loop.update} updates, {loop.wall_time:.1f} s')
+  return summary
+
+
+def _log_lr_change(events: run_files.JsonlWriter, loop: Loop, setup: RunSetup, plan: TrainingPlan,
+                   lr_control: LRControl, learning_rate: float, reason: str) -> None:
+  old = plan.lr_at_update(loop.update) * lr_control.multiplier
+  lr_control.on_manual(learning_rate)
+  events.write({'update': loop.update, 'epoch': plan.epoch_at_update(loop.update),
+                'kind': 'learning_rate', 'reason': reason, 'old_learning_rate': old,
+                'learning_rate': learning_rate, 'multiplier': lr_control.multiplier})
+
+
+def check_before_data(config: ml_collections.ConfigDict) -> RunSetup:
+  """Validates one run's config and its dataset's availability; no data is read."""
+  setup = prepare_run(config)
+  check_dataset_available(config.dataset)
+  return setup
