@@ -38,16 +38,18 @@ def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
   return [(name, int(seed)) for name in config.run_variants for seed in config.seeds]
 
 
-def select_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Sets ``run_variants`` from a config-file argument: None runs every variant.
+def select_variant(config: ml_collections.ConfigDict, arg: str | None,
+                   default: tuple[str, ...] | None = None) -> ml_collections.ConfigDict:
+  """Sets ``run_variants`` from a config-file argument.
 
-  Used by every experiment's ``get_config(arg)``, so ``--config=file.py:decay`` runs one
-  variant and an unknown variant fails before anything else happens.
+  ``arg`` names one variant or several, comma-separated; None runs ``default`` (every
+  variant when that is None). Used by every experiment's ``get_config(arg)``, so
+  ``--config=file.py:decay`` runs one variant and an unknown variant fails before
+  anything else happens.
   """
-  if arg:
-    if arg not in config.variants:
-      raise ConfigError(f'unknown variant {arg!r} (known: {", ".join(config.variants)})')
-    config.run_variants = (arg,)
-  else:
-    config.run_variants = tuple(config.variants)
+  names = tuple(arg.split(',')) if arg else (default or tuple(config.variants))
+  for name in names:
+    if name not in config.variants:
+      raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
+  config.run_variants = names
   return config
