@@ -1,0 +1,331 @@
+"""The training plan: every phase of a run, with exact update counts, before any training.
+
+A run is ``num_epochs`` epochs over N training examples. One epoch at global batch B is
+⌊N/B⌋ updates over a fresh permutation of the training set; the last N mod B examples of
+the permutation are dropped (as ``drop_remainder=True`` in ``tf.data``, ``drop_last=True``
+in PyTorch's ``DataLoader``). Runs compared in a study have equal epochs, so they see
+equal data, and the plan counts what differs: the updates.
+
+The plan is a list of phases, split at every epoch where the batch size or the LR
+multiplier changes and at every boundary of an epoch-clock LR schedule, so that each
+phase has one batch size and, for a piecewise-constant LR, one LR. The global batch is
+split evenly over the devices; a per-device batch above ``max_per_device_batch`` is
+reached by accumulating ``accumulation_steps`` micro-batches of ``max_per_device_batch``.
+
+The effective LR of update u is ``lr_schedule(t) · k(e)`` with t the epoch (fractional,
+0-based) or the update count, as the schedule's clock says, and k the batch schedule's
+LR multiplier at the epoch e = ⌊epoch⌋ (times any run-time multiplier of a dynamic
+schedule, which the plan does not know). The noise scale of each phase is
+``g = ε(N/B − 1)/(1 − m)`` (Smith et al. 2018, ``lr_study.noise_scale``) with ε the LR at the
+phase's start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+
+from lr_study.batch_schedules import BatchSchedule, build_batch_schedule
+from lr_study.errors import ConfigError
+from lr_study.noise_scale import noise_scale
+from lr_study.optimizers import momentum_of
+from lr_study.schedules import LRSchedule, build_lr_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """Epochs ``[start_epoch, end_epoch)`` at one global batch size.
+
+  ``learning_rate`` is the effective LR at the phase's first update (the schedule times
+  ``lr_multiplier``); ``noise_scale`` is the exact g there, ``noise_scale_approx`` ≈ εN/(B(1 − m)).
+  """
+
+  start_epoch: int
+  end_epoch: int
+  batch_size: int
+  per_device_batch: int
+  micro_batch_size: int
+  accumulation_steps: int
+  updates_per_epoch: int
+  dropped_per_epoch: int
+  updates: int
+  first_update: int
+  learning_rate: float
+  lr_multiplier: float
+  noise_scale: float
+  noise_scale_approx: float
+
+  @property
+  def num_epochs(self) -> int:
+    return self.end_epoch - self.start_epoch
+
+  @property
+  def end_update(self) -> int:
+    """One past the phase's last update."""
+    return self.first_update + self.updates
+
+  @property
+  def examples_seen(self) -> int:
+    return self.updates * self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+  """The phases of one run and the questions asked of them.
+
+  Update ``u`` (0-based: ``u`` updates already applied) of a phase lies in epoch
+  ``start_epoch + (u − first_update) / updates_per_epoch``.
+  """
+
+  phases: tuple[Phase, ...]
+  num_train_examples: int
+  num_epochs: int
+  num_devices: int
+  momentum: float
+  max_per_device_batch: int
+  lr_schedule: LRSchedule = dataclasses.field(compare=False, repr=False)
+  batch_schedule: BatchSchedule = dataclasses.field(compare=False, repr=False)
+
+  @property
+  def total_updates(self) -> int:
+    return sum(p.updates for p in self.phases)
+
+  @property
+  def examples_seen(self) -> int:
+    return sum(p.examples_seen for p in self.phases)
+
+  # --- by epoch
+
+  def phase_index_at_epoch(self, epoch: float) -> int:
+    """The index of the phase holding (0-based, possibly fractional) ``epoch``."""
+    if not 0 <= epoch < self.num_epochs:
+      raise ValueError(f'epoch {epoch} outside the plan [0, {self.num_epochs})')
+    starts = [p.start_epoch for p in self.phases]
+    return int(np.searchsorted(starts, math.floor(epoch), side='right')) - 1
+
+  def phase_at_epoch(self, epoch: float) -> Phase:
+    return self.phases[self.phase_index_at_epoch(epoch)]
+
+  def batch_size_at_epoch(self, epoch: float) -> int:
+    return self.phase_at_epoch(epoch).batch_size
+
+  def lr_multiplier_at_epoch(self, epoch: float) -> float:
+    return self.phase_at_epoch(epoch).lr_multiplier
+
+  def noise_scale_at_epoch(self, epoch: float, approximate: bool = False) -> float:
+    """g at the start of ``epoch`` (fractional: at that point of an epoch-clock schedule)."""
+    phase = self.phase_at_epoch(epoch)
+    if self.lr_schedule.clock == 'epoch':
+      t = epoch
+    else:
+      t = phase.first_update + (math.floor(epoch) - phase.start_epoch) * phase.updates_per_epoch
+    lr = float(self.lr_schedule(float(t))) * phase.lr_multiplier
+    return noise_scale(lr, phase.batch_size, self.num_train_examples, self.momentum, approximate)
+
+  # --- by update
+
+  def _update_phases(self, update: Any, allow_end: bool) -> np.ndarray:
+    u = np.asarray(update)
+    end = self.total_updates
+    if np.any(u < 0) or np.any(u > end) or (not allow_end and np.any(u == end)):
+      raise ValueError(f'update {update} outside the plan [0, {end}{"]" if allow_end else ")"}')
+    firsts = [p.first_update for p in self.phases]
+    return np.minimum(np.searchsorted(firsts, u, side='right') - 1, len(self.phases) - 1)
+
+  def epoch_at_update(self, update: Any) -> Any:
+    """The fractional 0-based epoch of update ``update`` (``num_epochs`` at the end).
+
+    Accepts an int or an integer array.
+    """
+    idx = self._update_phases(update, allow_end=True)
+    start, first, per = (np.asarray([getattr(p, f) for p in self.phases])[idx]
+                         for f in ('start_epoch', 'first_update', 'updates_per_epoch'))
+    epoch = start + (np.asarray(update) - first) / per
+    return float(epoch) if np.ndim(epoch) == 0 else epoch
+
+  def lr_at_update(self, update: Any) -> Any:
+    """The planned LR of update ``update``: ``lr_schedule(t) · k``, for either clock."""
+    idx = self._update_phases(update, allow_end=False)
+    t = self.epoch_at_update(update) if self.lr_schedule.clock == 'epoch' else update
+    mult = np.asarray([p.lr_multiplier for p in self.phases])[idx]
+    lr = np.asarray(self.lr_schedule(np.asarray(t, dtype=float)), dtype=float) * mult
+    return float(lr) if np.ndim(lr) == 0 else lr
+
+  # --- changes and output
+
+  def with_batch_size_from(self, epoch: int, batch_size: int) -> TrainingPlan:
+    """The plan with batch ``batch_size`` from whole epoch ``epoch`` to the end.
+
+    For ``increase_on_plateau``: earlier epochs, LR multipliers and the LR schedule stay.
+    """
+    if epoch != int(epoch) or not 0 <= epoch < self.num_epochs:
+      raise ValueError(f'epoch must be a whole epoch in [0, {self.num_epochs}), got {epoch}')
+    sizes = [p.batch_size for p in self.phases for _ in range(p.num_epochs)]
+    sizes[int(epoch):] = [int(batch_size)] * (self.num_epochs - int(epoch))
+    mults = [p.lr_multiplier for p in self.phases for _ in range(p.num_epochs)]
+    return _plan_from_epochs(sizes, mults, self.lr_schedule, self.batch_schedule,
+                             self.num_train_examples, self.num_devices, self.momentum,
+                             self.max_per_device_batch)
+
+  def to_json(self) -> dict[str, Any]:
+    """A JSON-ready dict: the phases (every field) and the totals."""
+    return {
+        'phases': [dataclasses.asdict(p) for p in self.phases],
+        'total_updates': self.total_updates,
+        'examples_seen': self.examples_seen,
+        'num_train_examples': self.num_train_examples,
+        'num_epochs': self.num_epochs,
+        'num_devices': self.num_devices,
+        'momentum': self.momentum,
+        'max_per_device_batch': self.max_per_device_batch,
+        'lr_schedule': self.lr_schedule.name,
+        'lr_clock': self.lr_schedule.clock,
+        'batch_schedule': self.batch_schedule.name,
+        'batch_schedule_dynamic': self.batch_schedule.dynamic,
+    }
+
+  def format_table(self) -> str:
+    """The phases as a text table, with a totals row."""
+    head = ('epochs', 'batch', 'per device', 'micro x accum', 'updates/epoch', 'dropped',
+            'updates', 'first update', 'LR', 'LR mult', 'g', 'g approx')
+    rows = [(f'{p.start_epoch}-{p.end_epoch}', f'{p.batch_size:,}', f'{p.per_device_batch:,}',
+             f'{p.micro_batch_size:,} x {p.accumulation_steps}', f'{p.updates_per_epoch:,}',
+             f'{p.dropped_per_epoch:,}', f'{p.updates:,}', f'{p.first_update:,}',
+             f'{p.learning_rate:.6g}', f'{p.lr_multiplier:.6g}', f'{p.noise_scale:.4g}',
+             f'{p.noise_scale_approx:.4g}') for p in self.phases]
+    total = (f'total {self.num_epochs}', '', '', '', '', '', f'{self.total_updates:,}', '', '',
+             '', '', '')
+    widths = [max(len(r[i]) for r in (head, total, *rows)) for i in range(len(head))]
+
+    def line(cells: Sequence[str]) -> str:
+      return '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = '-' * len(line(head))
+    title = (f'N={self.num_train_examples:,} examples, {self.num_epochs} epochs, '
+             f'{self.num_devices} device(s), momentum {self.momentum:g}, '
+             f'LR {self.lr_schedule.name} ({self.lr_schedule.clock} clock), '
+             f'batch {self.batch_schedule.name}'
+             + (' (dynamic: plan assumes no plateau)' if self.batch_schedule.dynamic else ''))
+    return '\n'.join([title, line(head), rule, *map(line, rows), rule, line(total),
+                      f'examples seen: {self.examples_seen:,} '
+                      f'(epoch = floor(N/B) updates, remainder dropped)'])
+
+
+def _device_split(batch_size: int, num_devices: int, max_per_device_batch: int,
+                  where: str) -> tuple[int, int, int]:
+  """(per-device batch, micro-batch, accumulation steps) of a global batch; ``where``
+  ends the error message (which epoch or rule gave the batch)."""
+  per_device = batch_size // num_devices
+  if per_device == 0:
+    raise ConfigError(f'global batch {batch_size} leaves a per-device batch of 0 on '
+                      f'{num_devices} devices {where}')
+  if batch_size % num_devices:
+    raise ConfigError(f'global batch {batch_size} does not divide over {num_devices} devices '
+                      f'{where}')
+  if max_per_device_batch <= 0 or per_device <= max_per_device_batch:
+    return per_device, per_device, 1
+  if per_device % max_per_device_batch:
+    raise ConfigError(f'per-device batch {per_device} is not a multiple of max_per_device_batch '
+                      f'{max_per_device_batch} {where}')
+  return per_device, max_per_device_batch, per_device // max_per_device_batch
+
+
+def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
+                  lr_schedule: LRSchedule) -> list[int]:
+  """The sorted phase starts, plus the end: where (B, k) changes and at LR boundaries."""
+  num_epochs = len(sizes)
+  cuts = {0, num_epochs}
+  cuts.update(e for e in range(1, num_epochs)
+              if (sizes[e], mults[e]) != (sizes[e - 1], mults[e - 1]))
+  if lr_schedule.clock == 'epoch':  # a fractional boundary gets a one-epoch phase of its own
+    cuts.update(c for b in lr_schedule.boundaries for c in (math.floor(b), math.ceil(b))
+                if 0 < c < num_epochs)
+  return sorted(cuts)
+
+
+def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule: LRSchedule,
+                      batch_schedule: BatchSchedule, num_train_examples: int, num_devices: int,
+                      momentum: float, max_per_device_batch: int) -> TrainingPlan:
+  """The plan from each epoch's batch size and LR multiplier."""
+  n = num_train_examples
+  cuts = _split_epochs(sizes, mults, lr_schedule)
+  phases, first = [], 0
+  for start, end in zip(cuts, cuts[1:]):
+    b, k = sizes[start], mults[start]
+    if b > n:
+      raise ConfigError(f'batch_schedule: batch size {b} at epoch {start} is larger than the '
+                        f'{n} training examples')
+    per_device, micro, accum = _device_split(b, num_devices, max_per_device_batch,
+                                              f'(batch_schedule at epoch {start})')
+    per_epoch = n // b
+    t = start if lr_schedule.clock == 'epoch' else first
+    lr = float(lr_schedule(float(t))) * k
+    phases.append(Phase(
+        start_epoch=start, end_epoch=end, batch_size=b, per_device_batch=per_device,
+        micro_batch_size=micro, accumulation_steps=accum, updates_per_epoch=per_epoch,
+        dropped_per_epoch=n - per_epoch * b, updates=per_epoch * (end - start),
+        first_update=first, learning_rate=lr, lr_multiplier=k,
+        noise_scale=noise_scale(lr, b, n, momentum),
+        noise_scale_approx=noise_scale(lr, b, n, momentum, approximate=True)))
+    first += phases[-1].updates
+  return TrainingPlan(tuple(phases), num_train_examples=n, num_epochs=len(sizes),
+                      num_devices=num_devices, momentum=momentum,
+                      max_per_device_batch=max_per_device_batch, lr_schedule=lr_schedule,
+                      batch_schedule=batch_schedule)
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ConfigError(f'{name} must be a whole number >= {minimum}, got {value!r}')
+  return int(value)
+
+
+def _check_inside(name: str, boundaries: Sequence[float], end: int, unit: str) -> None:
+  if any(not 0 <= b < end for b in boundaries):
+    raise ConfigError(f'{name} {tuple(boundaries)} must lie inside the {end} {unit} '
+                      f'(in [0, {end}))')
+
+
+def build_plan(config: ml_collections.ConfigDict, num_devices: int,
+               num_train_examples: int) -> TrainingPlan:
+  """The plan of one run from ``config.lr_schedule``, ``config.batch_schedule``,
+  ``config.num_epochs``, the momentum of ``config.optimizer`` (0 without one, and for
+  ``sgd`` and ``adam``) and ``config.max_per_device_batch`` (0: no limit).
+
+  A dynamic ``increase_on_plateau`` schedule is planned at its initial batch size, and
+  every batch size it can reach is checked here too.
+
+  Raises:
+    ConfigError: one line naming the bad value, before any data is loaded.
+  """
+  n = _whole('num_train_examples', num_train_examples, 1)
+  devices = _whole('num_devices', num_devices, 1)
+  num_epochs = _whole('num_epochs', config.num_epochs, 1)
+  max_pdb = _whole('max_per_device_batch', config.get('max_per_device_batch', 0), 0)
+  momentum = momentum_of(config.optimizer) if 'optimizer' in config else 0.0
+  lr_schedule = build_lr_schedule(config.lr_schedule)
+  batch_schedule = build_batch_schedule(config.batch_schedule, num_examples=n)
+  _check_inside('batch_schedule.boundaries', batch_schedule.boundaries, num_epochs, 'epochs')
+  if lr_schedule.clock == 'epoch':
+    _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, num_epochs, 'epochs')
+  cap = batch_schedule.max_batch_size
+  if cap is not None and cap > n:
+    raise ConfigError(f'batch_schedule.max_batch_size {cap} is larger than the {n} training '
+                      'examples')
+  for b in batch_schedule.reachable_batch_sizes():
+    _device_split(b, devices, max_pdb, '(batch_schedule, reachable on plateau)')
+  try:
+    steps = [batch_schedule.fn(e) for e in range(num_epochs)]
+  except ConfigError as e:
+    raise ConfigError(f'batch_schedule.{e}') from None
+  plan = _plan_from_epochs([b for b, _ in steps], [k for _, k in steps], lr_schedule,
+                           batch_schedule, n, devices, momentum, max_pdb)
+  if lr_schedule.clock == 'update':
+    _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, plan.total_updates,
+                  'updates')
+  return plan
