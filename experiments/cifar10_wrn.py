@@ -1,0 +1,89 @@
+r"""Decay the LR or increase the batch: the paper's CIFAR-10 study with a 16-4 wide ResNet.
+
+    python launch.py --config=experiments/cifar10_wrn.py:decay --workdir=runs/cifar10_wrn
+
+(``:hybrid``, ``:increase``, ``:increased_initial_lr``, ``:increased_momentum``, several
+comma-separated, or no suffix for all five; ``--dry_run`` prints the plans only.)
+
+Smith, Kindermans, Ying & Le, "Don't Decay the Learning Rate, Increase the Batch Size"
+(ICLR 2018), §5.1 and §5.2: a 16-4 wide ResNet on CIFAR-10 (N = 50,000, with the usual
+flip-and-crop augmentation), SGD with momentum 0.9, weight decay 5e-4, ghost batch norm
+over 128 examples, 200 epochs. Every variant divides the noise scale
+g ≈ εN/(B(1 − m)) by 5 at epochs 60, 120 and 160:
+
+* ``decay``: ε = 0.1, B = 128 throughout; ε ÷ 5 at each step (78,000 updates).
+* ``hybrid``: ε = 0.1; B ×5 at epoch 60 to 640, its maximum, then ε ÷ 5 at 120 and
+  160 (34,320 updates).
+* ``increase``: ε = 0.1 throughout; B = 128 → 640 → 3200 → 16000 (28,800 updates).
+
+§5.2 keeps the same g with fewer updates, starting from a larger batch:
+
+* ``increased_initial_lr``: ε = 0.5, B0 = 640 (B ∝ ε): 640 → 3200 → 16000 (5,820 updates).
+* ``increased_momentum``: ε = 0.5, m = 0.98, B0 = 3200 (B ∝ ε/(1 − m)): 3200 → 16000
+  (1,320 updates).
+
+Both §5.2 variants are ``hybrid`` schedules with ``max_batch_size = 16000``, the largest
+batch of ``increase`` (no larger than the 50,000 training examples): a step that would
+take B past it keeps B = 16000 and divides ε by 5 instead, so g follows ``decay``'s at
+every epoch (the last step of ``increased_initial_lr``, the last two of
+``increased_momentum``). That cap is this study's choice, stated here; epochs are ⌊N/B⌋
+updates with the remainder dropped (``lr_study.plan``).
+
+``max_per_device_batch = 3200``: on one device the batch of 16,000 runs as 5 accumulated
+micro-batches of 3,200; every other batch of every variant fits as it is.
+"""
+
+import ml_collections
+
+from lr_study.study import select_variant
+
+NUM_EPOCHS = 200
+STEPS = (60, 120, 160)
+FACTOR = 5
+LR = 0.1
+B0 = 128
+MAX_BATCH = 16000  # <= N = 50,000; past it the hybrid rule decays the LR instead
+
+
+def _increase(batch_size: int, max_batch_size: int) -> ml_collections.ConfigDict:
+  """B ×5 at each step up to ``max_batch_size``; past it ε ÷ 5 instead (``hybrid``)."""
+  return ml_collections.ConfigDict(dict(name='hybrid', batch_size=batch_size, boundaries=STEPS,
+                                        factor=FACTOR, max_batch_size=max_batch_size))
+
+
+def _constant_lr(learning_rate: float) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(name='constant', init_value=learning_rate))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seeds = (0,)
+  config.dataset = ml_collections.ConfigDict(dict(
+      name='cifar10', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
+      augment=True, eval_batch_size=1000))
+  config.model = ml_collections.ConfigDict(dict(name='wide_resnet', depth=16, width=4))
+  config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
+                                                    weight_decay=5e-4))
+  config.lr_schedule = _constant_lr(LR)
+  config.batch_schedule = ml_collections.ConfigDict(dict(name='constant', batch_size=B0))
+  config.variants = ml_collections.ConfigDict({
+      'decay': dict(lr_schedule=dict(name='multistep', init_value=LR, boundaries=STEPS,
+                                     factors=1 / FACTOR)),
+      'hybrid': dict(batch_schedule=_increase(B0, max_batch_size=B0 * FACTOR)),
+      'increase': dict(batch_schedule=dict(name='multistep', batch_size=B0, boundaries=STEPS,
+                                           factor=FACTOR)),
+      # §5.2, B ∝ ε: ε = 0.5 and B0 = 640.
+      'increased_initial_lr': dict(lr_schedule=_constant_lr(0.5),
+                                   batch_schedule=_increase(640, MAX_BATCH)),
+      # §5.2, B ∝ ε/(1 − m): ε = 0.5, m = 0.98 and B0 = 3200.
+      'increased_momentum': dict(
+          lr_schedule=_constant_lr(0.5), batch_schedule=_increase(3200, MAX_BATCH),
+          optimizer=dict(name='momentum', momentum=0.98, weight_decay=5e-4)),
+  })
+  config.num_epochs = NUM_EPOCHS
+  config.max_per_device_batch = 3200
+  config.ghost_batch_size = 128
+  config.eval_every_epochs = 1
+  config.train_log_every_updates = 100
+  config.checkpoint_every_epochs = 5
+  return select_variant(config, arg)
