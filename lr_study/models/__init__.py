@@ -1,0 +1,19 @@
+"""Flax linen models, each built by name from ``config.model``, all with ghost batch norm.
+
+``build_model(config.model, num_classes, ghost_batch_size)`` returns a module called as
+``model.apply(variables, x, train=..., rngs={'dropout': key}, mutable=['batch_stats'])``
+on float32 ``[B, H, W, C]`` inputs, returning logits ``[B, num_classes]``; initialise
+it with ``model.init({'params': key, 'dropout': key}, x, train=False)``.
+"""
+
+from lr_study.models import cnn as _cnn  # noqa: F401  (registers the models)
+from lr_study.models import mlp as _mlp  # noqa: F401
+from lr_study.models import wide_resnet as _wide_resnet  # noqa: F401
+from lr_study.models.cnn import CNN
+from lr_study.models.ghost_batch_norm import GhostBatchNorm, ghost_size
+from lr_study.models.mlp import MLP
+from lr_study.models.registry import build_model, model_parameters, registered_models
+from lr_study.models.wide_resnet import WideResNet
+
+__all__ = ['CNN', 'GhostBatchNorm', 'MLP', 'WideResNet', 'build_model', 'ghost_size',
+           'model_parameters', 'registered_models']

@@ -1,0 +1,24 @@
+"""Layer helpers shared by the models; call them inside a module's compact method."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from lr_study.models.ghost_batch_norm import GhostBatchNorm
+
+
+def norm_relu(x: jax.Array, *, batch_norm: bool, ghost_batch_size: int,
+              train: bool) -> jax.Array:
+  """ReLU(GhostBatchNorm(x)), or ReLU(x) without batch norm (Ioffe & Szegedy 2015 order).
+
+  Batch statistics in training, running averages in evaluation.
+  """
+  if batch_norm:
+    x = GhostBatchNorm(ghost_batch_size=ghost_batch_size)(x, use_running_average=not train)
+  return nn.relu(x)
+
+
+def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:
+  """Inverted dropout with the ``'dropout'`` rng in training; the identity otherwise."""
+  return nn.Dropout(rate, deterministic=not train)(x) if rate else x

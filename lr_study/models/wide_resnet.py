@@ -1,0 +1,84 @@
+"""Wide residual networks WRN-d-k (Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016).
+
+A 3×3 conv to 16 channels, then 3 groups of ``N = (d − 4) / 6`` pre-activation basic
+blocks (He et al. 2016, "Identity mappings") with ``16k``, ``32k`` and ``64k`` channels
+and strides 1, 2, 2, then BN → ReLU → global average pool → Dense. A block computes
+
+    h = ReLU(BN(x));   y = conv3×3(dropout(ReLU(BN(conv3×3_s(h))))) + shortcut
+
+where the shortcut is ``x`` when shape is kept and a 1×1 stride-``s`` conv of ``h``
+otherwise, as in the authors' code. Convolutions have no bias and He-normal (fan-out)
+initial weights, as there. Smith et al. (ICLR 2018, §5.1) train the 16-4 network on
+CIFAR-10 with ghost batch norm over 128 examples: ``name='wide_resnet', depth=16,
+width=4`` has 2,748,890 parameters, the paper's 2.7M.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from lr_study.errors import ConfigError
+from lr_study.models.checks import dropout_rate, positive_int
+from lr_study.models.layers import dropout, norm_relu
+from lr_study.models.registry import register
+
+_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def _conv(channels: int, kernel: int, stride: int = 1) -> nn.Conv:
+  return nn.Conv(channels, (kernel, kernel), strides=(stride, stride), padding='SAME',
+                 use_bias=False, kernel_init=_conv_init)
+
+
+class WideBasicBlock(nn.Module):
+  """A pre-activation basic block of two 3×3 convolutions, with dropout between them."""
+
+  channels: int
+  stride: int
+  dropout: float
+  ghost_batch_size: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = dict(batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train)
+    h = norm_relu(x, **norm)
+    keeps_shape = self.stride == 1 and x.shape[-1] == self.channels
+    shortcut = x if keeps_shape else _conv(self.channels, 1, self.stride)(h)
+    y = norm_relu(_conv(self.channels, 3, self.stride)(h), **norm)
+    y = _conv(self.channels, 3)(dropout(y, self.dropout, train))
+    return y + shortcut
+
+
+class WideResNet(nn.Module):
+  """Logits of WRN-``depth``-``width``; ``depth − 4`` must be a multiple of 6."""
+
+  depth: int
+  width: int
+  num_classes: int
+  dropout: float = 0.0
+  ghost_batch_size: int = 0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = _conv(16, 3)(x)
+    for group, channels in enumerate((16 * self.width, 32 * self.width, 64 * self.width)):
+      for block in range((self.depth - 4) // 6):
+        stride = 2 if group > 0 and block == 0 else 1
+        x = WideBasicBlock(channels, stride, self.dropout, self.ghost_batch_size)(x, train)
+    x = norm_relu(x, batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train)
+    return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
+
+
+@register('wide_resnet')
+def wide_resnet(num_classes: int, ghost_batch_size: int, depth: int = 16, width: int = 4,
+                dropout: float = 0.0) -> WideResNet:
+  """``depth`` d = 6N + 4 (10, 16, 22, 28, ...), ``width`` k; ``dropout`` between the convs
+  of each block (Zagoruyko & Komodakis use 0.3 in some CIFAR runs)."""
+  depth = positive_int('model.depth', depth)
+  if depth < 10 or (depth - 4) % 6:
+    raise ConfigError(f'model.depth must be 6N + 4 with N >= 1 (10, 16, 22, 28, ...), '
+                      f'got {depth}')
+  return WideResNet(depth=depth, width=positive_int('model.width', width),
+                    num_classes=num_classes, dropout=dropout_rate('model.dropout', dropout),
+                    ghost_batch_size=ghost_batch_size)
