@@ -30,8 +30,12 @@ every epoch (the last step of ``increased_initial_lr``, the last two of
 updates with the remainder dropped (``lr_study.plan``).
 
 ``max_per_device_batch = 3200``: on one device the batch of 16,000 runs as 5 accumulated
-micro-batches of 3,200; every other batch of every variant fits as it is.
+micro-batches of 3,200; every other batch of every variant fits as it is, and every
+(micro-)batch is a multiple of the ghost batch of 128. Spread over 8 devices the
+per-device batches of 3,200 and 16,000 (400 and 2,000) are not multiples of 128.
 """
+
+from __future__ import annotations
 
 import ml_collections
 

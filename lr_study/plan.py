@@ -64,11 +64,6 @@ class Phase:
     return self.end_epoch - self.start_epoch
 
   @property
-  def end_update(self) -> int:
-    """One past the phase's last update."""
-    return self.first_update + self.updates
-
-  @property
   def examples_seen(self) -> int:
     return self.updates * self.batch_size
 
