@@ -1,0 +1,161 @@
+"""Streaming mode: tf.data batches from TFDS, prefetched to the devices.
+
+For datasets too big to keep on the accelerator (e.g. ImageNet). Each epoch is a fresh
+tf.data pipeline whose order is a pure function of ``(seed, epoch)``: TFDS shuffles its
+files with that seed (``ReadConfig(shuffle_seed=...)``), ``Dataset.shuffle`` mixes
+examples with it, and only then are examples cut into batches, so the order of examples
+does not depend on the batch size, and a phase of a batch-size schedule just calls
+``epoch_batches`` with its own ``global_batch``. With ``shuffle_buffer >= N`` the order is
+a uniform random permutation; a smaller buffer mixes locally (as every tf.data pipeline).
+
+Batches stay uint8 on the way to the device (4x less traffic than float32) and carry
+``index``, the example's position in this epoch's stream; the step normalizes and, when
+asked, augments them with ``in_memory.transform_batch(image, index, mean, std,
+augment=..., seed=..., epoch=...)``. Batches drop the remainder: an epoch is
+``N // B`` updates, as in in-memory mode. On several hosts each process streams its own
+slice (``sources.process_split``) and ``global_batch`` is split evenly across processes;
+with slices of ``N // P`` examples an epoch is ``(N // P) // (B // P)`` updates, which can
+be one less than ``N // B``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+from flax import jax_utils
+
+from lr_study.data.in_memory import eval_steps
+from lr_study.devices import AXIS
+from lr_study.data.sources import (
+    import_tfds, prepare_dataset, process_split, split_names, split_sizes)
+from lr_study.data.specs import dataset_spec
+from lr_study.errors import ConfigError
+
+DEFAULT_SHUFFLE_BUFFER = 16384
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  """A 31-bit tf.data seed, a fixed function of (seed, epoch) (NumPy ``SeedSequence``)."""
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+def _process_layout(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.process_index(), jax.process_count()
+  return process_index, process_count
+
+
+def _split_dataset(dataset_cfg: Any, split: str, process_index: int, process_count: int,
+                   **as_dataset_kwargs: Any) -> Any:
+  """This process's slice of ``split`` as a tf.data dataset of (image uint8, label int32)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  names = split_names(dataset_spec(dataset_cfg))
+  if split not in names:
+    raise ConfigError(f'split {split!r} is not available (have: {", ".join(names)})')
+  builder = prepare_dataset(dataset_cfg)
+  ds = builder.as_dataset(
+      split=process_split(split, names[split], process_index, process_count),
+      **as_dataset_kwargs)
+  return ds.map(lambda ex: (ex['image'], tf.cast(ex['label'], tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _to_devices(ds: Any, prefetch: int, devices: Any) -> Iterator[dict[str, Any]]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  batches = import_tfds().as_numpy(ds.prefetch(tf.data.AUTOTUNE))
+  return jax_utils.prefetch_to_device(iter(batches), prefetch, devices, axis_name=AXIS)
+
+
+def _per_device(batch_size: int, num_devices: int, what: str) -> int:
+  if batch_size % num_devices:
+    raise ConfigError(f'{what} {batch_size} is not divisible by {num_devices} devices')
+  return batch_size // num_devices
+
+
+def epoch_batches(
+    dataset_cfg: Any, split: str, seed: int, epoch: int, global_batch: int, num_devices: int,
+    *, process_index: int | None = None, process_count: int | None = None,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, prefetch: int = 2, devices: Any = None,
+) -> Iterator[dict[str, Any]]:
+  """One epoch of shuffled batches of ``split``, laid out for pmap and already on the devices.
+
+  Args:
+    dataset_cfg: ``config.dataset``.
+    split: ``'train'`` (or ``'validation'``/``'test'`` to stream those shuffled).
+    seed, epoch: fix the order of examples.
+    global_batch: examples per update over all processes and devices.
+    num_devices: local devices (``jax.local_device_count()``).
+    process_index, process_count: default to ``jax.process_index()/process_count()``.
+    shuffle_buffer: tf.data shuffle buffer, in examples.
+    prefetch: batches kept in flight on the devices (``flax.jax_utils.prefetch_to_device``,
+      on a mesh over ``devices`` named ``lr_study.devices.AXIS``, as the pmap steps
+      expect, so feeding a batch never retraces a step).
+    devices: local devices in pmap order; ``None`` = ``jax.local_devices()``.
+
+  Yields:
+    ``{'image': uint8 [D, P, H, W, C], 'label': int32 [D, P], 'index': int32 [D, P]}``
+    with ``D = num_devices`` and ``P = global_batch // (process_count * D)``; ``N // B``
+    batches per epoch (remainder dropped).
+
+  Raises:
+    ConfigError: ``global_batch`` not divisible by processes times devices.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  process_index, process_count = _process_layout(process_index, process_count)
+  local_batch = _per_device(global_batch, process_count, 'global batch')
+  per_device = _per_device(local_batch, num_devices, 'per-process batch')
+  tf_seed = _epoch_seed(seed, epoch)
+  tfds = import_tfds()
+  ds = _split_dataset(dataset_cfg, split, process_index, process_count, shuffle_files=True,
+                      read_config=tfds.ReadConfig(shuffle_seed=tf_seed))
+  ds = ds.shuffle(shuffle_buffer, seed=tf_seed).enumerate()
+  ds = ds.batch(local_batch, drop_remainder=True)
+
+  def lay_out(index, example):
+    image, label = example
+    shape = tf.concat([[num_devices, per_device], tf.shape(image)[1:]], axis=0)
+    return {'image': tf.reshape(image, shape),
+            'label': tf.reshape(label, [num_devices, per_device]),
+            'index': tf.reshape(tf.cast(index, tf.int32), [num_devices, per_device])}
+
+  return _to_devices(ds.map(lay_out), prefetch, devices)
+
+
+def eval_batches(
+    dataset_cfg: Any, split: str, eval_batch_size: int, num_devices: int, *,
+    process_index: int | None = None, process_count: int | None = None,
+    prefetch: int = 2, devices: Any = None,
+) -> Iterator[dict[str, Any]]:
+  """``split`` in order, once, in padded and masked batches laid out for pmap.
+
+  Each batch holds ``per_device = max(1, eval_batch_size // num_devices)`` examples per
+  device. Batches past the data are padded with zero images and ``mask`` 0, so
+  ``sum(mask * metric)`` counts every example exactly once; every process yields
+  ``in_memory.eval_steps(ceil(N / process_count), eval_batch_size, num_devices)``
+  batches, so the pmapped collectives line up across hosts.
+
+  Yields:
+    ``{'image': uint8 [D, P, H, W, C], 'label': int32 [D, P], 'mask': float32 [D, P]}``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  process_index, process_count = _process_layout(process_index, process_count)
+  per_device = max(1, eval_batch_size // num_devices)
+  spec = dataset_spec(dataset_cfg)
+  ds = _split_dataset(dataset_cfg, split, process_index, process_count, shuffle_files=False)
+  num_local = int(ds.cardinality())
+  total = split_sizes(spec)[split]
+  steps = eval_steps(-(-total // process_count), eval_batch_size, num_devices)
+  padding = tf.data.Dataset.from_tensors(
+      (tf.zeros(spec.image_shape, tf.uint8), tf.constant(0, tf.int32), tf.constant(0.0)))
+  ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))
+  ds = ds.concatenate(padding.repeat(steps * num_devices * per_device - num_local))
+  ds = ds.batch(num_devices * per_device)
+
+  def lay_out(image, label, mask):
+    return {'image': tf.reshape(image, [num_devices, per_device, *spec.image_shape]),
+            'label': tf.reshape(label, [num_devices, per_device]),
+            'mask': tf.reshape(mask, [num_devices, per_device])}
+
+  return _to_devices(ds.map(lay_out), prefetch, devices)

@@ -1,0 +1,94 @@
+"""Streaming mode on the digits dataset: batch counts, layout, determinism, evaluation."""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import numpy as np
+import pytest
+
+from lr_study.data import streaming
+from lr_study.data.sources import load_dataset_arrays
+from lr_study.devices import AXIS
+from lr_study.errors import ConfigError
+from test_data_fixtures import dataset_config
+from test_data_fixtures import digits_data_dir  # noqa: F401  pylint: disable=unused-import
+
+DEVICES = 8  # tests/conftest.py fakes 8 CPU devices
+
+
+@pytest.fixture(scope='module')
+def cfg(digits_data_dir):  # pylint: disable=redefined-outer-name
+  return dataset_config(data_dir=digits_data_dir, mode='streaming')
+
+
+def _epoch(cfg, seed, epoch, batch):  # pylint: disable=redefined-outer-name
+  return list(streaming.epoch_batches(cfg, 'train', seed, epoch, batch, DEVICES,
+                                      process_index=0, process_count=1))
+
+
+def _examples(batches) -> list[bytes]:
+  """Each example's image bytes and label, in stream order."""
+  images = np.concatenate([np.asarray(b['image']).reshape(-1, 64) for b in batches])
+  labels = np.concatenate([np.asarray(b['label']).reshape(-1) for b in batches])
+  return [image.tobytes() + bytes([label]) for image, label in zip(images, labels)]
+
+
+def test_epoch_has_floor_n_over_b_batches_laid_out_for_the_devices(cfg):
+  for batch in (64, 200):
+    batches = _epoch(cfg, 0, 0, batch)
+    assert len(batches) == 1437 // batch
+    first = batches[0]
+    assert first['image'].shape == (DEVICES, batch // DEVICES, 8, 8, 1)
+    assert first['image'].dtype == np.uint8 and first['label'].dtype == np.int32
+    assert first['label'].shape == first['index'].shape == (DEVICES, batch // DEVICES)
+    np.testing.assert_array_equal(np.asarray(first['index']).reshape(-1), np.arange(batch))
+
+
+def test_epoch_uses_each_training_example_at_most_once(cfg):
+  train = load_dataset_arrays(cfg, process_index=0, process_count=1).train
+  available = collections.Counter(
+      image.tobytes() + bytes([label]) for image, label in zip(
+          train.images.reshape(-1, 64), train.labels))
+  used = collections.Counter(_examples(_epoch(cfg, 0, 0, 64)))
+  assert sum(used.values()) == (1437 // 64) * 64
+  assert not used - available
+
+
+def test_same_seed_and_epoch_give_the_same_batches_and_other_epochs_others(cfg):
+  first = _examples(_epoch(cfg, 5, 1, 64))
+  assert _examples(_epoch(cfg, 5, 1, 64)) == first
+  assert _examples(_epoch(cfg, 5, 2, 64)) != first
+  assert _examples(_epoch(cfg, 6, 1, 64)) != first
+
+
+def test_changing_the_batch_size_keeps_the_order_of_examples(cfg):
+  small = _examples(_epoch(cfg, 0, 3, 64))  # 22 batches, 1408 examples
+  large = _examples(_epoch(cfg, 0, 3, 704))  # 2 batches, 1408 examples
+  assert small == large
+
+
+def test_global_batch_not_divisible_by_the_devices_is_a_config_error(cfg):
+  with pytest.raises(ConfigError, match='per-process batch 100 is not divisible by 8 devices'):
+    _epoch(cfg, 0, 0, 100)
+
+
+def test_eval_batches_count_every_test_example_exactly_once(cfg):
+  test = load_dataset_arrays(cfg, process_index=0, process_count=1).test
+  for eval_batch_size in (8, 100, 1000):
+    batches = list(streaming.eval_batches(cfg, 'test', eval_batch_size, DEVICES,
+                                          process_index=0, process_count=1))
+    per_device = eval_batch_size // DEVICES
+    assert len(batches) == -(-360 // (per_device * DEVICES))
+    mask = np.concatenate([np.asarray(b['mask']).reshape(-1) for b in batches]).astype(bool)
+    images = np.concatenate([np.asarray(b['image']).reshape(-1, 8, 8, 1) for b in batches])
+    np.testing.assert_array_equal(images[mask], test.images)
+    assert not images[~mask].any()
+
+
+def test_streamed_batches_feed_a_pmapped_step(cfg):
+  step = jax.pmap(lambda b: jax.lax.psum(b['label'].sum(), AXIS), axis_name=AXIS)
+  batches = _epoch(cfg, 0, 0, 128)
+  total = sum(int(step(b)[0]) for b in batches)
+  assert total == sum(int(np.asarray(b['label']).sum()) for b in batches)
