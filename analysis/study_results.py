@@ -97,6 +97,7 @@ def plot_study(runs: dict[str, list[Run]], path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -110,7 +111,7 @@ def plot_study(runs: dict[str, list[Run]], path: str) -> None:
         ax.fill_between(x, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
   axes[0].set_xlabel('epochs')
   axes[1].set_xlabel('parameter updates')
-  axes[1].set_xscale('log')
+  axes[1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
   axes[0].set_ylabel('test accuracy (%)')
   seeds = max(len(v) for v in runs.values())
   for ax in axes:

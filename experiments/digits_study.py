@@ -23,9 +23,9 @@ from lr_study.study import select_variant
 
 EPOCHS = 40
 STEPS = (10, 20, 30)
-FACTOR = 5
-LR = 0.1
-B0 = 16
+FACTOR = 4
+LR = 0.05
+B0 = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name='digits', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
       augment=False, eval_batch_size=360))
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(128, 128),
-                                                batch_norm=False, dropout_rate=0.0))
+                                                batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=5e-4))
   config.lr_schedule = ml_collections.ConfigDict(dict(name='constant', init_value=LR))

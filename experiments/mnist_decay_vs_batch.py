@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name='mnist', data_dir='', manual_dir='', validation_size=6000, mode='in_memory',
       augment=False, eval_batch_size=1000))
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(256, 256),
-                                                batch_norm=False, dropout_rate=0.0))
+                                                batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=0.0))
   config.lr_schedule = ml_collections.ConfigDict(dict(name='constant', init_value=LR))

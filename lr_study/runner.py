@@ -12,15 +12,17 @@ import os
 import ml_collections
 
 from lr_study import run_files, study
-from lr_study.data.sources import load_dataset_arrays
-from lr_study.train import DeviceSplits, check_before_data, put_on_devices, train_and_evaluate
+from lr_study.data.sources import check_dataset_available, load_dataset_arrays
+from lr_study.train import DeviceSplits, prepare_run, put_on_devices, train_and_evaluate
 from lr_study.train_step import StepCompiler
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
   runs = study.run_names(config)
-  setups = {name: check_before_data(study.resolve_variant(config, name))
+  setups = {name: prepare_run(study.resolve_variant(config, name))
             for name in dict.fromkeys(name for name, _ in runs)}
+  for setup in setups.values():
+    check_dataset_available(setup.config.dataset)
   os.makedirs(workdir, exist_ok=True)
   run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
   splits: dict[str, DeviceSplits] = {}
@@ -30,7 +32,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
     if key not in splits:
       splits[key] = put_on_devices(load_dataset_arrays(setup.config.dataset), setup.spec,
                                    setup.config.dataset.eval_batch_size)
-    compiler = StepCompiler(setup.model, setup.tx, setup.schedule, seed=seed,
+    compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=seed,
                             augment=setup.config.dataset.augment)
     train_and_evaluate(setup, splits[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
                        compiler, label=f'{name} seed {seed}')

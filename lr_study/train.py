@@ -21,18 +21,17 @@ import ml_collections
 import numpy as np
 
 from lr_study import checkpoint, devices, manual_lr, run_files
-from lr_study.batch_schedules import build_batch_schedule
 from lr_study.data.in_memory import epoch_permutation, eval_index_batches
-from lr_study.data.sources import DatasetArrays, DatasetSpec, check_dataset_available, dataset_spec
+from lr_study.data.sources import DatasetArrays, DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.models import build_model
 from lr_study.noise_scale import noise_scale
-from lr_study.optimizers import build_optimizer, momentum_of
+from lr_study.optimizers import build_optimizer
 from lr_study.plan import TrainingPlan, build_plan
 from lr_study.plateau import PlateauDetector, ReduceLROnPlateau
 from lr_study.progress import Progress
 from lr_study.run_metadata import run_metadata
-from lr_study.schedules import LRSchedule, build_lr_schedule
+from lr_study.schedules import LRSchedule
 from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, TrainState,
                                  init_train_state, make_eval_step, reset_metrics)
 
@@ -44,10 +43,8 @@ class RunSetup:
   config: ml_collections.ConfigDict
   spec: DatasetSpec
   plan: TrainingPlan
-  schedule: LRSchedule
   model: Any
   tx: Any
-  momentum: float
 
 
 def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
@@ -55,28 +52,31 @@ def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
   spec = dataset_spec(config.dataset)
   plan = build_plan(config, num_devices=jax.device_count(),
                     num_train_examples=spec.num_train_examples)
-  schedule = build_lr_schedule(config.lr_schedule)
   if config.eval_every_epochs < 1:
     raise ConfigError(f'eval_every_epochs must be >= 1, got {config.eval_every_epochs}')
-  metric = _dynamic_metric(config, schedule)
-  if metric and metric.startswith('validation') and not config.dataset.validation_size:
-    raise ConfigError(f'metric {metric!r} needs dataset.validation_size > 0')
-  return RunSetup(config=config, spec=spec, plan=plan, schedule=schedule,
+  _check_plateau_metrics(plan, plan.lr_schedule, config.dataset.validation_size)
+  return RunSetup(config=config, spec=spec, plan=plan,
                   model=build_model(config.model, spec.num_classes, config.ghost_batch_size),
-                  tx=build_optimizer(config.optimizer), momentum=momentum_of(config.optimizer))
+                  tx=build_optimizer(config.optimizer))
 
 
-def _dynamic_metric(config: ml_collections.ConfigDict, schedule: LRSchedule) -> str | None:
-  batch = config.batch_schedule
-  for params in (schedule.params if schedule.dynamic == 'reduce_on_plateau' else {},
-                 batch if batch.name == 'increase_on_plateau' else {}):
-    if 'metric' in params:
-      metric = params['metric']
-      if metric not in ('validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
-                        'train_loss', 'train_accuracy'):
-        raise ConfigError(f'unknown plateau metric {metric!r}')
-      return metric
-  return None
+PLATEAU_METRICS = ('validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
+                   'train_loss', 'train_accuracy')
+
+
+def _check_plateau_metrics(plan: TrainingPlan, schedule: LRSchedule, validation_size: int) -> None:
+  """The metric a plateau schedule watches must be one the loop measures."""
+  watched = {'lr_schedule': schedule.params if schedule.dynamic == 'reduce_on_plateau' else None,
+             'batch_schedule': plan.batch_schedule.params if plan.batch_schedule.dynamic else None}
+  for owner, params in watched.items():
+    if params is None:
+      continue
+    metric = params.get('metric')
+    if metric not in PLATEAU_METRICS:
+      raise ConfigError(f'{owner}.metric: unknown metric {metric!r} '
+                        f'(known: {", ".join(PLATEAU_METRICS)})')
+    if metric.startswith('validation') and not validation_size:
+      raise ConfigError(f'{owner}.metric {metric!r} needs dataset.validation_size > 0')
 
 
 @dataclasses.dataclass
@@ -153,17 +153,11 @@ class LRControl:
 
 
 class BatchControl:
-  """Increase-on-plateau: multiplies the batch size when the metric plateaus."""
+  """Increase-on-plateau: the plan's batch schedule says when (its detector) and to what."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.schedule = build_batch_schedule(config.batch_schedule)
-    self.detector = None
-    if config.batch_schedule.name == 'increase_on_plateau':
-      p = config.batch_schedule
-      self.detector = PlateauDetector(mode=p.get('mode', 'min'), patience=p.get('patience', 10),
-                                      threshold=p.get('threshold', 1e-4),
-                                      threshold_mode=p.get('threshold_mode', 'rel'),
-                                      cooldown=p.get('cooldown', 0))
+  def __init__(self, plan: TrainingPlan):
+    self.schedule = plan.batch_schedule
+    self.detector = self.schedule.plateau_detector() if self.schedule.dynamic else None
     self.changes: list[tuple[int, int]] = []  # (from epoch, batch size)
 
   def on_eval(self, metrics: dict[str, float], epoch: int, batch_size: int,
@@ -173,11 +167,11 @@ class BatchControl:
       return None
     if not self.detector.update(metrics[self.schedule.params['metric']]):
       return None
-    new = min(batch_size * self.schedule.params['factor'], self.schedule.params['max_batch_size'])
-    if new <= batch_size:
+    new = self.schedule.next_batch_size(batch_size)
+    if new == batch_size:
       return None
-    self.changes.append((epoch, int(new)))
-    return int(new)
+    self.changes.append((epoch, new))
+    return new
 
   def replan(self, plan: TrainingPlan) -> TrainingPlan:
     for epoch, batch_size in self.changes:
@@ -237,7 +231,7 @@ def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
   config, plan = setup.config, setup.plan
   os.makedirs(run_dir, exist_ok=True)
-  lr_control, batch_control = LRControl(setup.schedule), BatchControl(config)
+  lr_control, batch_control = LRControl(plan.lr_schedule), BatchControl(plan)
   loop = Loop()
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   restored = checkpoint.restore(run_dir, host_state)
@@ -313,7 +307,7 @@ def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed
     metrics_log.write({
         'update': loop.update, 'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,
         'learning_rate': lr, 'batch_size': phase.batch_size,
-        'noise_scale': noise_scale(lr, phase.batch_size, plan.num_train_examples, setup.momentum),
+        'noise_scale': noise_scale(lr, phase.batch_size, plan.num_train_examples, plan.momentum),
         'wall_time': loop.wall_time, **metrics})
     if lr_control.on_eval(metrics):
       events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'learning_rate',
@@ -351,10 +345,3 @@ def _log_lr_change(events: run_files.JsonlWriter, loop: Loop, setup: RunSetup, p
   events.write({'update': loop.update, 'epoch': plan.epoch_at_update(loop.update),
                 'kind': 'learning_rate', 'reason': reason, 'old_learning_rate': old,
                 'learning_rate': learning_rate, 'multiplier': lr_control.multiplier})
-
-
-def check_before_data(config: ml_collections.ConfigDict) -> RunSetup:
-  """Validates one run's config and its dataset's availability; no data is read."""
-  setup = prepare_run(config)
-  check_dataset_available(config.dataset)
-  return setup

@@ -32,6 +32,7 @@ import optax
 
 from lr_study.data.in_memory import take_batch, take_eval_batch
 from lr_study.devices import AXIS
+from lr_study.optimizers import with_learning_rate
 from lr_study.schedules import LRSchedule
 
 
@@ -169,8 +170,7 @@ class StepCompiler:
         (jax.tree.map(lambda g: g / accumulation_steps, grads), batch_stats,
          loss / accumulation_steps, acc / accumulation_steps), AXIS)
 
-    opt_state = state.opt_state
-    opt_state.hyperparams['learning_rate'] = self.learning_rate(state.step, ctx)
+    opt_state = with_learning_rate(state.opt_state, self.learning_rate(state.step, ctx))
     updates, opt_state = self.tx.update(grads, opt_state, state.params)
     metrics = MetricSums(state.metrics.loss + loss, state.metrics.accuracy + acc,
                          state.metrics.updates + 1)
