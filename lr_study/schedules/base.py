@@ -13,13 +13,21 @@ A schedule is a pure function of one clock value ``t``:
 
 Schedules are jnp-traceable: the training step evaluates them on the device from the
 update counter, so the LR reaches the compiled step as data and never recompiles it.
+The same function evaluates Python floats and NumPy arrays on the host (the plan).
+
+Builders are registered with :func:`register` and raise ``ConfigError`` with a message
+that starts with the bad parameter's name; :func:`build_lr_schedule` prefixes it with
+the config path, e.g. ``lr_schedule.boundaries must increase, got (60, 30)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 from typing import Any, Callable, Literal, Mapping
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -31,8 +39,23 @@ Stepping = Literal['per_epoch', 'continuous']
 Dynamic = Literal['reduce_on_plateau', 'manual']
 ScalarFn = Callable[[Any], Any]
 
+CLOCKS = ('epoch', 'update')
+STEPPINGS = ('per_epoch', 'continuous')
+DYNAMICS = (None, 'reduce_on_plateau', 'manual')
 
-@dataclasses.dataclass(frozen=True)
+
+def array_module(t: Any) -> Any:
+  """``jnp`` for jax arrays and tracers, ``np`` for Python and NumPy values."""
+  return jnp if isinstance(t, jax.Array) else np
+
+
+def power_of(base: float, x: Any) -> Any:
+  """``base ** x`` as ``exp(x · ln base)`` with ``ln base`` taken in float64 on the host, so
+  that a base near 1 (0.99994) keeps its precision when ``x`` is a float32 on the device."""
+  return array_module(x).exp(math.log(base) * x)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity: jit-able
 class LRSchedule:
   """A learning-rate schedule ``t -> LR`` on a declared clock.
 
@@ -40,14 +63,16 @@ class LRSchedule:
     name: the registry name it was built from.
     fn: ``f(t)``, jnp-traceable; also accepts Python floats and NumPy arrays.
     clock: what ``t`` counts, ``'epoch'`` or ``'update'``.
-    stepping: ``'per_epoch'`` (evaluated at ``floor(t)``) or ``'continuous'``.
+    stepping: ``'per_epoch'`` (evaluated at ``floor(t)``; epoch clock only) or
+      ``'continuous'``.
     init_value: the LR at ``t = 0``.
     boundaries: clock values at which a piecewise-constant schedule jumps; the
       training plan splits its phases there. Empty for smooth schedules.
     dynamic: ``None`` for a fixed schedule; ``'reduce_on_plateau'`` or ``'manual'``
       when the training loop changes the LR at run time (as a multiplier that reaches
       the step as data).
-    params: the parameters it was built with (the dynamic controllers read theirs here).
+    params: the parameters it was built with, defaults filled in (the dynamic
+      controllers read theirs here).
   """
 
   name: str
@@ -59,24 +84,61 @@ class LRSchedule:
   dynamic: Dynamic | None = None
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+  def __post_init__(self) -> None:
+    if self.clock not in CLOCKS:
+      raise ConfigError(f"clock must be 'epoch' or 'update', got {self.clock!r}")
+    if self.stepping not in STEPPINGS:
+      raise ConfigError(f"stepping must be 'per_epoch' or 'continuous', got {self.stepping!r}")
+    if self.stepping == 'per_epoch' and self.clock != 'epoch':
+      raise ConfigError(f"stepping 'per_epoch' needs clock 'epoch', got clock {self.clock!r}")
+    if self.dynamic not in DYNAMICS:
+      raise ConfigError(f'dynamic must be one of {DYNAMICS}, got {self.dynamic!r}')
+
   def __call__(self, t: Any) -> Any:
     """The LR at clock value ``t`` (a scalar or array, Python, NumPy or jnp)."""
+    xp = array_module(t)
+    t = xp.asarray(t, dtype=float)
     if self.stepping == 'per_epoch':
-      t = jnp.floor(t) if isinstance(t, jnp.ndarray) else np.floor(t)
-    return self.fn(t)
+      t = xp.floor(t)
+    lr = self.fn(t)
+    return lr if xp is jnp else np.asarray(lr, dtype=float)[()]  # a NumPy scalar for a scalar t
+
+
+def make_schedule(name: str, fn: ScalarFn, *, clock: Clock, stepping: Stepping,
+                  boundaries: tuple[float, ...] = (), dynamic: Dynamic | None = None,
+                  params: Mapping[str, Any] | None = None) -> LRSchedule:
+  """An :class:`LRSchedule` whose ``init_value`` is its own LR at ``t = 0``."""
+  schedule = LRSchedule(name, fn, clock, stepping, math.nan, tuple(boundaries), dynamic,
+                        dict(params or {}))
+  return dataclasses.replace(schedule, init_value=float(schedule(0.0)))
 
 
 Builder = Callable[..., LRSchedule]
-_REGISTRY: dict[str, Builder] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-  """Registers ``builder(**params) -> LRSchedule`` under ``name``."""
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  builder: Builder
+  example: Mapping[str, Any]
+  span: float
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(name: str, *, example: Mapping[str, Any] | None = None,
+             span: float = 100.0) -> Callable[[Builder], Builder]:
+  """Registers ``builder(**params) -> LRSchedule`` under ``name``.
+
+  ``example`` (the parameters of a typical config) and ``span`` (how much of its clock
+  shows it well) feed the gallery of ``analysis.plot_schedules`` and the tests that
+  run every registered schedule.
+  """
 
   def wrap(builder: Builder) -> Builder:
     if name in _REGISTRY:
       raise ValueError(f'schedule {name!r} registered twice')
-    _REGISTRY[name] = builder
+    _REGISTRY[name] = _Entry(builder, dict(example or {}), float(span))
     return builder
 
   return wrap
@@ -86,22 +148,48 @@ def registered_schedules() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def schedule_example(name: str) -> tuple[dict[str, Any], float]:
+  """``(config, span)``: a typical config of schedule ``name`` (with its ``name`` key) and
+  the clock span that shows it."""
+  entry = _REGISTRY[name]
+  return {'name': name, **entry.example}, entry.span
+
+
+def _as_dict(config: Any, prefix: str) -> dict[str, Any]:
+  if isinstance(config, ml_collections.ConfigDict):
+    return config.to_dict()
+  if isinstance(config, Mapping):
+    return dict(config)
+  raise ConfigError(f"{prefix} must be a schedule config (a dict with a 'name'), got {config!r}")
+
+
 def build_lr_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
                       prefix: str = 'lr_schedule') -> LRSchedule:
   """Builds the schedule named by ``config.name`` from the rest of ``config``.
 
   Raises:
     ConfigError: one line naming the bad name or parameter, e.g.
-      ``lr_schedule.name: unknown schedule 'foo' (known: constant, ...)``.
+      ``lr_schedule.name: unknown schedule 'foo' (known: constant, ...)`` or
+      ``lr_schedule.init_value must be >= 0, got -0.1``.
   """
-  params = dict(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
+  params = _as_dict(config, prefix)
   name = params.pop('name', None)
-  if name not in _REGISTRY:
+  if not isinstance(name, str) or name not in _REGISTRY:
     raise ConfigError(
         f'{prefix}.name: unknown schedule {name!r} (known: {", ".join(registered_schedules())})')
+  builder = _REGISTRY[name].builder
+  signature = inspect.signature(builder)
+  for key in params:
+    if key not in signature.parameters:
+      raise ConfigError(f'{prefix}.{key}: unknown parameter of schedule {name!r} '
+                        f'(known: {", ".join(signature.parameters)})')
+  for key, parameter in signature.parameters.items():
+    if parameter.default is inspect.Parameter.empty and key not in params:
+      raise ConfigError(f'{prefix}.{key}: missing, schedule {name!r} needs it')
   try:
-    return _REGISTRY[name](**params)
-  except TypeError as e:  # an unknown or missing keyword argument
-    raise ConfigError(f'{prefix} ({name}): {e}') from None
+    schedule = builder(**params)
   except ConfigError as e:
-    raise ConfigError(f'{prefix} ({name}): {e}') from None
+    raise ConfigError(f'{prefix}.{e}') from None
+  bound = signature.bind(**params)
+  bound.apply_defaults()
+  return dataclasses.replace(schedule, name=name, params={**bound.arguments, **schedule.params})
