@@ -53,7 +53,6 @@ from lr_study.plateau import PlateauDetector
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
 Step = tuple[int, float]  # (global batch size, LR multiplier) of one epoch
-_DETECTOR_KEYS = ('mode', 'patience', 'threshold', 'threshold_mode', 'cooldown')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +89,7 @@ class BatchSchedule:
   def plateau_detector(self) -> PlateauDetector:
     """A fresh detector with this schedule's plateau parameters (dynamic schedules only)."""
     self._require_dynamic()
-    return PlateauDetector(**{k: self.params[k] for k in _DETECTOR_KEYS})
+    return PlateauDetector.from_params(self.params)
 
   def next_batch_size(self, batch_size: int) -> int:
     """The batch size after a plateau: ``min(round(B · factor), max_batch_size)``."""

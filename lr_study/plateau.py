@@ -6,7 +6,8 @@ when, for ``mode='min'``,
 
     rel: value < best · (1 − threshold)        abs: value < best − threshold
 
-(for ``mode='max'``: value > best · (1 + threshold), value > best + threshold). After
+(for ``mode='max'``: value > best · (1 + threshold), value > best + threshold), and a NaN
+is never an improvement. After
 ``patience`` evaluations in a row without improvement the detector fires, then waits
 ``cooldown`` evaluations before it counts bad evaluations again.
 
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from lr_study.errors import ConfigError
 
 Mode = Literal['min', 'max']
+_PARAMS = ('mode', 'patience', 'threshold', 'threshold_mode', 'cooldown')
 ThresholdMode = Literal['rel', 'abs']
 
 
@@ -54,14 +56,19 @@ class PlateauDetector:
     if self.threshold < 0:
       raise ConfigError(f'plateau threshold must be >= 0, got {self.threshold}')
 
+  @classmethod
+  def from_params(cls, params: Mapping[str, Any]) -> 'PlateauDetector':
+    """A fresh detector from a schedule's parameters (other keys are ignored)."""
+    return cls(**{k: params[k] for k in _PARAMS if k in params})
+
   def is_better(self, value: float) -> bool:
+    """PyTorch's ``ReduceLROnPlateau.is_better``, term for term."""
+    if math.isnan(value):  # PyTorch: a NaN is never an improvement
+      return False
     if math.isnan(self.best):
       return True
     sign = 1.0 if self.mode == 'min' else -1.0
-    if self.threshold_mode == 'rel':
-      margin = abs(self.best) * self.threshold
-    else:
-      margin = self.threshold
+    margin = self.best * self.threshold if self.threshold_mode == 'rel' else self.threshold
     return sign * (self.best - value) > margin
 
   def update(self, value: float) -> bool:

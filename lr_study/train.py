@@ -24,14 +24,13 @@ from lr_study import checkpoint, devices, manual_lr, run_files
 from lr_study.data.in_memory import epoch_permutation, eval_index_batches
 from lr_study.data.sources import DatasetArrays, DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
-from lr_study.models import build_model
+from lr_study.models import build_model, ghost_size
 from lr_study.noise_scale import noise_scale
 from lr_study.optimizers import build_optimizer
 from lr_study.plan import TrainingPlan, build_plan
-from lr_study.plateau import PlateauDetector, ReduceLROnPlateau
 from lr_study.progress import Progress
 from lr_study.run_metadata import run_metadata
-from lr_study.schedules import LRSchedule
+from lr_study.schedules import LRSchedule, plateau_controller
 from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, TrainState,
                                  init_train_state, make_eval_step, reset_metrics)
 
@@ -55,6 +54,8 @@ def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
   if config.eval_every_epochs < 1:
     raise ConfigError(f'eval_every_epochs must be >= 1, got {config.eval_every_epochs}')
   _check_plateau_metrics(plan, plan.lr_schedule, config.dataset.validation_size)
+  for phase in plan.phases:  # each micro-batch is split into whole ghost batches
+    ghost_size(config.ghost_batch_size, phase.micro_batch_size)
   return RunSetup(config=config, spec=spec, plan=plan,
                   model=build_model(config.model, spec.num_classes, config.ghost_batch_size),
                   tx=build_optimizer(config.optimizer))
@@ -119,15 +120,8 @@ class LRControl:
   def __init__(self, schedule: LRSchedule):
     self.schedule = schedule
     self.multiplier = 1.0
-    self.plateau = None
-    if schedule.dynamic == 'reduce_on_plateau':
-      p = schedule.params
-      self.plateau = ReduceLROnPlateau(
-          PlateauDetector(mode=p.get('mode', 'min'), patience=p.get('patience', 10),
-                          threshold=p.get('threshold', 1e-4),
-                          threshold_mode=p.get('threshold_mode', 'rel'),
-                          cooldown=p.get('cooldown', 0)),
-          factor=p.get('factor', 0.1), min_lr=p.get('min_lr', 0.0))
+    self.plateau = (plateau_controller(schedule) if schedule.dynamic == 'reduce_on_plateau'
+                    else None)
 
   def on_eval(self, metrics: dict[str, float]) -> bool:
     if self.plateau is None:

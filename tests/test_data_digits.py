@@ -7,7 +7,6 @@ import numpy as np
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays, prepare_dataset
 from lr_study.data.specs import dataset_spec
 from test_data_fixtures import dataset_config
-from test_data_fixtures import digits_data_dir  # noqa: F401  pylint: disable=unused-import
 
 
 def test_digits_prepares_offline_as_tfrecord_into_the_configured_data_dir(tmp_path):

@@ -13,7 +13,6 @@ from lr_study.data.sources import load_dataset_arrays
 from lr_study.devices import AXIS
 from lr_study.errors import ConfigError
 from test_data_fixtures import dataset_config
-from test_data_fixtures import digits_data_dir  # noqa: F401  pylint: disable=unused-import
 
 DEVICES = 8  # tests/conftest.py fakes 8 CPU devices
 

@@ -46,9 +46,7 @@ def plateau_controller(schedule: LRSchedule) -> ReduceLROnPlateau:
   """A fresh :class:`~lr_study.plateau.ReduceLROnPlateau` with the parameters of a
   ``reduce_on_plateau`` schedule built by ``build_lr_schedule``."""
   p = schedule.params
-  detector = PlateauDetector(mode=p['mode'], patience=p['patience'], threshold=p['threshold'],
-                             threshold_mode=p['threshold_mode'], cooldown=p['cooldown'])
-  return ReduceLROnPlateau(detector, factor=p['factor'], min_lr=p['min_lr'])
+  return ReduceLROnPlateau(PlateauDetector.from_params(p), factor=p['factor'], min_lr=p['min_lr'])
 
 
 @register('reduce_on_plateau', example={'init_value': 0.1, 'patience': 5, 'factor': 0.5})

@@ -1,0 +1,148 @@
+"""Real training runs on the embedded digits, on 8 fake CPU devices: the loop keeps the
+plan's books exactly, dynamic schedules act between updates, and a resume is exact."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from lr_study import checkpoint, manual_lr, run_files
+from lr_study.data.sources import load_dataset_arrays
+from lr_study.train import prepare_run, put_on_devices, train_and_evaluate
+from lr_study.train_step import StepCompiler, init_train_state
+
+
+def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(dict(
+      seeds=(0,), variant='test',
+      dataset=dict(name='digits', data_dir=data_dir, manual_dir='', validation_size=0,
+                   mode='in_memory', augment=False, eval_batch_size=128, download=False),
+      model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
+      optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
+      lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),
+      batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2, 4), factor=2),
+      num_epochs=6, max_per_device_batch=0, ghost_batch_size=0, eval_every_epochs=1,
+      train_log_every_updates=0, checkpoint_every_epochs=1))
+  with config.ignore_type():
+    for key, value in overrides.items():
+      config[key] = value
+  return config
+
+
+def _run(config: ml_collections.ConfigDict, run_dir: str):
+  setup = prepare_run(config)
+  splits = put_on_devices(load_dataset_arrays(config.dataset), setup.spec,
+                          config.dataset.eval_batch_size)
+  compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=0, augment=False)
+  summary = train_and_evaluate(setup, splits, run_dir, 0, compiler)
+  return setup, summary, run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))
+
+
+def _events(run_dir: str) -> list[dict]:
+  return run_files.read_jsonl(os.path.join(run_dir, run_files.EVENTS))
+
+
+def test_compile_count_equals_distinct_per_device_shapes_in_the_plan(digits_data_dir, tmp_path):
+  setup, summary, _ = _run(_config(digits_data_dir), str(tmp_path))
+  shapes = {(p.per_device_batch, p.accumulation_steps) for p in setup.plan.phases}
+  assert len(setup.plan.phases) == 4 and len(shapes) == 3  # the LR step at epoch 3 is data
+  assert summary['compiles'] == len(shapes)
+
+
+def test_log_matches_the_plan_in_updates_examples_batch_size_and_learning_rate(
+    digits_data_dir, tmp_path):
+  setup, summary, log = _run(_config(digits_data_dir), str(tmp_path))
+  plan = setup.plan
+  assert [r['epoch'] for r in log] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+  updates = examples = 0
+  for record in log:
+    epoch = int(record['epoch']) - 1
+    phase = plan.phase_at_epoch(epoch)
+    updates += phase.updates_per_epoch
+    examples += phase.updates_per_epoch * phase.batch_size
+    assert record['update'] == updates
+    assert record['examples_seen'] == examples
+    assert record['batch_size'] == plan.batch_size_at_epoch(epoch)
+    assert record['learning_rate'] == pytest.approx(plan.lr_at_update(updates - 1), rel=1e-6)
+  assert summary['updates'] == plan.total_updates == updates
+  assert summary['examples_seen'] == plan.examples_seen == examples
+
+
+def test_log_records_every_field_the_figures_need(digits_data_dir, tmp_path):
+  _, _, log = _run(_config(digits_data_dir, num_epochs=2,
+                           lr_schedule=dict(name='constant', init_value=0.05),
+                           batch_schedule=dict(name='constant', batch_size=64)), str(tmp_path))
+  fields = {'update', 'epoch', 'examples_seen', 'learning_rate', 'batch_size', 'noise_scale',
+            'train_loss', 'train_accuracy', 'test_loss', 'test_accuracy', 'wall_time'}
+  assert fields <= set(log[0])
+  assert log[-1]['test_examples'] == 360
+  metadata = run_files.read_json(os.path.join(tmp_path, run_files.METADATA))
+  assert {'config', 'plan', 'devices', 'packages', 'git'} <= set(metadata)
+  assert metadata['devices']['local_device_count'] == 8
+
+
+def test_reduce_on_plateau_cuts_the_learning_rate_in_a_real_run(digits_data_dir, tmp_path):
+  # threshold 10 in abs mode: no evaluation can improve on the first, so after
+  # patience + 1 = 2 bad evaluations the LR is cut, then again after the cooldown.
+  schedule = dict(name='reduce_on_plateau', init_value=0.05, factor=0.5, patience=1,
+                  mode='min', threshold=10.0, threshold_mode='abs', cooldown=0, min_lr=0.0,
+                  metric='test_loss')
+  _, _, log = _run(_config(digits_data_dir, lr_schedule=schedule,
+                           batch_schedule=dict(name='constant', batch_size=64)), str(tmp_path))
+  lrs = [r['learning_rate'] for r in log]
+  np.testing.assert_allclose(lrs, [0.05, 0.05, 0.05, 0.025, 0.025, 0.0125], rtol=1e-6)
+  events = _events(str(tmp_path))
+  assert [(e['reason'], e['update']) for e in events] == [
+      ('reduce_on_plateau', log[2]['update']), ('reduce_on_plateau', log[4]['update'])]
+
+
+def test_manual_learning_rate_change_of_a_stopped_run_takes_effect_on_resume(
+    digits_data_dir, tmp_path):
+  constant = dict(name='manual', init_value=0.05)
+  batch = dict(name='constant', batch_size=64)
+  _run(_config(digits_data_dir, num_epochs=2, lr_schedule=constant, batch_schedule=batch),
+       str(tmp_path))
+  manual_lr.request(str(tmp_path), 0.01)
+  _, _, log = _run(_config(digits_data_dir, num_epochs=4, lr_schedule=constant,
+                           batch_schedule=batch), str(tmp_path))
+  assert [r['learning_rate'] for r in log] == pytest.approx([0.05, 0.05, 0.01, 0.01], rel=1e-6)
+  (event,) = _events(str(tmp_path))
+  assert event['reason'] == 'manual' and event['update'] == log[1]['update']
+  assert event['old_learning_rate'] == pytest.approx(0.05) and event['learning_rate'] == 0.01
+  assert not os.path.exists(os.path.join(tmp_path, manual_lr.REQUEST))
+
+
+def test_resumed_run_continues_exactly_where_an_uninterrupted_run_would_be(
+    digits_data_dir, tmp_path):
+  kwargs = dict(lr_schedule=dict(name='constant', init_value=0.05),
+                batch_schedule=dict(name='constant', batch_size=64))
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  _, _, log_straight = _run(_config(digits_data_dir, num_epochs=4, **kwargs), straight)
+  _run(_config(digits_data_dir, num_epochs=2, **kwargs), resumed)
+  setup, _, log_resumed = _run(_config(digits_data_dir, num_epochs=4, **kwargs), resumed)
+  drop = ('wall_time',)
+  assert ([{k: v for k, v in r.items() if k not in drop} for r in log_resumed] ==
+          [{k: v for k, v in r.items() if k not in drop} for r in log_straight])
+  template = init_train_state(setup.model, setup.tx, 0, setup.spec.image_shape)
+  (a, _), (b, _) = checkpoint.restore(straight, template), checkpoint.restore(resumed, template)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_increase_on_plateau_raises_the_batch_in_a_real_run(digits_data_dir, tmp_path):
+  batch = dict(name='increase_on_plateau', batch_size=32, max_batch_size=128, factor=2,
+               metric='test_loss', mode='min', patience=0, threshold=10.0,
+               threshold_mode='abs', cooldown=0)
+  _, summary, log = _run(_config(digits_data_dir, num_epochs=4, batch_schedule=batch,
+                                 lr_schedule=dict(name='constant', init_value=0.05)),
+                         str(tmp_path))
+  # The first evaluation sets the best value; each later one is a plateau (patience 0).
+  assert [r['batch_size'] for r in log] == [32, 32, 64, 128]
+  assert summary['updates'] == 2 * (1437 // 32) + 1437 // 64 + 1437 // 128
+  plan = run_files.read_json(os.path.join(tmp_path, run_files.PLAN))
+  assert plan['total_updates'] == summary['updates']
+  assert [e['batch_size'] for e in _events(str(tmp_path))] == [64, 128]
