@@ -82,7 +82,7 @@ def _default_workdir(config_arg: str) -> str:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.ERROR)
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
 
   workdir = flags.FLAGS.workdir or _default_workdir(_config_argument(sys.argv) or DEFAULT_CONFIG)
@@ -124,6 +124,5 @@ def _dry_run(config: ml_collections.ConfigDict, workdir: str, num_devices: int) 
 
 
 if __name__ == '__main__':
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   _define_flags()
   app.run(main, flags_parser=parse_flags)

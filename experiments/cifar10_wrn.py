@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seeds = (0,)
   config.dataset = ml_collections.ConfigDict(dict(
       name='cifar10', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
-      augment=True, eval_batch_size=1000))
+      augment=True, eval_batch_size=1000, download=False))
   config.model = ml_collections.ConfigDict(dict(name='wide_resnet', depth=16, width=4))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=5e-4))

@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seeds = (0, 1, 2)
   config.dataset = ml_collections.ConfigDict(dict(
       name='digits', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
-      augment=False, eval_batch_size=360))
+      augment=False, eval_batch_size=360, download=False))
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(128, 128),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,

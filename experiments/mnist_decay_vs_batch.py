@@ -37,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seeds = (0, 1, 2)
   config.dataset = ml_collections.ConfigDict(dict(
       name='mnist', data_dir='', manual_dir='', validation_size=6000, mode='in_memory',
-      augment=False, eval_batch_size=1000))
+      augment=False, eval_batch_size=1000, download=False))
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(256, 256),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,

@@ -53,7 +53,10 @@ SPLITS = ('train', 'validation', 'test')
 
 @functools.cache
 def import_tfds() -> Any:
-  """``tensorflow_datasets``, with TensorFlow kept off the GPUs that JAX uses."""
+  """``tensorflow_datasets``, with TensorFlow kept off the GPUs that JAX uses (and quiet:
+  TensorFlow only reads files here, so its oneDNN kernels and C++ logs are off)."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], 'GPU')

@@ -1,0 +1,88 @@
+"""launch.py as a user runs it: bad input fails fast in one line; the dry run and the
+default study write what the README promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
+  env = dict(os.environ)
+  if one_device:
+    env.pop('XLA_FLAGS', None)
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize('flag, named', [
+    ('--config.no_such_key=1', "unknown config key 'no_such_key' in --config.no_such_key=1"),
+    ('--config.model.no_such_key=1', "unknown config key 'no_such_key'"),
+    ('--config=experiments/digits_study.py:no_such_variant', "unknown variant 'no_such_variant'"),
+    ('--config.num_epochs=many', '--config.num_epochs=many'),
+    ('--config.lr_schedule.name=no_such_schedule', "unknown schedule 'no_such_schedule'"),
+    ('--config.model.name=no_such_model', "unknown model 'no_such_model'"),
+    ('--config.optimizer.name=no_such_optimizer', "no_such_optimizer"),
+    ('--config.batch_schedule.batch_size=12', 'batch'),
+    ('--config=experiments/no_such_file.py', 'no_such_file.py'),
+    ('--no_such_flag=1', "no_such_flag"),
+])
+def test_bad_input_is_a_one_line_error_before_any_data_is_loaded(flag, named, tmp_path):
+  workdir = str(tmp_path / 'run')
+  # A dataset path that does not exist: the error must come before it is looked at.
+  result = _launch(flag, f'--workdir={workdir}', '--config.dataset.data_dir=/nonexistent/tfds')
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith('launch.py: error: ') and named in lines[0]
+  assert not os.path.exists(workdir)
+
+
+def test_missing_dataset_is_a_one_line_error_naming_how_to_provide_it(tmp_path):
+  result = _launch('--config=experiments/mnist_decay_vs_batch.py:decay',
+                   f'--config.dataset.data_dir={tmp_path}/tfds', f'--workdir={tmp_path}/run')
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert 'mnist' in line and 'manual_dir' in line
+
+
+def test_bad_dataset_path_is_a_one_line_error_naming_it(tmp_path):
+  result = _launch('--config=experiments/mnist_decay_vs_batch.py:decay',
+                   f'--config.dataset.data_dir={tmp_path}/tfds',
+                   '--config.dataset.manual_dir=/no/such/folder', f'--workdir={tmp_path}/run')
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert '/no/such/folder' in line
+
+
+def test_dry_run_prints_and_writes_the_plan_without_data(tmp_path):
+  result = _launch('--config=experiments/cifar10_wrn.py:decay,hybrid,increase', '--dry_run',
+                   f'--workdir={tmp_path}', '--config.dataset.data_dir=/nonexistent/tfds')
+  assert result.returncode == 0, result.stderr
+  totals = json.loads(result.stdout.strip().splitlines()[-1])
+  assert totals == {'decay': 78000, 'hybrid': 34320, 'increase': 28800}
+  plan = json.load(open(tmp_path / 'increase' / 'plan.json'))
+  assert plan['total_updates'] == 28800
+  assert [p['batch_size'] for p in plan['phases']] == [128, 640, 3200, 16000]
+  assert 'tensorflow' not in result.stderr.lower()
+
+
+def test_default_study_prints_the_table_and_writes_logs_and_figure(digits_data_dir, tmp_path):
+  result = _launch('--config.seeds=0,', f'--config.dataset.data_dir={digits_data_dir}',
+                   f'--workdir={tmp_path}', one_device=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  table = [line for line in result.stdout.splitlines() if line.startswith('| ')]
+  assert [row.split('|')[1].strip() for row in table[1:]] == ['decay', 'hybrid', 'increase']
+  for name in ('table.md', 'table.csv', 'figure.png'):
+    assert os.path.getsize(tmp_path / name) > 0
+  for variant in ('decay', 'hybrid', 'increase'):
+    assert os.path.exists(tmp_path / variant / 'seed_0' / 'metrics.jsonl')
+  updates = {row.split('|')[1].strip(): int(row.split('|')[5].replace(',', ''))
+             for row in table[1:]}
+  assert updates['increase'] < updates['hybrid'] < updates['decay']
