@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import inspect
 import math
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -50,6 +49,7 @@ import numpy as np
 from lr_study import noise_scale as ns
 from lr_study.errors import ConfigError
 from lr_study.plateau import PlateauDetector
+from lr_study.registry import AS_PYTHON, Registry
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
 Step = tuple[int, float]  # (global batch size, LR multiplier) of one epoch
@@ -185,24 +185,13 @@ def _realize(target: float, cap: int | None, multiple: int, num_examples: int | 
 
 # --- the registry
 
-Builder = Callable[..., BatchSchedule]
-_REGISTRY: dict[str, Builder] = {}
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-  """Registers ``builder(**params) -> BatchSchedule`` under ``name``."""
-
-  def wrap(builder: Builder) -> Builder:
-    if name in _REGISTRY:
-      raise ValueError(f'batch schedule {name!r} registered twice')
-    _REGISTRY[name] = builder
-    return builder
-
-  return wrap
+_BATCH_SCHEDULES: Registry[BatchSchedule] = Registry(
+    'batch schedule', messages=AS_PYTHON, caller_parameters=('num_examples',))
+register = _BATCH_SCHEDULES.register
 
 
 def registered_batch_schedules() -> list[str]:
-  return sorted(_REGISTRY)
+  return _BATCH_SCHEDULES.names()
 
 
 def build_batch_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
@@ -210,30 +199,14 @@ def build_batch_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
                          num_examples: int | None = None) -> BatchSchedule:
   """Builds the batch-size schedule named by ``config.name`` from the rest of ``config``.
 
-  ``num_examples`` (the training-set size N) reaches the schedules that need it
-  (``match_noise`` with ``exact=True``); ``lr_study.plan.build_plan`` passes it.
+  ``num_examples`` (the training-set size N, never in ``config``) reaches the schedules
+  that need it (``match_noise`` with ``exact=True``); ``lr_study.plan.build_plan`` passes it.
 
   Raises:
     ConfigError: one line naming the bad name or parameter, e.g.
       ``batch_schedule.boundaries must increase, got (60, 30)``.
   """
-  params = dict(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
-  name = params.pop('name', None)
-  if name not in _REGISTRY:
-    raise ConfigError(f'{prefix}.name: unknown batch schedule {name!r} '
-                      f'(known: {", ".join(registered_batch_schedules())})')
-  builder = _REGISTRY[name]
-  signature = inspect.signature(builder)
-  if 'num_examples' in signature.parameters and 'num_examples' not in params:
-    params['num_examples'] = num_examples
-  try:
-    signature.bind(**params)
-  except TypeError as e:  # an unknown or missing parameter
-    raise ConfigError(f'{prefix} ({name}): {e}') from None
-  try:
-    return builder(**params)
-  except ConfigError as e:
-    raise ConfigError(f'{prefix}.{e}') from None
+  return _BATCH_SCHEDULES.build(config, prefix, num_examples=num_examples)
 
 
 @register('constant')

@@ -30,7 +30,8 @@ all float32 arrays. ``update(grads, opt_state, params)`` needs ``params`` for th
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -39,13 +40,20 @@ import numpy as np
 import optax
 
 from lr_study.errors import ConfigError
+from lr_study.registry import BY_NAME, Registry
 
-_DEFAULTS: dict[str, dict[str, float]] = {
-    'sgd': {'momentum': 0.0, 'weight_decay': 0.0},
-    'momentum': {'momentum': 0.9, 'weight_decay': 0.0},
-    'nesterov': {'momentum': 0.9, 'weight_decay': 0.0},
-    'adam': {'b1': 0.9, 'b2': 0.999, 'eps': 1e-8, 'weight_decay': 0.0},
-}
+
+@dataclasses.dataclass(frozen=True)
+class _Optimizer:
+  """An optax factory ``factory(learning_rate, **kwargs)`` with its checked ``kwargs``, and
+  the heavy-ball momentum ``m`` of the noise scale."""
+
+  factory: Callable[..., optax.GradientTransformation]
+  kwargs: dict[str, Any]
+  momentum: float = 0.0
+
+
+_OPTIMIZERS: Registry[_Optimizer] = Registry('optimizer', messages=BY_NAME)
 
 
 def _coupled_l2(weight_decay: jax.Array, inner: optax.GradientTransformation
@@ -68,37 +76,63 @@ def _adam(learning_rate: jax.Array, b1: jax.Array, b2: jax.Array, eps: jax.Array
   return _coupled_l2(weight_decay, optax.adam(learning_rate, b1, b2, eps))
 
 
+# --- hyperparameter checks (messages start with the name; the registry adds ``optimizer.``)
+
 def _number(name: str, value: Any) -> float:
   if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-    raise ConfigError(f'optimizer.{name} must be a number, got {value!r}')
+    raise ConfigError(f'{name} must be a number, got {value!r}')
   return float(value)
 
 
-def _resolve(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
-             ) -> tuple[str, dict[str, float]]:
-  """The optimizer's name and its checked hyperparameters, defaults filled in."""
-  params = dict(optimizer_cfg.to_dict() if isinstance(optimizer_cfg, ml_collections.ConfigDict)
-                else optimizer_cfg)
-  name = params.pop('name', None)
-  if name not in _DEFAULTS:
-    raise ConfigError(
-        f'optimizer.name: unknown optimizer {name!r} (known: {", ".join(sorted(_DEFAULTS))})')
-  for key in params:
-    if key not in _DEFAULTS[name]:
-      raise ConfigError(f'optimizer ({name}): unknown parameter {key!r} '
-                        f'(known: {", ".join(sorted(_DEFAULTS[name]))})')
-  hp = {k: _number(k, v) for k, v in {**_DEFAULTS[name], **params}.items()}
-  if not hp['weight_decay'] >= 0:
-    raise ConfigError(f'optimizer.weight_decay must be >= 0, got {hp["weight_decay"]}')
-  for key in ('momentum', 'b1', 'b2'):
-    if key in hp and not 0 <= hp[key] < 1:
-      raise ConfigError(f'optimizer.{key} must be in [0, 1), got {hp[key]}')
-  if name == 'sgd' and hp['momentum'] != 0:
-    raise ConfigError(f"optimizer.momentum must be 0 for 'sgd', got {hp['momentum']} "
-                      "(use name 'momentum' or 'nesterov')")
-  if 'eps' in hp and not hp['eps'] > 0:
-    raise ConfigError(f'optimizer.eps must be > 0, got {hp["eps"]}')
-  return name, hp
+def _decay(weight_decay: Any) -> float:
+  wd = _number('weight_decay', weight_decay)
+  if not wd >= 0:
+    raise ConfigError(f'weight_decay must be >= 0, got {wd}')
+  return wd
+
+
+def _below_one(name: str, value: Any) -> float:
+  v = _number(name, value)
+  if not 0 <= v < 1:
+    raise ConfigError(f'{name} must be in [0, 1), got {v}')
+  return v
+
+
+# --- the registry
+
+@_OPTIMIZERS.register('sgd')
+def _sgd_optimizer(momentum: float = 0.0, weight_decay: float = 0.0) -> _Optimizer:
+  m = _below_one('momentum', momentum)
+  if m != 0:
+    raise ConfigError(f"momentum must be 0 for 'sgd', got {m} (use name 'momentum' or "
+                      "'nesterov')")
+  return _Optimizer(_sgd, {'weight_decay': _decay(weight_decay)})
+
+
+def _heavy_ball_optimizer(momentum: Any, weight_decay: Any, nesterov: bool) -> _Optimizer:
+  m = _below_one('momentum', momentum)
+  return _Optimizer(_heavy_ball, {'momentum': m, 'weight_decay': _decay(weight_decay),
+                                  'nesterov': nesterov}, momentum=m)
+
+
+@_OPTIMIZERS.register('momentum')
+def _momentum_optimizer(momentum: float = 0.9, weight_decay: float = 0.0) -> _Optimizer:
+  return _heavy_ball_optimizer(momentum, weight_decay, nesterov=False)
+
+
+@_OPTIMIZERS.register('nesterov')
+def _nesterov_optimizer(momentum: float = 0.9, weight_decay: float = 0.0) -> _Optimizer:
+  return _heavy_ball_optimizer(momentum, weight_decay, nesterov=True)
+
+
+@_OPTIMIZERS.register('adam')
+def _adam_optimizer(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                    weight_decay: float = 0.0) -> _Optimizer:
+  e = _number('eps', eps)
+  if not e > 0:
+    raise ConfigError(f'eps must be > 0, got {e}')
+  return _Optimizer(_adam, {'b1': _below_one('b1', b1), 'b2': _below_one('b2', b2), 'eps': e,
+                            'weight_decay': _decay(weight_decay)})
 
 
 def build_optimizer(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
@@ -109,15 +143,9 @@ def build_optimizer(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
     ConfigError: one line naming the bad name or hyperparameter, e.g.
       ``optimizer.momentum must be in [0, 1), got 1.0``.
   """
-  name, hp = _resolve(optimizer_cfg)
-  if name == 'sgd':
-    factory, kwargs = _sgd, {'weight_decay': hp['weight_decay']}
-  elif name == 'adam':
-    factory, kwargs = _adam, hp
-  else:
-    factory, kwargs = _heavy_ball, {**hp, 'nesterov': name == 'nesterov'}
-  return optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(
-      learning_rate=0.0, **kwargs)
+  optimizer = _OPTIMIZERS.build(optimizer_cfg, 'optimizer')
+  return optax.inject_hyperparams(optimizer.factory, hyperparam_dtype=jnp.float32)(
+      learning_rate=0.0, **optimizer.kwargs)
 
 
 def momentum_of(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> float:
@@ -127,8 +155,7 @@ def momentum_of(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]) ->
   ``b1`` averages gradients (``(1 − b1)``-weighted, not summed) so it does not enlarge the
   step as heavy-ball momentum does by ``1/(1 − m)``.
   """
-  name, hp = _resolve(optimizer_cfg)
-  return hp['momentum'] if name in ('momentum', 'nesterov') else 0.0
+  return _OPTIMIZERS.build(optimizer_cfg, 'optimizer').momentum
 
 
 def with_learning_rate(opt_state: optax.OptState, learning_rate: jax.typing.ArrayLike

@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import ml_collections
 
-from lr_study.errors import ConfigError
 from lr_study.models.checks import non_negative_int, positive_int
+from lr_study.registry import BY_NAME, Registry
 
-Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, Builder] = {}
-# Set from the dataset and from ``config.ghost_batch_size``, never in ``config.model``.
-_PASSED_BY_CALLER = ('num_classes', 'ghost_batch_size')
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-  """Registers ``builder(num_classes, ghost_batch_size, **params) -> nn.Module``."""
-
-  def wrap(builder: Builder) -> Builder:
-    if name in _REGISTRY:
-      raise ValueError(f'model {name!r} registered twice')
-    _REGISTRY[name] = builder
-    return builder
-
-  return wrap
+# Builders are ``builder(num_classes, ghost_batch_size, **params) -> nn.Module``.
+# ``num_classes`` comes from the dataset and ``ghost_batch_size`` from
+# ``config.ghost_batch_size``, never from ``config.model``; the builders' messages name
+# the full path (``model.widths ...``) themselves.
+_MODELS: Registry[nn.Module] = Registry(
+    'model', messages=BY_NAME, caller_parameters=('num_classes', 'ghost_batch_size'),
+    prefix_errors=False)
+register = _MODELS.register
 
 
 def registered_models() -> list[str]:
-  return sorted(_REGISTRY)
+  return _MODELS.names()
 
 
 def model_parameters(name: str) -> list[str]:
   """The parameters ``config.model`` may set for model ``name``."""
-  return sorted(p for p in inspect.signature(_REGISTRY[name]).parameters
-                if p not in _PASSED_BY_CALLER)
+  return sorted(_MODELS.parameters(name))
 
 
 def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_classes: int,
@@ -50,17 +40,6 @@ def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_cl
     ConfigError: one line naming the bad name or parameter, e.g.
       ``model.name: unknown model 'foo' (known: cnn, mlp, wide_resnet)``.
   """
-  params = dict(model_cfg.to_dict() if isinstance(model_cfg, ml_collections.ConfigDict)
-                else model_cfg)
-  name = params.pop('name', None)
-  if name not in _REGISTRY:
-    raise ConfigError(
-        f'model.name: unknown model {name!r} (known: {", ".join(registered_models())})')
-  known = model_parameters(name)
-  for key in params:
-    if key not in known:
-      raise ConfigError(
-          f'model ({name}): unknown parameter {key!r} (known: {", ".join(known)})')
-  positive_int('num_classes', num_classes)
-  non_negative_int('ghost_batch_size', ghost_batch_size)
-  return _REGISTRY[name](num_classes=num_classes, ghost_batch_size=ghost_batch_size, **params)
+  return _MODELS.build(model_cfg, 'model',
+                       num_classes=positive_int('num_classes', num_classes),
+                       ghost_batch_size=non_negative_int('ghost_batch_size', ghost_batch_size))

@@ -15,15 +15,15 @@ Schedules are jnp-traceable: the training step evaluates them on the device from
 update counter, so the LR reaches the compiled step as data and never recompiles it.
 The same function evaluates Python floats and NumPy arrays on the host (the plan).
 
-Builders are registered with :func:`register` and raise ``ConfigError`` with a message
-that starts with the bad parameter's name; :func:`build_lr_schedule` prefixes it with
-the config path, e.g. ``lr_schedule.boundaries must increase, got (60, 30)``.
+Builders are registered with :func:`register` (an ``lr_study.registry.Registry``) and
+raise ``ConfigError`` with a message that starts with the bad parameter's name;
+:func:`build_lr_schedule` prefixes it with the config path, e.g.
+``lr_schedule.boundaries must increase, got (60, 30)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from typing import Any, Callable, Literal, Mapping
 
@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from lr_study.errors import ConfigError
+from lr_study.registry import Registry
 
 Clock = Literal['epoch', 'update']
 Stepping = Literal['per_epoch', 'continuous']
@@ -114,16 +115,7 @@ def make_schedule(name: str, fn: ScalarFn, *, clock: Clock, stepping: Stepping,
 
 
 Builder = Callable[..., LRSchedule]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-  builder: Builder
-  example: Mapping[str, Any]
-  span: float
-
-
-_REGISTRY: dict[str, _Entry] = {}
+_SCHEDULES: Registry[LRSchedule] = Registry('schedule')
 
 
 def register(name: str, *, example: Mapping[str, Any] | None = None,
@@ -134,33 +126,18 @@ def register(name: str, *, example: Mapping[str, Any] | None = None,
   shows it well) feed the gallery of ``analysis.plot_schedules`` and the tests that
   run every registered schedule.
   """
-
-  def wrap(builder: Builder) -> Builder:
-    if name in _REGISTRY:
-      raise ValueError(f'schedule {name!r} registered twice')
-    _REGISTRY[name] = _Entry(builder, dict(example or {}), float(span))
-    return builder
-
-  return wrap
+  return _SCHEDULES.register(name, example=dict(example or {}), span=float(span))
 
 
 def registered_schedules() -> list[str]:
-  return sorted(_REGISTRY)
+  return _SCHEDULES.names()
 
 
 def schedule_example(name: str) -> tuple[dict[str, Any], float]:
   """``(config, span)``: a typical config of schedule ``name`` (with its ``name`` key) and
   the clock span that shows it."""
-  entry = _REGISTRY[name]
-  return {'name': name, **entry.example}, entry.span
-
-
-def _as_dict(config: Any, prefix: str) -> dict[str, Any]:
-  if isinstance(config, ml_collections.ConfigDict):
-    return config.to_dict()
-  if isinstance(config, Mapping):
-    return dict(config)
-  raise ConfigError(f"{prefix} must be a schedule config (a dict with a 'name'), got {config!r}")
+  metadata = _SCHEDULES.metadata(name)
+  return {'name': name, **metadata['example']}, metadata['span']
 
 
 def build_lr_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
@@ -172,24 +149,7 @@ def build_lr_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
       ``lr_schedule.name: unknown schedule 'foo' (known: constant, ...)`` or
       ``lr_schedule.init_value must be >= 0, got -0.1``.
   """
-  params = _as_dict(config, prefix)
-  name = params.pop('name', None)
-  if not isinstance(name, str) or name not in _REGISTRY:
-    raise ConfigError(
-        f'{prefix}.name: unknown schedule {name!r} (known: {", ".join(registered_schedules())})')
-  builder = _REGISTRY[name].builder
-  signature = inspect.signature(builder)
-  for key in params:
-    if key not in signature.parameters:
-      raise ConfigError(f'{prefix}.{key}: unknown parameter of schedule {name!r} '
-                        f'(known: {", ".join(signature.parameters)})')
-  for key, parameter in signature.parameters.items():
-    if parameter.default is inspect.Parameter.empty and key not in params:
-      raise ConfigError(f'{prefix}.{key}: missing, schedule {name!r} needs it')
-  try:
-    schedule = builder(**params)
-  except ConfigError as e:
-    raise ConfigError(f'{prefix}.{e}') from None
-  bound = signature.bind(**params)
-  bound.apply_defaults()
-  return dataclasses.replace(schedule, name=name, params={**bound.arguments, **schedule.params})
+  built = _SCHEDULES.build_with_arguments(config, prefix)
+  schedule = built.value
+  return dataclasses.replace(schedule, name=built.name,
+                             params={**built.arguments, **schedule.params})
