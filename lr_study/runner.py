@@ -12,8 +12,9 @@ import os
 import ml_collections
 
 from lr_study import run_files, study
-from lr_study.data.sources import check_dataset_available, load_dataset_arrays
-from lr_study.train import DeviceSplits, prepare_run, put_on_devices, train_and_evaluate
+from lr_study.data.sources import check_dataset_available
+from lr_study.train import prepare_run, train_and_evaluate
+from lr_study.training_data import TrainingData, load_training_data
 from lr_study.train_step import StepCompiler
 
 
@@ -25,16 +26,15 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_dataset_available(setup.config.dataset)
   os.makedirs(workdir, exist_ok=True)
   run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
-  splits: dict[str, DeviceSplits] = {}
+  data: dict[str, TrainingData] = {}
   for name, seed in runs:
     setup = setups[name]
     key = json.dumps(setup.config.dataset.to_dict(), sort_keys=True)
-    if key not in splits:
-      splits[key] = put_on_devices(load_dataset_arrays(setup.config.dataset), setup.spec,
-                                   setup.config.dataset.eval_batch_size)
+    if key not in data:
+      data[key] = load_training_data(setup.config.dataset, setup.spec)
     compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=seed,
                             augment=setup.config.dataset.augment)
-    train_and_evaluate(setup, splits[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
+    train_and_evaluate(setup, data[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
                        compiler, label=f'{name} seed {seed}')
   from analysis import study_results  # pylint: disable=g-import-not-at-top
   table = study_results.write_study_outputs(workdir)

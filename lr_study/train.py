@@ -21,8 +21,7 @@ import ml_collections
 import numpy as np
 
 from lr_study import checkpoint, devices, manual_lr, run_files
-from lr_study.data.in_memory import epoch_permutation, eval_index_batches
-from lr_study.data.sources import DatasetArrays, DatasetSpec, dataset_spec
+from lr_study.data.sources import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.models import build_model, ghost_size
 from lr_study.noise_scale import noise_scale
@@ -31,8 +30,8 @@ from lr_study.plan import TrainingPlan, build_plan
 from lr_study.progress import Progress
 from lr_study.run_metadata import run_metadata
 from lr_study.schedules import LRSchedule, plateau_controller
-from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, TrainState,
-                                 init_train_state, make_eval_step, reset_metrics)
+from lr_study.train_step import EpochContext, StepCompiler, init_train_state, reset_metrics
+from lr_study.training_data import TrainingData
 
 
 @dataclasses.dataclass
@@ -78,40 +77,6 @@ def _check_plateau_metrics(plan: TrainingPlan, schedule: LRSchedule, validation_
                         f'(known: {", ".join(PLATEAU_METRICS)})')
     if metric.startswith('validation') and not validation_size:
       raise ConfigError(f'{owner}.metric {metric!r} needs dataset.validation_size > 0')
-
-
-@dataclasses.dataclass
-class EvalSplit:
-  data: DeviceData
-  idx: jax.Array
-  mask: jax.Array
-
-
-@dataclasses.dataclass
-class DeviceSplits:
-  """The dataset, resident on every local device for the whole study."""
-
-  train: DeviceData
-  test: EvalSplit
-  validation: EvalSplit | None
-
-
-def put_on_devices(arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int) -> DeviceSplits:
-  """Copies each split to the devices once, as uint8, with its eval index batches."""
-  mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-
-  def data(split) -> DeviceData:
-    return devices.replicate(DeviceData(images=split.images, labels=split.labels.astype(np.int32),
-                                        mean=mean, std=std))
-
-  def eval_split(split) -> EvalSplit:
-    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, jax.local_device_count())
-    # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
-    return EvalSplit(data(split), devices.shard(np.swapaxes(idx, 0, 1)),
-                     devices.shard(np.swapaxes(mask, 0, 1)))
-
-  return DeviceSplits(train=data(arrays.train), test=eval_split(arrays.test),
-                      validation=eval_split(arrays.validation) if arrays.validation else None)
 
 
 class LRControl:
@@ -182,25 +147,6 @@ class BatchControl:
       self.detector.load_state_dict(state['detector'])
 
 
-class Evaluator:
-  """Evaluates the replicated state on the eval splits, each in one pmapped call."""
-
-  def __init__(self, model: Any, splits: DeviceSplits):
-    self.eval_step = make_eval_step(model)
-    self.splits = splits
-
-  def __call__(self, state: TrainState) -> dict[str, float]:
-    out = {}
-    for name, split in (('test', self.splits.test), ('validation', self.splits.validation)):
-      if split is None:
-        continue
-      loss, correct, count = (float(v[0]) for v in self.eval_step(
-          state.params, state.batch_stats, split.data, split.idx, split.mask))
-      out[f'{name}_loss'], out[f'{name}_accuracy'] = loss / count, correct / count
-      out[f'{name}_examples'] = int(count)
-    return out
-
-
 @dataclasses.dataclass
 class Loop:
   """The mutable bookkeeping of one run, checkpointed with the train state."""
@@ -211,15 +157,14 @@ class Loop:
   wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
 
 
-def _context(seed: int, epoch: int, first_update: int, updates_per_epoch: int,
-             lr_multiplier: float, num_local_train: int) -> EpochContext:
-  perm = epoch_permutation(seed, epoch, num_local_train)
+def _context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
+             lr_multiplier: float) -> EpochContext:
   return devices.replicate(EpochContext(
-      perm=np.asarray(perm), epoch=np.int32(epoch), first_update=np.int32(first_update),
+      perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
       updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
 
 
-def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed: int,
+def train_and_evaluate(setup: RunSetup, data: TrainingData, run_dir: str, seed: int,
                        compiler: StepCompiler, label: str = '') -> dict[str, Any]:
   """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
@@ -244,8 +189,7 @@ def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed
   train_log = run_files.JsonlWriter(os.path.join(run_dir, run_files.TRAIN_LOG))
   events = run_files.JsonlWriter(os.path.join(run_dir, run_files.EVENTS))
   state = devices.replicate(host_state)
-  evaluator = Evaluator(setup.model, splits)
-  num_local_train = int(splits.train.labels.shape[1])
+  evaluate = data.evaluator(setup.model)
   progress = Progress(label or run_dir, plan.examples_seen)
   log_every = config.train_log_every_updates
   train_log_mark = (0.0, 0.0, 0)  # metric sums at the last train-log line
@@ -262,11 +206,11 @@ def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed
     request = manual_lr.take_request(run_dir)
     if request is not None:
       _log_lr_change(events, loop, setup, plan, lr_control, request, 'manual')
-    ctx = _context(seed, epoch, loop.update, phase.updates_per_epoch,
-                   base_multiplier * lr_control.multiplier, num_local_train)
-    step = compiler.train_step(phase.per_device_batch, phase.accumulation_steps)
-    for _ in range(phase.updates_per_epoch):
-      state = step(state, splits.train, ctx)
+    ctx = _context(data.permutation(seed, epoch), epoch, loop.update, phase.updates_per_epoch,
+                   base_multiplier * lr_control.multiplier)
+    step = compiler.train_step(phase.per_device_batch, phase.accumulation_steps, data.streaming)
+    for inputs in data.epoch_inputs(seed, epoch, phase.batch_size, phase.updates_per_epoch):
+      state = step(state, *inputs, ctx)
       loop.update += 1
       loop.examples_seen += phase.batch_size
       if log_every and loop.update % log_every == 0:
@@ -293,7 +237,7 @@ def train_and_evaluate(setup: RunSetup, splits: DeviceSplits, run_dir: str, seed
       continue
     sums = read_sums()
     metrics = {'train_loss': sums[0] / sums[2], 'train_accuracy': sums[1] / sums[2],
-               **evaluator(state)}
+               **evaluate(state)}
     state = reset_metrics(state)
     train_log_mark = (0.0, 0.0, 0)
     lr = float(state.opt_state.hyperparams['learning_rate'][0])

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lr_study.data.in_memory import take_batch, take_eval_batch
+from lr_study.data.in_memory import normalize, take_batch, take_eval_batch, transform_batch
 from lr_study.devices import AXIS
 from lr_study.optimizers import with_learning_rate
 from lr_study.schedules import LRSchedule
@@ -113,15 +113,23 @@ class StepCompiler:
     self.seed = seed
     self.augment = augment
     self.traces = 0
-    self._steps: dict[tuple[int, int], Callable[..., TrainState]] = {}
+    self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
 
-  def train_step(self, per_device_batch: int, accumulation_steps: int
-                 ) -> Callable[[TrainState, DeviceData, EpochContext], TrainState]:
-    key = (per_device_batch, accumulation_steps)
+  def train_step(self, per_device_batch: int, accumulation_steps: int, streaming: bool = False
+                 ) -> Callable[..., TrainState]:
+    """The pmapped step for one static shape, compiled on its first call.
+
+    In-memory mode: ``step(state, data: DeviceData, ctx)`` gathers its batch on the
+    device. Streaming mode: ``step(state, batch, stats: DeviceData, ctx)`` takes a batch
+    from ``lr_study.data.streaming.epoch_batches``; ``stats`` supplies only the
+    normalisation constants (its images and labels are empty).
+    """
+    key = (per_device_batch, accumulation_steps, streaming)
     if key not in self._steps:
-      fn = functools.partial(self._train_step, per_device_batch=per_device_batch,
-                             accumulation_steps=accumulation_steps)
-      self._steps[key] = jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,))
+      fn = self._stream_step if streaming else functools.partial(
+          self._train_step, per_device_batch=per_device_batch)
+      self._steps[key] = jax.pmap(functools.partial(fn, accumulation_steps=accumulation_steps),
+                                  axis_name=AXIS, donate_argnums=(0,))
     return self._steps[key]
 
   def learning_rate(self, step: jax.Array, ctx: EpochContext) -> jax.Array:
@@ -134,13 +142,25 @@ class StepCompiler:
 
   def _train_step(self, state: TrainState, data: DeviceData, ctx: EpochContext, *,
                   per_device_batch: int, accumulation_steps: int) -> TrainState:
-    self.traces += 1  # runs at trace time only
-    device = jax.lax.axis_index(AXIS)
     local_batch = per_device_batch * jax.lax.psum(1, AXIS)
-    index_in_epoch = state.step - ctx.first_update
-    start = index_in_epoch * local_batch + device * per_device_batch
+    start = ((state.step - ctx.first_update) * local_batch
+             + jax.lax.axis_index(AXIS) * per_device_batch)
     x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
                       data.std, augment=self.augment, seed=self.seed, epoch=ctx.epoch)
+    return self._update(state, x, y, ctx, accumulation_steps)
+
+  def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], stats: DeviceData,
+                   ctx: EpochContext, *, accumulation_steps: int) -> TrainState:
+    x = transform_batch(batch['image'], batch['index'], stats.mean, stats.std,
+                        augment=self.augment, seed=self.seed, epoch=ctx.epoch)
+    return self._update(state, x, batch['label'], ctx, accumulation_steps)
+
+  def _update(self, state: TrainState, x: jax.Array, y: jax.Array, ctx: EpochContext,
+              accumulation_steps: int) -> TrainState:
+    """One parameter update from this device's batch ``x, y``."""
+    self.traces += 1  # runs at trace time only
+    device = jax.lax.axis_index(AXIS)
+    per_device_batch = x.shape[0]
     micro = per_device_batch // accumulation_steps
     x = x.reshape(accumulation_steps, micro, *x.shape[1:])
     y = y.reshape(accumulation_steps, micro)
@@ -178,8 +198,16 @@ class StepCompiler:
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics)
 
 
+def _eval_sums(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array,
+               mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(loss sum, correct sum, count) over the examples with mask 1."""
+  logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+  loss, correct = cross_entropy_and_accuracy(logits, y)
+  return (loss * mask).sum(), (correct * mask).sum(), mask.sum()
+
+
 def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
-  """The pmapped evaluation of a whole split in one call.
+  """The pmapped evaluation of a whole device-resident split in one call.
 
   Each device scans over its ``[steps, per_device]`` index batches; padded positions
   have mask 0, so every example is counted once. Returns (loss sum, correct sum, count),
@@ -190,15 +218,24 @@ def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array
     def one_batch(sums, inputs):
       batch_idx, batch_mask = inputs
       x, y = take_eval_batch(data.images, data.labels, batch_idx, data.mean, data.std)
-      logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
-      loss, correct = cross_entropy_and_accuracy(logits, y)
-      return (sums[0] + (loss * batch_mask).sum(), sums[1] + (correct * batch_mask).sum(),
-              sums[2] + batch_mask.sum()), None
+      return jax.tree.map(jnp.add, sums, _eval_sums(model, params, batch_stats, x, y,
+                                                    batch_mask)), None
 
     sums, _ = jax.lax.scan(one_batch, (jnp.zeros(()), jnp.zeros(()), jnp.zeros(())), (idx, mask))
     return jax.lax.psum(sums, AXIS)
 
   return jax.pmap(eval_all, axis_name=AXIS)
+
+
+def make_stream_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
+  """The pmapped evaluation of one streamed, padded and masked batch, summed over devices."""
+
+  def eval_batch(params, batch_stats, batch: dict[str, jax.Array], stats: DeviceData):
+    x = normalize(batch['image'], stats.mean, stats.std)
+    return jax.lax.psum(_eval_sums(model, params, batch_stats, x, batch['label'],
+                                   batch['mask']), AXIS)
+
+  return jax.pmap(eval_batch, axis_name=AXIS)
 
 
 @functools.partial(jax.pmap, axis_name=AXIS, donate_argnums=(0,))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lr_study import checkpoint, manual_lr, run_files
-from lr_study.data.sources import load_dataset_arrays
-from lr_study.train import prepare_run, put_on_devices, train_and_evaluate
+from lr_study.train import prepare_run, train_and_evaluate
+from lr_study.training_data import load_training_data
 from lr_study.train_step import StepCompiler, init_train_state
 
 
@@ -35,10 +35,9 @@ def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
 
 def _run(config: ml_collections.ConfigDict, run_dir: str):
   setup = prepare_run(config)
-  splits = put_on_devices(load_dataset_arrays(config.dataset), setup.spec,
-                          config.dataset.eval_batch_size)
+  data = load_training_data(config.dataset, setup.spec)
   compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=0, augment=False)
-  summary = train_and_evaluate(setup, splits, run_dir, 0, compiler)
+  summary = train_and_evaluate(setup, data, run_dir, 0, compiler)
   return setup, summary, run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))
 
 
@@ -146,3 +145,14 @@ def test_increase_on_plateau_raises_the_batch_in_a_real_run(digits_data_dir, tmp
   plan = run_files.read_json(os.path.join(tmp_path, run_files.PLAN))
   assert plan['total_updates'] == summary['updates']
   assert [e['batch_size'] for e in _events(str(tmp_path))] == [64, 128]
+
+
+def test_streaming_mode_trains_the_same_plan_from_tf_data(digits_data_dir, tmp_path):
+  config = _config(digits_data_dir, num_epochs=4,
+                   batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2,), factor=2))
+  config.dataset.mode = 'streaming'
+  setup, summary, log = _run(config, str(tmp_path))
+  assert summary['updates'] == setup.plan.total_updates == 2 * (1437 // 64) + 2 * (1437 // 128)
+  assert [r['batch_size'] for r in log] == [64, 64, 128, 128]
+  assert all(r['test_examples'] == 360 for r in log)
+  assert log[-1]['test_accuracy'] > 0.8

@@ -1,0 +1,140 @@
+"""Where the training loop gets its batches and its evaluations, in either data mode.
+
+* ``in_memory`` (the default): every split is copied to every device once, as uint8; the
+  train step gathers its batch from the epoch's permutation on the device, and each
+  evaluation is one pmapped call over the whole split. No host-to-device copy per step.
+* ``streaming``: for datasets too big for the accelerator. tf.data reads TFDS, batches at
+  the phase's batch size, and prefetches to the devices
+  (``lr_study.data.streaming``); evaluation streams each split in padded, masked batches.
+
+Both present the loop with the same three calls: ``epoch_inputs`` (the step's data
+arguments for each update of an epoch), ``permutation`` and ``evaluator``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any, Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from lr_study import devices
+from lr_study.data import streaming
+from lr_study.data.in_memory import epoch_permutation, eval_index_batches
+from lr_study.data.sources import (DatasetArrays, DatasetSpec, load_dataset_arrays,
+                                   prepare_dataset)
+from lr_study.train_step import DeviceData, TrainState, make_eval_step, make_stream_eval_step
+
+Evaluator = Callable[[TrainState], dict[str, float]]
+
+
+def _metrics(name: str, sums: tuple[Any, Any, Any]) -> dict[str, float]:
+  loss, correct, count = (float(v[0]) for v in sums)
+  return {f'{name}_loss': loss / count, f'{name}_accuracy': correct / count,
+          f'{name}_examples': int(count)}
+
+
+def _normalisation(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray) -> DeviceData:
+  return devices.replicate(DeviceData(images=images, labels=labels.astype(np.int32),
+                                      mean=np.asarray(spec.mean, np.float32),
+                                      std=np.asarray(spec.std, np.float32)))
+
+
+@dataclasses.dataclass
+class _EvalSplit:
+  data: DeviceData
+  idx: jax.Array  # [devices, steps, per_device]
+  mask: jax.Array
+
+
+class InMemoryData:
+  """The dataset resident on every local device for the whole study."""
+
+  streaming = False
+
+  def __init__(self, arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int):
+    self.train = _normalisation(spec, arrays.train.images, arrays.train.labels)
+    self.num_local_train = len(arrays.train.labels)
+    self.eval_splits = {name: self._eval_split(spec, split, eval_batch_size)
+                        for name, split in (('test', arrays.test),
+                                            ('validation', arrays.validation)) if split}
+
+  @staticmethod
+  def _eval_split(spec: DatasetSpec, split: Any, eval_batch_size: int) -> _EvalSplit:
+    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, jax.local_device_count())
+    # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
+    return _EvalSplit(_normalisation(spec, split.images, split.labels),
+                      devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))
+
+  def permutation(self, seed: int, epoch: int) -> np.ndarray:
+    return np.asarray(epoch_permutation(seed, epoch, self.num_local_train))
+
+  def epoch_inputs(self, seed: int, epoch: int, batch_size: int, updates: int
+                   ) -> Iterator[tuple[Any, ...]]:
+    del seed, epoch, batch_size  # the step gathers its own batch
+    return itertools.repeat((self.train,), updates)
+
+  def evaluator(self, model: Any) -> Evaluator:
+    eval_step = make_eval_step(model)
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+      out = {}
+      for name, split in self.eval_splits.items():
+        out.update(_metrics(name, eval_step(state.params, state.batch_stats, split.data,
+                                            split.idx, split.mask)))
+      return out
+
+    return evaluate
+
+
+class StreamingData:
+  """Batches streamed from TFDS through tf.data, prefetched to the devices."""
+
+  streaming = True
+
+  def __init__(self, dataset_cfg: ml_collections.ConfigDict, spec: DatasetSpec):
+    prepare_dataset(dataset_cfg)
+    self.dataset_cfg = dataset_cfg
+    self.stats = _normalisation(spec, np.zeros((0, *spec.image_shape), np.uint8),
+                                np.zeros((0,), np.int32))
+    self.eval_split_names = ['test'] + (['validation'] if dataset_cfg.validation_size else [])
+
+  def permutation(self, seed: int, epoch: int) -> np.ndarray:
+    del seed, epoch  # tf.data shuffles from (seed, epoch) itself
+    return np.zeros((1,), np.int32)
+
+  def epoch_inputs(self, seed: int, epoch: int, batch_size: int, updates: int
+                   ) -> Iterator[tuple[Any, ...]]:
+    batches = streaming.epoch_batches(self.dataset_cfg, 'train', seed, epoch, batch_size,
+                                      jax.local_device_count())
+    return ((batch, self.stats) for batch in itertools.islice(batches, updates))
+
+  def evaluator(self, model: Any) -> Evaluator:
+    eval_step = make_stream_eval_step(model)
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+      out = {}
+      for name in self.eval_split_names:
+        sums = None
+        for batch in streaming.eval_batches(self.dataset_cfg, name,
+                                            self.dataset_cfg.eval_batch_size,
+                                            jax.local_device_count()):
+          batch_sums = eval_step(state.params, state.batch_stats, batch, self.stats)
+          sums = batch_sums if sums is None else jax.tree.map(np.add, sums, batch_sums)
+        out.update(_metrics(name, sums))
+      return out
+
+    return evaluate
+
+
+TrainingData = InMemoryData | StreamingData
+
+
+def load_training_data(dataset_cfg: ml_collections.ConfigDict, spec: DatasetSpec) -> TrainingData:
+  """The data of a study in its configured mode, read once."""
+  if dataset_cfg.mode == 'streaming':
+    return StreamingData(dataset_cfg, spec)
+  return InMemoryData(load_dataset_arrays(dataset_cfg), spec, dataset_cfg.eval_batch_size)
