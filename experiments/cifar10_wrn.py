@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from lr_study.study import select_variant
+from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
 
 NUM_EPOCHS = 200
 STEPS = (60, 120, 160)
@@ -62,32 +62,22 @@ def _constant_lr(learning_rate: float) -> ml_collections.ConfigDict:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seeds = (0,)
-  config.dataset = ml_collections.ConfigDict(dict(
-      name='cifar10', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
-      augment=True, eval_batch_size=1000, download=False))
+  config.dataset = dataset_config('cifar10', augment=True)
   config.model = ml_collections.ConfigDict(dict(name='wide_resnet', depth=16, width=4))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=5e-4))
-  config.lr_schedule = _constant_lr(LR)
-  config.batch_schedule = ml_collections.ConfigDict(dict(name='constant', batch_size=B0))
-  config.variants = ml_collections.ConfigDict({
-      'decay': dict(lr_schedule=dict(name='multistep', init_value=LR, boundaries=STEPS,
-                                     factors=1 / FACTOR)),
-      'hybrid': dict(batch_schedule=_increase(B0, max_batch_size=B0 * FACTOR)),
-      'increase': dict(batch_schedule=dict(name='multistep', batch_size=B0, boundaries=STEPS,
-                                           factor=FACTOR)),
-      # §5.2, B ∝ ε: ε = 0.5 and B0 = 640.
-      'increased_initial_lr': dict(lr_schedule=_constant_lr(0.5),
-                                   batch_schedule=_increase(640, MAX_BATCH)),
-      # §5.2, B ∝ ε/(1 − m): ε = 0.5, m = 0.98 and B0 = 3200.
-      'increased_momentum': dict(
-          lr_schedule=_constant_lr(0.5), batch_schedule=_increase(3200, MAX_BATCH),
-          optimizer=dict(name='momentum', momentum=0.98, weight_decay=5e-4)),
-  })
+  config.learning_rate = LR
+  config.batch_size = B0
+  config.variants = decay_vs_batch_variants(config, STEPS, FACTOR, hybrid_factor=FACTOR)
+  with config.variants.ignore_type():
+    # §5.2, B ∝ ε: ε = 0.5 and B0 = 640.
+    config.variants.increased_initial_lr = dict(lr_schedule=_constant_lr(0.5),
+                                                batch_schedule=_increase(640, MAX_BATCH))
+    # §5.2, B ∝ ε/(1 − m): ε = 0.5, m = 0.98 and B0 = 3200.
+    config.variants.increased_momentum = dict(
+        lr_schedule=_constant_lr(0.5), batch_schedule=_increase(3200, MAX_BATCH),
+        optimizer=dict(name='momentum', momentum=0.98, weight_decay=5e-4))
   config.num_epochs = NUM_EPOCHS
-  config.max_per_device_batch = 3200
-  config.ghost_batch_size = 128
-  config.eval_every_epochs = 1
-  config.train_log_every_updates = 100
-  config.checkpoint_every_epochs = 5
+  run_defaults(config, max_per_device_batch=3200, ghost_batch_size=128,
+               train_log_every_updates=100, checkpoint_every_epochs=5)
   return select_variant(config, arg)

@@ -22,7 +22,7 @@ B0 = 8 keeps every batch well below N = 1437, so the schedules really differ in 
 
 import ml_collections
 
-from lr_study.study import select_variant
+from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
 
 EPOCHS = 40
 STEPS = (10, 20, 30)
@@ -34,30 +34,14 @@ B0 = 8
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seeds = (0, 1, 2)
-  config.dataset = ml_collections.ConfigDict(dict(
-      name='digits', data_dir='', manual_dir='', validation_size=0, mode='in_memory',
-      augment=False, eval_batch_size=360, download=False))
+  config.dataset = dataset_config('digits', eval_batch_size=360)
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(128, 128),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=5e-4))
-  config.lr_schedule = ml_collections.ConfigDict(dict(name='constant', init_value=LR))
-  config.batch_schedule = ml_collections.ConfigDict(dict(name='constant', batch_size=B0))
-  config.variants = ml_collections.ConfigDict({
-      'decay': dict(
-          lr_schedule=dict(name='multistep', init_value=LR, boundaries=STEPS,
-                           factors=1 / FACTOR)),
-      'hybrid': dict(
-          batch_schedule=dict(name='hybrid', batch_size=B0, boundaries=STEPS, factor=FACTOR,
-                              max_batch_size=B0 * FACTOR)),
-      'increase': dict(
-          batch_schedule=dict(name='multistep', batch_size=B0, boundaries=STEPS,
-                              factor=FACTOR)),
-  })
+  config.learning_rate = LR
+  config.batch_size = B0
+  config.variants = decay_vs_batch_variants(config, STEPS, FACTOR, hybrid_factor=FACTOR)
   config.num_epochs = EPOCHS
-  config.max_per_device_batch = 0
-  config.ghost_batch_size = 0
-  config.eval_every_epochs = 1
-  config.train_log_every_updates = 0
-  config.checkpoint_every_epochs = 0
+  run_defaults(config, checkpoint_every_epochs=0)
   return select_variant(config, arg)

@@ -23,7 +23,7 @@ prepares them offline into ``data_dir`` on first use (about 20 s).
 
 import ml_collections
 
-from lr_study.study import select_variant
+from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
 
 EPOCHS = 30
 STEPS = (10, 20)
@@ -35,32 +35,19 @@ B0 = 64
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seeds = (0, 1, 2)
-  config.dataset = ml_collections.ConfigDict(dict(
-      name='mnist', data_dir='', manual_dir='', validation_size=6000, mode='in_memory',
-      augment=False, eval_batch_size=1000, download=False))
+  config.dataset = dataset_config('mnist', validation_size=6000)
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(256, 256),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=0.0))
-  config.lr_schedule = ml_collections.ConfigDict(dict(name='constant', init_value=LR))
-  config.batch_schedule = ml_collections.ConfigDict(dict(name='constant', batch_size=B0))
-  config.variants = ml_collections.ConfigDict({
-      'decay': dict(
-          lr_schedule=dict(name='multistep', init_value=LR, boundaries=STEPS,
-                           factors=1 / FACTOR)),
-      'hybrid': dict(
-          batch_schedule=dict(name='hybrid', batch_size=B0, boundaries=STEPS, factor=FACTOR,
-                              max_batch_size=B0 * FACTOR)),
-      'increase': dict(
-          batch_schedule=dict(name='multistep', batch_size=B0, boundaries=STEPS,
-                              factor=FACTOR)),
-      'raschka_b64': dict(batch_schedule=dict(name='constant', batch_size=64)),
-      'raschka_b1024': dict(batch_schedule=dict(name='constant', batch_size=1024)),
-  })
+  config.learning_rate = LR
+  config.batch_size = B0
+  config.variants = decay_vs_batch_variants(config, STEPS, FACTOR, hybrid_factor=FACTOR)
+  with config.variants.ignore_type():
+    for batch_size in (64, 1024):  # Raschka's contrast, at the constant LR
+      config.variants[f'raschka_b{batch_size}'] = dict(
+          lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate')),
+          batch_schedule=dict(name='constant', batch_size=batch_size))
   config.num_epochs = EPOCHS
-  config.max_per_device_batch = 0
-  config.ghost_batch_size = 0
-  config.eval_every_epochs = 1
-  config.train_log_every_updates = 0
-  config.checkpoint_every_epochs = 5
+  run_defaults(config, checkpoint_every_epochs=5)
   return select_variant(config, arg, default=('decay', 'hybrid', 'increase'))

@@ -53,3 +53,46 @@ def select_variant(config: ml_collections.ConfigDict, arg: str | None,
       raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
   config.run_variants = names
   return config
+
+
+def dataset_config(name: str = 'digits', **overrides) -> ml_collections.ConfigDict:
+  """``config.dataset`` with the schema's defaults (see README, Data) and ``overrides``."""
+  config = ml_collections.ConfigDict(dict(
+      name=name, data_dir='', manual_dir='', validation_size=0, mode='in_memory',
+      augment=False, eval_batch_size=1000, download=False))
+  config.update(overrides)
+  return config
+
+
+def run_defaults(config: ml_collections.ConfigDict, **overrides) -> ml_collections.ConfigDict:
+  """Sets the loop's settings to their defaults, then ``overrides``; returns ``config``."""
+  config.update(dict(max_per_device_batch=0, ghost_batch_size=0, eval_every_epochs=1,
+                     train_log_every_updates=0, checkpoint_every_epochs=1))
+  config.update(overrides)
+  return config
+
+
+def decay_vs_batch_variants(config: ml_collections.ConfigDict, boundaries: tuple[int, ...],
+                            factor: float, hybrid_factor: int) -> ml_collections.ConfigDict:
+  """The paper's three ways to cut the noise scale g by ``factor`` at each boundary.
+
+  Smith et al. (ICLR 2018), §5.1: ``decay`` divides ε (B fixed); ``increase`` multiplies
+  B (ε fixed); ``hybrid`` multiplies B up to ``hybrid_factor``·B0, then divides ε. Each
+  variant sets ``lr_schedule`` and ``batch_schedule`` from ``config.learning_rate`` (ε)
+  and ``config.batch_size`` (B0) by reference, so ``--config.learning_rate=0.1`` changes
+  all three alike.
+  """
+  learning_rate, batch_size = config.get_ref('learning_rate'), config.get_ref('batch_size')
+  hybrid_max_batch_size = batch_size * hybrid_factor
+  constant_lr = dict(name='constant', init_value=learning_rate)
+  constant_batch = dict(name='constant', batch_size=batch_size)
+  steps = dict(batch_size=batch_size, boundaries=boundaries, factor=factor)
+  return ml_collections.ConfigDict({
+      'decay': dict(lr_schedule=dict(name='multistep', init_value=learning_rate,
+                                     boundaries=boundaries, factors=1 / factor),
+                    batch_schedule=constant_batch),
+      'hybrid': dict(lr_schedule=constant_lr,
+                     batch_schedule=dict(name='hybrid', max_batch_size=hybrid_max_batch_size,
+                                         **steps)),
+      'increase': dict(lr_schedule=constant_lr, batch_schedule=dict(name='multistep', **steps)),
+  })

@@ -28,10 +28,8 @@ def _no_network(monkeypatch):
 @pytest.fixture(scope='session')
 def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   """A TFDS data_dir holding the prepared embedded digits, made once per test session."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
   from lr_study.data.sources import prepare_dataset  # pylint: disable=g-import-not-at-top
+  from lr_study.study import dataset_config  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-  prepare_dataset(ml_collections.ConfigDict(dict(
-      name='digits', data_dir=data_dir, manual_dir='', validation_size=0, mode='in_memory',
-      augment=False, eval_batch_size=1000, download=False)))
+  prepare_dataset(dataset_config('digits', data_dir=data_dir))
   return data_dir

@@ -40,8 +40,8 @@ def test_shared_settings_are_the_papers():
   assert (config.dataset.name, config.dataset.augment) == ('cifar10', True)
   assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.weight_decay) == (
       'momentum', 0.9, 5e-4)
-  assert (config.num_epochs, config.ghost_batch_size, config.lr_schedule.init_value) == (
-      200, 128, 0.1)
+  assert (config.num_epochs, config.ghost_batch_size, config.learning_rate, config.batch_size) == (
+      200, 128, 0.1, 128)
 
 
 @pytest.mark.parametrize('num_devices', [1, 8])

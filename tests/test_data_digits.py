@@ -6,7 +6,7 @@ import numpy as np
 
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays, prepare_dataset
 from lr_study.data.specs import dataset_spec
-from test_data_fixtures import dataset_config
+from lr_study.study import dataset_config
 
 
 def test_digits_prepares_offline_as_tfrecord_into_the_configured_data_dir(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from lr_study.data.sources import DatasetArrays, check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
-from test_data_fixtures import dataset_config
+from lr_study.study import dataset_config
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'mnist'
 # From ../shared/data/README.md.

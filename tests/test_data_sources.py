@@ -9,7 +9,7 @@ from lr_study.data import sources
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
 from lr_study.errors import ConfigError
-from test_data_fixtures import dataset_config
+from lr_study.study import dataset_config
 
 MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
                't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')

@@ -12,7 +12,7 @@ from lr_study.data import streaming
 from lr_study.data.sources import load_dataset_arrays
 from lr_study.devices import AXIS
 from lr_study.errors import ConfigError
-from test_data_fixtures import dataset_config
+from lr_study.study import dataset_config
 
 DEVICES = 8  # tests/conftest.py fakes 8 CPU devices
 

@@ -26,7 +26,7 @@ def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subproc
     ('--config.model.no_such_key=1', "unknown config key 'no_such_key'"),
     ('--config=experiments/digits_study.py:no_such_variant', "unknown variant 'no_such_variant'"),
     ('--config.num_epochs=many', '--config.num_epochs=many'),
-    ('--config.lr_schedule.name=no_such_schedule', "unknown schedule 'no_such_schedule'"),
+    ('--config.variants.decay.lr_schedule.name=no_such_schedule', "unknown schedule 'no_such_schedule'"),
     ('--config.model.name=no_such_model', "unknown model 'no_such_model'"),
     ('--config.optimizer.name=no_such_optimizer', "no_such_optimizer"),
     ('--config.batch_schedule.batch_size=12', 'batch'),

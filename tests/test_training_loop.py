@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lr_study import checkpoint, manual_lr, run_files
+from lr_study.study import dataset_config
 from lr_study.train import prepare_run, train_and_evaluate
 from lr_study.training_data import load_training_data
 from lr_study.train_step import StepCompiler, init_train_state
@@ -19,8 +20,7 @@ from lr_study.train_step import StepCompiler, init_train_state
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       seeds=(0,), variant='test',
-      dataset=dict(name='digits', data_dir=data_dir, manual_dir='', validation_size=0,
-                   mode='in_memory', augment=False, eval_batch_size=128, download=False),
+      dataset=dataset_config('digits', data_dir=data_dir, eval_batch_size=128),
       model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
       optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
       lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),
