@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from typing import TextIO
 
 
 def _duration(seconds: float) -> str:
@@ -36,14 +36,14 @@ class Progress:
     return time.monotonic() >= self._next
 
   def show(self, *, epoch: float, num_epochs: int, phase: int, num_phases: int, batch_size: int,
-           learning_rate: float, loss: Callable[[], float], examples_seen: int) -> None:
-    """Draws one line; ``loss`` is called only here (it reads from the devices)."""
+           learning_rate: float, loss: float, examples_seen: int) -> None:
+    """Draws one line (the caller reads ``loss`` from the devices only for it)."""
     now = time.monotonic()
     rate = (examples_seen - self._last_examples) / max(now - self._last_time, 1e-9)
     self._last_time, self._last_examples = now, examples_seen
     eta = (self.total_examples - examples_seen) / rate if rate > 0 else float('inf')
     line = (f'{self.label} | epoch {epoch:6.2f}/{num_epochs} | phase {phase + 1}/{num_phases} '
-            f'| B {batch_size} | lr {learning_rate:.4g} | loss {loss():.4f} '
+            f'| B {batch_size} | lr {learning_rate:.4g} | loss {loss:.4f} '
             f'| {rate:,.0f} ex/s | ETA {_duration(eta) if eta != float("inf") else "?"}')
     self.stream.write(f'\r{line}\x1b[K' if self.tty else line + '\n')
     self.stream.flush()

@@ -30,7 +30,8 @@ from lr_study.plan import TrainingPlan, build_plan
 from lr_study.progress import Progress
 from lr_study.run_metadata import run_metadata
 from lr_study.schedules import LRSchedule, plateau_controller
-from lr_study.train_step import EpochContext, StepCompiler, init_train_state, reset_metrics
+from lr_study.train_step import (EpochContext, StepCompiler, epoch_context, init_train_state,
+                                 reset_metrics)
 from lr_study.training_data import TrainingData
 
 
@@ -157,129 +158,169 @@ class Loop:
   wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
 
 
-def _context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
-             lr_multiplier: float) -> EpochContext:
-  return devices.replicate(EpochContext(
-      perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
-      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
+class _Run:
+  """One run's state, logs and controllers, and the steps of its loop."""
+
+  def __init__(self, setup: RunSetup, data: TrainingData, run_dir: str, seed: int,
+               compiler: StepCompiler, label: str):
+    self.setup, self.data, self.run_dir, self.seed, self.compiler = (
+        setup, data, run_dir, seed, compiler)
+    self.config, self.plan = setup.config, setup.plan
+    os.makedirs(run_dir, exist_ok=True)
+    self.lr_control, self.batch_control = LRControl(self.plan.lr_schedule), BatchControl(self.plan)
+    self.loop = Loop()
+    host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
+    restored = checkpoint.restore(run_dir, host_state)
+    if restored:
+      host_state, saved = restored
+      self.loop = Loop(**saved['loop'])
+      self.lr_control.load_state_dict(saved['lr_control'])
+      self.batch_control.load_state_dict(saved['batch_control'])
+      self.plan = self.batch_control.replan(self.plan)
+    for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS):
+      # Logs end where the checkpoint does (empty for a fresh start in an old directory).
+      run_files.truncate_jsonl(self.path(name), lambda r: r['update'] <= self.loop.update)
+    run_files.write_json(self.path(run_files.METADATA), run_metadata(self.config, self.plan, seed))
+    run_files.write_json(self.path(run_files.PLAN), self.plan.to_json())
+    self.metrics_log = run_files.JsonlWriter(self.path(run_files.METRICS))
+    self.train_log = run_files.JsonlWriter(self.path(run_files.TRAIN_LOG))
+    self.events = run_files.JsonlWriter(self.path(run_files.EVENTS))
+    self.state = devices.replicate(host_state)
+    self.evaluate = data.evaluator(setup.model)
+    self.label = label or run_dir
+    self.progress = Progress(self.label, self.plan.examples_seen)
+    self.train_log_mark = (0.0, 0.0, 0)  # metric sums at the last train-log line
+    self.started = time.monotonic() - self.loop.wall_time
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.run_dir, name)
+
+  def metric_sums(self) -> tuple[float, float, int]:
+    """(loss, accuracy, updates) summed since the last evaluation (a device read)."""
+    m = self.state.metrics
+    return float(m.loss[0]), float(m.accuracy[0]), int(m.updates[0])
+
+  def learning_rate(self) -> float:
+    """The LR of the last update applied (a device read)."""
+    return float(self.state.opt_state.hyperparams['learning_rate'][0])
+
+  def context(self, phase_multiplier: float) -> EpochContext:
+    return epoch_context(self.data.permutation(self.seed, self.loop.epoch), self.loop.epoch,
+                         self.loop.update, self.plan.phase_at_epoch(self.loop.epoch).updates_per_epoch,
+                         phase_multiplier * self.lr_control.multiplier)
+
+  def take_manual_request(self) -> bool:
+    """Applies a manual LR request, if there is one, from the next update on."""
+    learning_rate = manual_lr.take_request(self.run_dir)
+    if learning_rate is None:
+      return False
+    old = self.plan.lr_at_update(self.loop.update) * self.lr_control.multiplier
+    self.lr_control.on_manual(learning_rate)
+    self.events.write({'update': self.loop.update, 'epoch': self.plan.epoch_at_update(self.loop.update),
+                       'kind': 'learning_rate', 'reason': 'manual', 'old_learning_rate': old,
+                       'learning_rate': learning_rate, 'multiplier': self.lr_control.multiplier})
+    return True
+
+  def train_epoch(self) -> None:
+    """Dispatches one epoch of updates; reads the devices only for logs and progress."""
+    plan, loop = self.plan, self.loop
+    phase_index, phase = plan.phase_index_at_epoch(loop.epoch), plan.phase_at_epoch(loop.epoch)
+    phase_multiplier = plan.lr_multiplier_at_epoch(loop.epoch)
+    self.take_manual_request()
+    ctx = self.context(phase_multiplier)
+    step = self.compiler.train_step(phase.per_device_batch, phase.accumulation_steps,
+                                    self.data.streaming)
+    log_every = self.config.train_log_every_updates
+    for inputs in self.data.epoch_inputs(self.seed, loop.epoch, phase.batch_size,
+                                         phase.updates_per_epoch):
+      self.state = step(self.state, *inputs, ctx)
+      loop.update += 1
+      loop.examples_seen += phase.batch_size
+      if log_every and loop.update % log_every == 0:
+        self.write_train_log()
+      if self.progress.due():
+        if self.take_manual_request():
+          ctx = ctx.replace(lr_multiplier=devices.replicate(
+              np.float32(phase_multiplier * self.lr_control.multiplier)))
+        loss, _, count = self.metric_sums()
+        self.progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
+                           phase=phase_index, num_phases=len(plan.phases),
+                           batch_size=phase.batch_size, learning_rate=self.learning_rate(),
+                           loss=loss / max(count, 1), examples_seen=loop.examples_seen)
+    loop.epoch += 1
+
+  def write_train_log(self) -> None:
+    sums = self.metric_sums()
+    loss, accuracy, count = (a - b for a, b in zip(sums, self.train_log_mark))
+    self.train_log.write({'update': self.loop.update,
+                          'epoch': self.plan.epoch_at_update(self.loop.update),
+                          'learning_rate': self.learning_rate(), 'train_loss': loss / count,
+                          'train_accuracy': accuracy / count})
+    self.train_log_mark = sums
+
+  def evaluation_due(self) -> bool:
+    return (self.loop.epoch % self.config.eval_every_epochs == 0
+            or self.loop.epoch == self.plan.num_epochs)
+
+  def evaluate_and_act(self) -> None:
+    """Evaluates, logs, lets the dynamic schedules act, and checkpoints when due."""
+    loop, plan = self.loop, self.plan
+    loss, accuracy, count = self.metric_sums()
+    metrics = {'train_loss': loss / count, 'train_accuracy': accuracy / count,
+               **self.evaluate(self.state)}
+    self.state = reset_metrics(self.state)
+    self.train_log_mark = (0.0, 0.0, 0)
+    batch_size = plan.batch_size_at_epoch(loop.epoch - 1)
+    lr = self.learning_rate()
+    loop.wall_time = time.monotonic() - self.started
+    self.metrics_log.write({
+        'update': loop.update, 'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,
+        'learning_rate': lr, 'batch_size': batch_size,
+        'noise_scale': noise_scale(lr, batch_size, plan.num_train_examples, plan.momentum),
+        'wall_time': loop.wall_time, **metrics})
+    if self.lr_control.on_eval(metrics):
+      self.events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'learning_rate',
+                         'reason': 'reduce_on_plateau', 'multiplier': self.lr_control.multiplier})
+    new_batch = self.batch_control.on_eval(metrics, loop.epoch, batch_size, plan)
+    if new_batch is not None:
+      self.plan = plan.with_batch_size_from(loop.epoch, new_batch)
+      run_files.write_json(self.path(run_files.PLAN), self.plan.to_json())
+      self.events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'batch_size',
+                         'reason': 'increase_on_plateau', 'batch_size': new_batch})
+      self.progress.total_examples = self.plan.examples_seen
+    every = self.config.checkpoint_every_epochs
+    if every and (loop.epoch % every == 0 or loop.epoch == self.plan.num_epochs):
+      checkpoint.save(self.run_dir, devices.unreplicate(self.state), {
+          'loop': dataclasses.asdict(loop), 'lr_control': self.lr_control.state_dict(),
+          'batch_control': self.batch_control.state_dict()})
+
+  def close(self) -> None:
+    for log in (self.metrics_log, self.train_log, self.events):
+      log.close()
+
+  def summary(self) -> dict[str, Any]:
+    final = run_files.read_jsonl(self.path(run_files.METRICS))[-1]
+    return {'variant': self.config.get('variant', ''), 'seed': self.seed,
+            'final_test_accuracy': final['test_accuracy'], 'final_test_loss': final['test_loss'],
+            'updates': self.loop.update, 'examples_seen': self.loop.examples_seen,
+            'epochs': self.plan.num_epochs, 'wall_time': self.loop.wall_time,
+            'planned_updates': self.plan.total_updates, 'compiles': self.compiler.traces}
 
 
 def train_and_evaluate(setup: RunSetup, data: TrainingData, run_dir: str, seed: int,
                        compiler: StepCompiler, label: str = '') -> dict[str, Any]:
   """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
-  config, plan = setup.config, setup.plan
-  os.makedirs(run_dir, exist_ok=True)
-  lr_control, batch_control = LRControl(plan.lr_schedule), BatchControl(plan)
-  loop = Loop()
-  host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
-  restored = checkpoint.restore(run_dir, host_state)
-  if restored:
-    host_state, saved = restored
-    loop = Loop(**saved['loop'])
-    lr_control.load_state_dict(saved['lr_control'])
-    batch_control.load_state_dict(saved['batch_control'])
-    plan = batch_control.replan(plan)
-    for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS):
-      run_files.truncate_jsonl(os.path.join(run_dir, name), lambda r: r['update'] <= loop.update)
-  run_files.write_json(os.path.join(run_dir, run_files.METADATA),
-                       run_metadata(config, plan, seed))
-  run_files.write_json(os.path.join(run_dir, run_files.PLAN), plan.to_json())
-  metrics_log = run_files.JsonlWriter(os.path.join(run_dir, run_files.METRICS))
-  train_log = run_files.JsonlWriter(os.path.join(run_dir, run_files.TRAIN_LOG))
-  events = run_files.JsonlWriter(os.path.join(run_dir, run_files.EVENTS))
-  state = devices.replicate(host_state)
-  evaluate = data.evaluator(setup.model)
-  progress = Progress(label or run_dir, plan.examples_seen)
-  log_every = config.train_log_every_updates
-  train_log_mark = (0.0, 0.0, 0)  # metric sums at the last train-log line
-  started = time.monotonic() - loop.wall_time
-
-  def read_sums() -> tuple[float, float, int]:
-    m = state.metrics
-    return float(m.loss[0]), float(m.accuracy[0]), int(m.updates[0])
-
-  while loop.epoch < plan.num_epochs:
-    epoch = loop.epoch
-    phase_index, phase = plan.phase_index_at_epoch(epoch), plan.phase_at_epoch(epoch)
-    base_multiplier = plan.lr_multiplier_at_epoch(epoch)
-    request = manual_lr.take_request(run_dir)
-    if request is not None:
-      _log_lr_change(events, loop, setup, plan, lr_control, request, 'manual')
-    ctx = _context(data.permutation(seed, epoch), epoch, loop.update, phase.updates_per_epoch,
-                   base_multiplier * lr_control.multiplier)
-    step = compiler.train_step(phase.per_device_batch, phase.accumulation_steps, data.streaming)
-    for inputs in data.epoch_inputs(seed, epoch, phase.batch_size, phase.updates_per_epoch):
-      state = step(state, *inputs, ctx)
-      loop.update += 1
-      loop.examples_seen += phase.batch_size
-      if log_every and loop.update % log_every == 0:
-        sums = read_sums()
-        d = [a - b for a, b in zip(sums, train_log_mark)]
-        train_log.write({'update': loop.update, 'epoch': plan.epoch_at_update(loop.update),
-                         'learning_rate': float(state.opt_state.hyperparams['learning_rate'][0]),
-                         'train_loss': d[0] / d[2], 'train_accuracy': d[1] / d[2]})
-        train_log_mark = sums
-      if progress.due():
-        request = manual_lr.take_request(run_dir)
-        if request is not None:
-          _log_lr_change(events, loop, setup, plan, lr_control, request, 'manual')
-          ctx = ctx.replace(lr_multiplier=devices.replicate(
-              np.float32(base_multiplier * lr_control.multiplier)))
-        progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
-                      phase=phase_index, num_phases=len(plan.phases), batch_size=phase.batch_size,
-                      learning_rate=float(state.opt_state.hyperparams['learning_rate'][0]),
-                      loss=lambda: read_sums()[0] / max(read_sums()[2], 1),
-                      examples_seen=loop.examples_seen)
-    loop.epoch += 1
-    last = loop.epoch == plan.num_epochs
-    if loop.epoch % config.eval_every_epochs and not last:
-      continue
-    sums = read_sums()
-    metrics = {'train_loss': sums[0] / sums[2], 'train_accuracy': sums[1] / sums[2],
-               **evaluate(state)}
-    state = reset_metrics(state)
-    train_log_mark = (0.0, 0.0, 0)
-    lr = float(state.opt_state.hyperparams['learning_rate'][0])
-    loop.wall_time = time.monotonic() - started
-    metrics_log.write({
-        'update': loop.update, 'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,
-        'learning_rate': lr, 'batch_size': phase.batch_size,
-        'noise_scale': noise_scale(lr, phase.batch_size, plan.num_train_examples, plan.momentum),
-        'wall_time': loop.wall_time, **metrics})
-    if lr_control.on_eval(metrics):
-      events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'learning_rate',
-                    'reason': 'reduce_on_plateau', 'multiplier': lr_control.multiplier})
-    new_batch = batch_control.on_eval(metrics, loop.epoch, phase.batch_size, plan)
-    if new_batch is not None:
-      plan = plan.with_batch_size_from(loop.epoch, new_batch)
-      run_files.write_json(os.path.join(run_dir, run_files.PLAN), plan.to_json())
-      events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'batch_size',
-                    'reason': 'increase_on_plateau', 'batch_size': new_batch})
-      progress.total_examples = plan.examples_seen
-    if config.checkpoint_every_epochs and (loop.epoch % config.checkpoint_every_epochs == 0
-                                           or last):
-      checkpoint.save(run_dir, devices.unreplicate(state), {
-          'loop': dataclasses.asdict(loop), 'lr_control': lr_control.state_dict(),
-          'batch_control': batch_control.state_dict()})
-  for log in (metrics_log, train_log, events):
-    log.close()
-  final = run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))[-1]
-  summary = {'variant': config.get('variant', ''), 'seed': seed,
-             'final_test_accuracy': final['test_accuracy'], 'final_test_loss': final['test_loss'],
-             'updates': loop.update, 'examples_seen': loop.examples_seen,
-             'epochs': plan.num_epochs, 'wall_time': loop.wall_time,
-             'planned_updates': plan.total_updates, 'compiles': compiler.traces}
-  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY), summary)
-  progress.close(f'{label or run_dir}: test accuracy {final["test_accuracy"]:.4f} after '
-                 f'{loop.update} updates, {loop.wall_time:.1f} s')
+  run = _Run(setup, data, run_dir, seed, compiler, label)
+  try:
+    while run.loop.epoch < run.plan.num_epochs:
+      run.train_epoch()
+      if run.evaluation_due():
+        run.evaluate_and_act()
+  finally:
+    run.close()
+  summary = run.summary()
+  run_files.write_json(run.path(run_files.SUMMARY), summary)
+  run.progress.close(f'{run.label}: test accuracy {summary["final_test_accuracy"]:.4f} after '
+                     f'{summary["updates"]} updates, {summary["wall_time"]:.1f} s')
   return summary
-
-
-def _log_lr_change(events: run_files.JsonlWriter, loop: Loop, setup: RunSetup, plan: TrainingPlan,
-                   lr_control: LRControl, learning_rate: float, reason: str) -> None:
-  old = plan.lr_at_update(loop.update) * lr_control.multiplier
-  lr_control.on_manual(learning_rate)
-  events.write({'update': loop.update, 'epoch': plan.epoch_at_update(loop.update),
-                'kind': 'learning_rate', 'reason': reason, 'old_learning_rate': old,
-                'learning_rate': learning_rate, 'multiplier': lr_control.multiplier})

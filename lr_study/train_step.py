@@ -28,8 +28,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from lr_study import devices
 from lr_study.data.in_memory import normalize, take_batch, take_eval_batch, transform_batch
 from lr_study.devices import AXIS
 from lr_study.optimizers import with_learning_rate
@@ -77,6 +79,14 @@ class EpochContext:
   first_update: jax.Array  # update count at the start of the epoch
   updates_per_epoch: jax.Array
   lr_multiplier: jax.Array  # batch-schedule multiplier × dynamic (plateau/manual) multiplier
+
+
+def epoch_context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
+                  lr_multiplier: float) -> EpochContext:
+  """The epoch's context, replicated on the local devices (one small copy per epoch)."""
+  return devices.replicate(EpochContext(
+      perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
+      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,

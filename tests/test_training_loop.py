@@ -156,3 +156,12 @@ def test_streaming_mode_trains_the_same_plan_from_tf_data(digits_data_dir, tmp_p
   assert [r['batch_size'] for r in log] == [64, 64, 128, 128]
   assert all(r['test_examples'] == 360 for r in log)
   assert log[-1]['test_accuracy'] > 0.8
+
+
+def test_a_fresh_run_in_an_old_directory_starts_its_logs_afresh(digits_data_dir, tmp_path):
+  config = _config(digits_data_dir, num_epochs=2, checkpoint_every_epochs=0,
+                   lr_schedule=dict(name='constant', init_value=0.05),
+                   batch_schedule=dict(name='constant', batch_size=64))
+  _run(config, str(tmp_path))
+  _, _, log = _run(config, str(tmp_path))
+  assert [r['epoch'] for r in log] == [1.0, 2.0]
