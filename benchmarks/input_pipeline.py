@@ -1,0 +1,378 @@
+r"""Times the device-resident input pipeline alone against the whole train step.
+
+    python -m benchmarks.input_pipeline [--steps 400] [--batch_size 128] \
+        [--manual_dir ../shared/data/mnist] [--data_dir /tmp/lr_study_tfds] \
+        [--out_dir benchmarks/results] [--synthetic]
+
+(``make bench`` runs it with the defaults.) Issue 5 asks that, on the MNIST MLP at batch
+128, the data side of a train step cost under 5% of the step. The benchmark uses the real
+MNIST training split, prepared offline by TFDS from the four official files in
+``--manual_dir`` (about 20 s the first time), and the calls the training loop makes
+(``training_data.InMemoryData``, ``train_step.epoch_context``,
+``StepCompiler.train_step``), on the MLP 784-256-256-10 with momentum SGD (m = 0.9), at
+global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per device:
+
+(a) data side: the train step's gather and normalize alone, ``in_memory.take_batch`` at
+    ``start = (step − first_update)·B + d·P`` on device ``d``, in a ``jax.pmap`` over
+    ``lr_study.devices.AXIS``; it returns the batch (x float32 [D, P, 28, 28, 1], y int32
+    [D, P]), so nothing is elided and the batch is written out as a whole;
+(b) train step: ``StepCompiler(...).train_step(P, 1)``, i.e. the same gather, forward,
+    backward, ``pmean`` and the optimizer update;
+(c) data fraction ``a / b`` in percent, target < 5%. A step also pays for dispatching one
+    pmapped call, and (a) pays it again; ``dispatch floor`` times a pmap of the same
+    inputs that only advances the step counter, and ``(a − floor) / b`` is the data
+    side's share once that double count is removed. Inside the step XLA fuses the
+    gather into its consumers, which (a) cannot show; so (b′) times the streaming-mode
+    step, ``train_step(P, 1, streaming=True)``, on one fixed uint8 batch already on the
+    devices (normalize, no gather), and ``(b − b′) / b`` is what the gather adds;
+(d) for contrast, streaming mode, ``streaming.epoch_batches``: tf.data on the host and a
+    host-to-device copy every step (prefetched, as in training), in batches per second.
+
+Each timing compiles and warms up first (``--warmup`` calls, not timed), then runs
+``--repeats`` repetitions of ``--steps`` calls dispatched back to back, as the training
+loop dispatches them, blocking (``jax.block_until_ready``) every ``SYNC_EVERY`` calls and
+at the end; a repetition's time per step is its elapsed time over ``--steps``, and the
+median over repetitions is the headline (the mean is reported beside it). Within a
+repetition (a), the floor, (b) and (b′) take turns, so a change in the machine's load
+shifts them alike. Each repetition starts a new epoch (its own permutation), so every
+step reads distinct, in-range examples. ``--synthetic`` swaps the data for random uint8
+images of MNIST's shapes and skips (d): no data preparation.
+
+Writes ``input_pipeline.json`` and ``input_pipeline.md`` to ``--out_dir``. Set
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` to split the step over 8 CPU
+devices (with ``--out_dir`` elsewhere, not to overwrite the one-device results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from lr_study import devices
+from lr_study.data.in_memory import take_batch
+from lr_study.data.sources import DatasetArrays, SplitArrays, load_dataset_arrays
+from lr_study.data.specs import DatasetSpec, dataset_spec
+from lr_study.data.streaming import epoch_batches
+from lr_study.errors import ConfigError
+from lr_study.models import build_model
+from lr_study.optimizers import build_optimizer
+from lr_study.run_files import write_json
+from lr_study.run_metadata import git_commit, package_versions
+from lr_study.schedules import build_lr_schedule
+from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, epoch_context,
+                                 init_train_state)
+from lr_study.training_data import InMemoryData
+
+MODEL = {'name': 'mlp', 'widths': (256, 256)}
+OPTIMIZER = {'name': 'momentum', 'momentum': 0.9}
+LR_SCHEDULE = {'name': 'constant', 'init_value': 0.1}
+SEED = 0
+TARGET_PERCENT = 5.0
+JSON_NAME, MARKDOWN_NAME = 'input_pipeline.json', 'input_pipeline.md'
+# With about 50 or more pmapped calls that hold an all-reduce in flight on forced host
+# devices (XLA_FLAGS=--xla_force_host_platform_device_count=8, jax 0.10.2, 2 cores),
+# XLA:CPU deadlocks in the all-reduce and aborts after 40 s; a block every 16 calls
+# prevents it and costs at most one drained pipeline per 16 steps.
+SYNC_EVERY = 16
+
+Stepper = Callable[[Any, EpochContext], Any]  # (carry, epoch context) -> next carry
+
+
+def dataset_config(data_dir: str, manual_dir: str) -> ml_collections.ConfigDict:
+  """MNIST's full 60k training split, in-memory, prepared offline from ``manual_dir``."""
+  return ml_collections.ConfigDict(dict(
+      name='mnist', data_dir=data_dir, manual_dir=manual_dir, validation_size=0,
+      mode='in_memory', augment=False, eval_batch_size=1000, download=False))
+
+
+def synthetic_arrays(spec: DatasetSpec) -> DatasetArrays:
+  """Random uint8 images and labels with the sizes and shapes of ``spec``."""
+  rng = np.random.default_rng(SEED)
+
+  def split(n: int) -> SplitArrays:
+    return SplitArrays(rng.integers(0, 256, (n, *spec.image_shape), dtype=np.uint8),
+                       rng.integers(0, spec.num_classes, n).astype(np.int32))
+
+  return DatasetArrays(spec, split(spec.num_train_examples), split(spec.num_test_examples))
+
+
+def _gather_normalize(step: jax.Array, data: DeviceData, ctx: EpochContext, *,
+                      per_device_batch: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The data side of ``StepCompiler._train_step``: its batch position and ``take_batch``."""
+  local_batch = per_device_batch * jax.lax.psum(1, devices.AXIS)
+  start = ((step - ctx.first_update) * local_batch
+           + jax.lax.axis_index(devices.AXIS) * per_device_batch)
+  x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
+                    data.std, augment=False, seed=SEED, epoch=ctx.epoch)
+  return step + 1, x, y
+
+
+def _advance(step: jax.Array, data: DeviceData, ctx: EpochContext) -> jax.Array:
+  """The dispatch floor: the same pmapped inputs, only the step counter advanced."""
+  del data, ctx
+  return step + 1
+
+
+def _run_steps(stepper: Stepper, carry: Any, ctx: EpochContext, steps: int) -> Any:
+  """``steps`` calls dispatched back to back, blocked every ``SYNC_EVERY`` and at the end."""
+  for i in range(steps):
+    carry = stepper(carry, ctx)
+    if (i + 1) % SYNC_EVERY == 0:
+      jax.block_until_ready(carry)
+  return jax.block_until_ready(carry)
+
+
+def time_interleaved(steppers: dict[str, tuple[Stepper, Any]], warmup_ctx: EpochContext,
+                     contexts: Sequence[EpochContext], warmup: int, steps: int
+                     ) -> dict[str, list[float]]:
+  """µs per step of each stepper (with its initial carry) in each repetition.
+
+  A repetition runs ``steps`` calls of each stepper in turn, in one context; taking
+  turns, the steppers see the same changes in machine load.
+  """
+  carries = {name: _run_steps(stepper, carry, warmup_ctx, warmup)
+             for name, (stepper, carry) in steppers.items()}
+  times: dict[str, list[float]] = {name: [] for name in steppers}
+  for ctx in contexts:
+    for name, (stepper, _) in steppers.items():
+      start = time.perf_counter()
+      carries[name] = _run_steps(stepper, carries[name], ctx, steps)
+      times[name].append((time.perf_counter() - start) / steps * 1e6)
+  return times
+
+
+def time_streaming(dataset_cfg: ml_collections.ConfigDict, global_batch: int, warmup: int,
+                   steps: int, repeats: int) -> list[float]:
+  """Batches per second of each repetition, a fresh epoch of ``epoch_batches`` each.
+
+  The first ``warmup`` batches of an epoch (which wait for the shuffle buffer to fill)
+  are not timed.
+  """
+  rates = []
+  for epoch in range(repeats):
+    batches = epoch_batches(dataset_cfg, 'train', SEED, epoch, global_batch,
+                            jax.local_device_count())
+    for _ in range(warmup):
+      batch = next(batches)
+    jax.block_until_ready(batch)
+    start = time.perf_counter()
+    for _ in range(steps):
+      batch = next(batches)
+    jax.block_until_ready(batch)
+    rates.append(steps / (time.perf_counter() - start))
+  return rates
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+  return {'median': statistics.median(values), 'mean': statistics.fmean(values),
+          'repetitions': list(values)}
+
+
+def command(argv: Sequence[str]) -> str:
+  """The command line that ran, with ``XLA_FLAGS`` when it is set."""
+  flags = os.environ.get('XLA_FLAGS', '')
+  return ' '.join([f'XLA_FLAGS={flags}'] * bool(flags)
+                  + ['python -m benchmarks.input_pipeline', *argv])
+
+
+def check_args(args: argparse.Namespace, num_train_examples: int, num_devices: int) -> int:
+  """The per-device batch; ConfigError on a value the benchmark cannot run with."""
+  for name in ('steps', 'repeats', 'warmup', 'batch_size'):
+    if getattr(args, name) < 1:
+      raise ConfigError(f'--{name} must be >= 1, got {getattr(args, name)}')
+  if args.batch_size % num_devices:
+    raise ConfigError(f'--batch_size {args.batch_size} is not divisible by {num_devices} devices')
+  updates_per_epoch = num_train_examples // args.batch_size
+  if args.warmup + args.steps > updates_per_epoch:
+    raise ConfigError(f'--warmup + --steps must be <= {updates_per_epoch} (one epoch at batch '
+                      f'{args.batch_size}), got {args.warmup + args.steps}')
+  return args.batch_size // num_devices
+
+
+def first_batch(train: SplitArrays, perm: np.ndarray, num_devices: int, per_device: int
+                ) -> dict[str, jax.Array]:
+  """Epoch 0's first global batch on the devices, laid out as ``epoch_batches`` yields it."""
+  index = np.arange(num_devices * per_device, dtype=np.int32).reshape(num_devices, per_device)
+  return devices.shard({'image': train.images[perm[index]], 'label': train.labels[perm[index]],
+                        'index': index})
+
+
+def time_in_memory(args: argparse.Namespace, arrays: DatasetArrays, data: InMemoryData,
+                   per_device: int) -> dict[str, list[float]]:
+  """µs per step, each repetition, of (a), the dispatch floor, (b) and (b′)."""
+  spec, num_devices = arrays.spec, jax.local_device_count()
+  updates_per_epoch = data.num_local_train // args.batch_size
+
+  def context(epoch: int, first_update: int) -> EpochContext:
+    return epoch_context(data.permutation(SEED, epoch), epoch, first_update, updates_per_epoch,
+                         1.0)
+
+  data_fn = jax.pmap(functools.partial(_gather_normalize, per_device_batch=per_device),
+                     axis_name=devices.AXIS)
+  floor_fn = jax.pmap(_advance, axis_name=devices.AXIS)
+  model, tx = build_model(MODEL, spec.num_classes, 0), build_optimizer(OPTIMIZER)
+  compiler = StepCompiler(model, tx, build_lr_schedule(LR_SCHEDULE), seed=SEED, augment=False)
+  train_step = compiler.train_step(per_device, 1)
+  fixed_step = compiler.train_step(per_device, 1, streaming=True)
+  batch = first_batch(arrays.train, data.permutation(SEED, 0), num_devices, per_device)
+  state = lambda: devices.replicate(init_train_state(model, tx, SEED, spec.image_shape))
+  counter = devices.replicate(np.int32(0))
+  steppers = {
+      # The carry is data_fn's output (counter, x, y); the next call reads the counter.
+      'data_side_us': (lambda out, ctx: data_fn(out[0], data.train, ctx), (counter,)),
+      'dispatch_floor_us': (lambda step, ctx: floor_fn(step, data.train, ctx), counter),
+      'train_step_us': (lambda st, ctx: train_step(st, data.train, ctx), state()),
+      'fixed_batch_step_us': (lambda st, ctx: fixed_step(st, batch, data.train, ctx), state()),
+  }
+  # Epoch 0 warms up; repetition r is epoch r + 1 and starts at update warmup + r·steps.
+  return time_interleaved(
+      steppers, context(0, 0),
+      [context(r + 1, args.warmup + r * args.steps) for r in range(args.repeats)],
+      args.warmup, args.steps)
+
+
+def _percent(part: dict[str, Any], whole: dict[str, Any], minus: dict[str, Any] | None = None
+             ) -> dict[str, float]:
+  """``100 · (part − minus) / whole`` of the medians and of the means."""
+  return {k: 100 * (part[k] - (minus[k] if minus else 0.0)) / whole[k] for k in ('median', 'mean')}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+  """Runs the timings of ``args`` and returns the results record."""
+  dataset_cfg = dataset_config(args.data_dir, args.manual_dir)
+  spec = dataset_spec(dataset_cfg)
+  num_devices = jax.local_device_count()
+  per_device = check_args(args, spec.num_train_examples, num_devices)
+  arrays = synthetic_arrays(spec) if args.synthetic else load_dataset_arrays(dataset_cfg)
+  data = InMemoryData(arrays, spec, dataset_cfg.eval_batch_size)
+  times = {k: summary(v) for k, v in time_in_memory(args, arrays, data, per_device).items()}
+  streaming = None
+  if not args.synthetic:
+    rates = time_streaming(dataset_cfg, args.batch_size, args.warmup, args.steps, args.repeats)
+    streaming = {'batches_per_second': summary(rates),
+                 'us_per_batch_median': 1e6 / statistics.median(rates),
+                 'batches_timed': args.steps * args.repeats}
+  fraction = _percent(times['data_side_us'], times['train_step_us'])
+  device = jax.local_devices()[0]
+  return {
+      'benchmark': 'input_pipeline',
+      'command': command(args.argv),
+      'dataset': 'synthetic' if args.synthetic else spec.name,
+      'num_train_examples': data.num_local_train,
+      'model': 'mlp 784-256-256-10',
+      'optimizer': 'momentum SGD, m = 0.9',
+      'global_batch': args.batch_size,
+      'per_device_batch': per_device,
+      'device_platform': device.platform,
+      'device_kind': device.device_kind,
+      'device_count': num_devices,
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'host_cpus': os.cpu_count(),
+      'host_load_average_1min': os.getloadavg()[0],
+      'jax_version': jax.__version__,
+      'packages': package_versions(),
+      'git': git_commit(),
+      'steps': args.steps,
+      'repeats': args.repeats,
+      'warmup': args.warmup,
+      'steps_timed': args.steps * args.repeats,
+      'sync_every': SYNC_EVERY,
+      **times,
+      'data_fraction_percent': fraction,
+      'data_fraction_net_of_dispatch_percent': _percent(
+          times['data_side_us'], times['train_step_us'], minus=times['dispatch_floor_us']),
+      'gather_in_step_percent': _percent(times['train_step_us'], times['train_step_us'],
+                                         minus=times['fixed_batch_step_us']),
+      'target_percent': TARGET_PERCENT,
+      'meets_target': fraction['median'] < TARGET_PERCENT,
+      'streaming': streaming,
+  }
+
+
+def markdown(results: dict[str, Any]) -> str:
+  """The results as a small Markdown table."""
+  r = results
+  rows = [
+      ('(a) data side: `take_batch` in a pmap, µs/step', r['data_side_us'], '{:.1f}'),
+      ('(b) whole train step, µs/step', r['train_step_us'], '{:.1f}'),
+      ('dispatch floor: empty pmap, µs/call', r['dispatch_floor_us'], '{:.1f}'),
+      (f'(c) data fraction a/b, % (target < {r["target_percent"]:g})',
+       r['data_fraction_percent'], '{:.2f}'),
+      ('data fraction net of dispatch (a − floor)/b, %',
+       r['data_fraction_net_of_dispatch_percent'], '{:.2f}'),
+      ("(b′) train step on a fixed on-device batch (normalize, no gather), µs/step",
+       r['fixed_batch_step_us'], '{:.1f}'),
+      ("gather's cost inside the step (b − b′)/b, %", r['gather_in_step_percent'], '{:.2f}'),
+  ]
+  if r['streaming'] is not None:
+    rows.append(('(d) streaming tf.data → device, batches/s',
+                 r['streaming']['batches_per_second'], '{:.0f}'))
+  notes = [] if r['streaming'] is not None else ['(d) streaming: not run on synthetic data.']
+  verdict = 'meets' if r['meets_target'] else 'misses'
+  notes.append(f'The data side {verdict} the < {r["target_percent"]:g}% target.')
+  lines = [
+      f'# Input pipeline vs train step: {r["dataset"]}, {r["model"]}, batch '
+      f'{r["global_batch"]}',
+      '',
+      f'`{r["command"]}`',
+      '',
+      f'Device: {r["device_count"]} × {r["device_kind"]} ({r["device_platform"]}, '
+      f'{r["per_device_batch"]} examples each) on {r["host_cpus"]} host CPUs, 1-minute load '
+      f'{r["host_load_average_1min"]:.1f} at the end; jax {r["jax_version"]}; '
+      f'{r["steps_timed"]} steps timed ({r["repeats"]} repetitions of {r["steps"]}, '
+      f'after {r["warmup"]} warm-up steps).',
+      '',
+      '| quantity | median | mean |',
+      '| --- | ---: | ---: |',
+      *(f'| {name} | {fmt.format(v["median"])} | {fmt.format(v["mean"])} |'
+        for name, v, fmt in rows),
+  ]
+  return '\n'.join(lines + [line for note in notes for line in ('', note)]) + '\n'
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--data_dir', default=os.path.join('/tmp', 'lr_study_tfds'),
+                      help='TFDS data_dir where MNIST is (or gets) prepared.')
+  parser.add_argument('--manual_dir', default=os.path.join('..', 'shared', 'data', 'mnist'),
+                      help='The four official MNIST files, for offline preparation.')
+  parser.add_argument('--steps', type=int, default=400, help='Timed steps per repetition.')
+  parser.add_argument('--repeats', type=int, default=7, help='Timed repetitions.')
+  parser.add_argument('--warmup', type=int, default=20, help='Untimed calls after compiling.')
+  parser.add_argument('--batch_size', type=int, default=128, help='Global batch size.')
+  parser.add_argument('--out_dir', default=os.path.join('benchmarks', 'results'),
+                      help='Where input_pipeline.json and input_pipeline.md go.')
+  parser.add_argument('--synthetic', action='store_true',
+                      help='Random uint8 data of MNIST shapes; no preparation, no streaming.')
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = parser.parse_args(argv)
+  args.argv = argv
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  args = parse_args(argv)
+  results = run(args)
+  os.makedirs(args.out_dir, exist_ok=True)
+  write_json(os.path.join(args.out_dir, JSON_NAME), results)
+  text = markdown(results)
+  with open(os.path.join(args.out_dir, MARKDOWN_NAME), 'w') as f:
+    f.write(text)
+  print(text, end='')
+  return results
+
+
+if __name__ == '__main__':
+  try:
+    main()
+  except ConfigError as e:
+    sys.exit(f'error: {e}')
