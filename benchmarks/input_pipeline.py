@@ -30,7 +30,8 @@ global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per devi
 
 Each timing compiles and warms up first (``--warmup`` calls, not timed), then runs
 ``--repeats`` repetitions of ``--steps`` calls dispatched back to back, as the training
-loop dispatches them, blocking (``jax.block_until_ready``) every ``SYNC_EVERY`` calls and
+loop dispatches them, blocking (``jax.block_until_ready``) where the loop does
+(``lr_study.train.max_in_flight``: every 16 calls on several CPU devices) and
 at the end; a repetition's time per step is its elapsed time over ``--steps``, and the
 median over repetitions is the headline (the mean is reported beside it). Within a
 repetition (a), the floor, (b) and (b′) take turns, so a change in the machine's load
@@ -57,7 +58,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lr_study import devices
+from lr_study import devices, study
 from lr_study.data.in_memory import take_batch
 from lr_study.data.sources import DatasetArrays, SplitArrays, load_dataset_arrays
 from lr_study.data.specs import DatasetSpec, dataset_spec
@@ -68,6 +69,7 @@ from lr_study.optimizers import build_optimizer
 from lr_study.run_files import write_json
 from lr_study.run_metadata import git_commit, package_versions
 from lr_study.schedules import build_lr_schedule
+from lr_study.train import max_in_flight
 from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, epoch_context,
                                  init_train_state)
 from lr_study.training_data import InMemoryData
@@ -78,20 +80,13 @@ LR_SCHEDULE = {'name': 'constant', 'init_value': 0.1}
 SEED = 0
 TARGET_PERCENT = 5.0
 JSON_NAME, MARKDOWN_NAME = 'input_pipeline.json', 'input_pipeline.md'
-# With about 50 or more pmapped calls that hold an all-reduce in flight on forced host
-# devices (XLA_FLAGS=--xla_force_host_platform_device_count=8, jax 0.10.2, 2 cores),
-# XLA:CPU deadlocks in the all-reduce and aborts after 40 s; a block every 16 calls
-# prevents it and costs at most one drained pipeline per 16 steps.
-SYNC_EVERY = 16
 
 Stepper = Callable[[Any, EpochContext], Any]  # (carry, epoch context) -> next carry
 
 
 def dataset_config(data_dir: str, manual_dir: str) -> ml_collections.ConfigDict:
   """MNIST's full 60k training split, in-memory, prepared offline from ``manual_dir``."""
-  return ml_collections.ConfigDict(dict(
-      name='mnist', data_dir=data_dir, manual_dir=manual_dir, validation_size=0,
-      mode='in_memory', augment=False, eval_batch_size=1000, download=False))
+  return study.dataset_config('mnist', data_dir=data_dir, manual_dir=manual_dir)
 
 
 def synthetic_arrays(spec: DatasetSpec) -> DatasetArrays:
@@ -123,10 +118,11 @@ def _advance(step: jax.Array, data: DeviceData, ctx: EpochContext) -> jax.Array:
 
 
 def _run_steps(stepper: Stepper, carry: Any, ctx: EpochContext, steps: int) -> Any:
-  """``steps`` calls dispatched back to back, blocked every ``SYNC_EVERY`` and at the end."""
+  """``steps`` calls dispatched back to back, blocked as the training loop blocks."""
+  sync_every = max_in_flight()
   for i in range(steps):
     carry = stepper(carry, ctx)
-    if (i + 1) % SYNC_EVERY == 0:
+    if sync_every and (i + 1) % sync_every == 0:
       jax.block_until_ready(carry)
   return jax.block_until_ready(carry)
 
@@ -285,7 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       'repeats': args.repeats,
       'warmup': args.warmup,
       'steps_timed': args.steps * args.repeats,
-      'sync_every': SYNC_EVERY,
+      'sync_every': max_in_flight(),
       **times,
       'data_fraction_percent': fraction,
       'data_fraction_net_of_dispatch_percent': _percent(

@@ -165,3 +165,12 @@ def test_a_fresh_run_in_an_old_directory_starts_its_logs_afresh(digits_data_dir,
   _run(config, str(tmp_path))
   _, _, log = _run(config, str(tmp_path))
   assert [r['epoch'] for r in log] == [1.0, 2.0]
+
+
+def test_long_epochs_on_eight_cpu_devices_do_not_deadlock(digits_data_dir, tmp_path):
+  """XLA:CPU hangs in the all-reduce when ~50+ pmapped steps are queued on fake devices;
+  the loop bounds the steps in flight there (179 updates in this one epoch)."""
+  config = _config(digits_data_dir, num_epochs=1, lr_schedule=dict(name='constant', init_value=0.05),
+                   batch_schedule=dict(name='constant', batch_size=8))
+  _, summary, _ = _run(config, str(tmp_path))
+  assert summary['updates'] == 1437 // 8
