@@ -73,9 +73,16 @@ def normalize(images_u8: jax.Array, mean: Any, std: Any) -> jax.Array:
 
   torchvision's ``ToTensor()`` then ``Normalize(mean, std)``.
   """
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (images_u8.astype(jnp.float32) / 255.0 - mean) / std
+  scale = 1.0 / (255.0 * jnp.asarray(std, jnp.float32))
+  shift = -jnp.asarray(mean, jnp.float32) / jnp.asarray(std, jnp.float32)
+  return images_u8.astype(jnp.float32) * scale + shift  # one multiply-add per pixel
+
+
+def gather_rows(images_u8: jax.Array, idx: jax.Array) -> jax.Array:
+  """``images_u8[idx]`` for int32 ``idx`` of any shape: whole examples, gathered as flat rows
+  (a row gather is about 1.6x faster than a gather of [H, W, C] slices on XLA:CPU)."""
+  rows = jnp.take(images_u8.reshape(images_u8.shape[0], -1), idx, axis=0, mode='clip')
+  return rows.reshape(*idx.shape, *images_u8.shape[1:])
 
 
 def transform_batch(
@@ -114,7 +121,7 @@ def take_batch(
     ``x`` float32 [size, H, W, C] and ``y`` int32 [size].
   """
   idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
-  images = jnp.take(images_u8, idx, axis=0, mode='clip')
+  images = gather_rows(images_u8, idx)
   x = transform_batch(images, idx, mean, std, augment=augment, seed=seed, epoch=epoch)
   return x, jnp.take(labels, idx, axis=0, mode='clip')
 
@@ -162,5 +169,5 @@ def take_eval_batch(
     images_u8: jax.Array, labels: jax.Array, idx: jax.Array, mean: Any, std: Any,
 ) -> tuple[jax.Array, jax.Array]:
   """Normalized images float32 [*idx.shape, H, W, C] and labels int32 [*idx.shape] at ``idx``."""
-  images = jnp.take(images_u8, idx, axis=0, mode='clip')
+  images = gather_rows(images_u8, idx)
   return normalize(images, mean, std), jnp.take(labels, idx, axis=0, mode='clip')
