@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import sys
 from typing import NoReturn
 
