@@ -338,5 +338,6 @@ def train_and_evaluate(setup: RunSetup, data: TrainingData, run_dir: str, seed: 
   summary = run.summary()
   run_files.write_json(run.path(run_files.SUMMARY), summary)
   run.progress.close(f'{run.label}: test accuracy {summary["final_test_accuracy"]:.4f} after '
-                     f'{summary["updates"]} updates, {summary["wall_time"]:.1f} s')
+                     f'{summary["updates"]} updates, {summary["wall_time"]:.1f} s, '
+                     f'{summary["compiles"]} train-step compile(s)')
   return summary
