@@ -112,3 +112,19 @@ def test_a_new_per_device_batch_compiles_once_more():
   for per_device in (2, 4, 2, 4):
     _run(compiler, per_device, 1, 2)
   assert compiler.traces == 2
+
+
+def test_train_steps_copy_no_data_between_host_and_devices():
+  model, tx, schedule = _setup()
+  compiler = StepCompiler(model, tx, schedule, seed=0, augment=False)
+  images, labels = _data()
+  state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
+  data = devices.replicate(DeviceData(images, labels, MEAN, STD))
+  ctx = _context(32)
+  step = compiler.train_step(4, 1)
+  state = step(state, data, ctx)  # compiles (constants may be copied once)
+  with jax.transfer_guard('disallow'):
+    for _ in range(5):
+      state = step(state, data, ctx)
+    jax.block_until_ready(state)
+  assert compiler.traces == 1
