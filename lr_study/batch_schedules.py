@@ -48,7 +48,7 @@ import numpy as np
 
 from lr_study import noise_scale as ns
 from lr_study.errors import ConfigError
-from lr_study.plateau import PlateauDetector
+from lr_study.plateau import METRICS, PlateauDetector
 from lr_study.registry import AS_PYTHON, Registry
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
@@ -342,8 +342,8 @@ def increase_on_plateau(batch_size: int, max_batch_size: int, factor: float = 5.
   f = _positive('factor', factor)
   if f <= 1:
     raise ConfigError(f'factor must be > 1 to increase the batch, got {factor!r}')
-  if not isinstance(metric, str) or not metric:
-    raise ConfigError(f'metric must name a logged metric, got {metric!r}')
+  if metric not in METRICS:
+    raise ConfigError(f'metric must be one of {", ".join(METRICS)}, got {metric!r}')
   detector = {'mode': mode, 'patience': patience, 'threshold': threshold,
               'threshold_mode': threshold_mode, 'cooldown': cooldown}
   PlateauDetector(**detector)  # validates them

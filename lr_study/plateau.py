@@ -27,6 +27,9 @@ from lr_study.errors import ConfigError
 
 Mode = Literal['min', 'max']
 _PARAMS = ('mode', 'patience', 'threshold', 'threshold_mode', 'cooldown')
+# The metrics the training loop measures at each evaluation, which a plateau rule may watch.
+METRICS = tuple(f'{split}_{quantity}' for split in ('validation', 'test', 'train')
+                for quantity in ('loss', 'accuracy'))
 ThresholdMode = Literal['rel', 'abs']
 
 

@@ -53,7 +53,7 @@ def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
                     num_train_examples=spec.num_train_examples)
   if config.eval_every_epochs < 1:
     raise ConfigError(f'eval_every_epochs must be >= 1, got {config.eval_every_epochs}')
-  _check_plateau_metrics(plan, plan.lr_schedule, config.dataset.validation_size)
+  _check_plateau_metrics(plan, config.dataset.validation_size)
   for phase in plan.phases:  # each micro-batch is split into whole ghost batches
     ghost_size(config.ghost_batch_size, phase.micro_batch_size)
   return RunSetup(config=config, spec=spec, plan=plan,
@@ -61,21 +61,11 @@ def prepare_run(config: ml_collections.ConfigDict) -> RunSetup:
                   tx=build_optimizer(config.optimizer))
 
 
-PLATEAU_METRICS = ('validation_loss', 'validation_accuracy', 'test_loss', 'test_accuracy',
-                   'train_loss', 'train_accuracy')
-
-
-def _check_plateau_metrics(plan: TrainingPlan, schedule: LRSchedule, validation_size: int) -> None:
-  """The metric a plateau schedule watches must be one the loop measures."""
-  watched = {'lr_schedule': schedule.params if schedule.dynamic == 'reduce_on_plateau' else None,
-             'batch_schedule': plan.batch_schedule.params if plan.batch_schedule.dynamic else None}
-  for owner, params in watched.items():
-    if params is None:
-      continue
-    metric = params.get('metric')
-    if metric not in PLATEAU_METRICS:
-      raise ConfigError(f'{owner}.metric: unknown metric {metric!r} '
-                        f'(known: {", ".join(PLATEAU_METRICS)})')
+def _check_plateau_metrics(plan: TrainingPlan, validation_size: int) -> None:
+  """A plateau rule that watches a validation metric needs a validation split."""
+  schedules = {'lr_schedule': plan.lr_schedule, 'batch_schedule': plan.batch_schedule}
+  for owner, schedule in schedules.items():
+    metric = schedule.params.get('metric', '') if schedule.dynamic else ''
     if metric.startswith('validation') and not validation_size:
       raise ConfigError(f'{owner}.metric {metric!r} needs dataset.validation_size > 0')
 
@@ -97,8 +87,10 @@ class LRControl:
     self.multiplier = self.plateau.multiplier
     return changed
 
-  def on_manual(self, learning_rate: float) -> None:
-    self.multiplier = learning_rate / self.schedule.init_value
+  def on_manual(self, learning_rate: float, scheduled: float) -> None:
+    """From now on η = ``learning_rate`` · schedule(t)/``scheduled``: the requested LR
+    at once, the schedule's later changes kept (for ``manual``, a constant, exactly it)."""
+    self.multiplier = learning_rate / scheduled
     if self.plateau is not None:
       self.plateau.multiplier = self.multiplier
 
@@ -227,8 +219,9 @@ class _Run:
     learning_rate = manual_lr.take_request(self.run_dir)
     if learning_rate is None:
       return False
-    old = self.plan.lr_at_update(self.loop.update) * self.lr_control.multiplier
-    self.lr_control.on_manual(learning_rate)
+    scheduled = self.plan.lr_at_update(self.loop.update)
+    old = scheduled * self.lr_control.multiplier
+    self.lr_control.on_manual(learning_rate, scheduled)
     self.events.write({'update': self.loop.update, 'epoch': self.plan.epoch_at_update(self.loop.update),
                        'kind': 'learning_rate', 'reason': 'manual', 'old_learning_rate': old,
                        'learning_rate': learning_rate, 'multiplier': self.lr_control.multiplier})

@@ -174,3 +174,14 @@ def test_long_epochs_on_eight_cpu_devices_do_not_deadlock(digits_data_dir, tmp_p
                    batch_schedule=dict(name='constant', batch_size=8))
   _, summary, _ = _run(config, str(tmp_path))
   assert summary['updates'] == 1437 // 8
+
+
+def test_manual_learning_rate_request_rescales_a_decaying_schedule_from_its_update(
+    digits_data_dir, tmp_path):
+  manual_lr.request(str(tmp_path), 0.01)  # read before the first update
+  _, _, log = _run(_config(digits_data_dir, num_epochs=4,
+                           batch_schedule=dict(name='constant', batch_size=64)), str(tmp_path))
+  # multistep 0.05 ÷ 5 at epoch 3: the request sets 0.01 now and the later step still acts.
+  assert [r['learning_rate'] for r in log] == pytest.approx([0.01, 0.01, 0.01, 0.002], rel=1e-6)
+  (event,) = _events(str(tmp_path))
+  assert (event['update'], event['old_learning_rate']) == (0, pytest.approx(0.05))

@@ -70,11 +70,6 @@ _KNOWN: dict[str, tuple[Any, ...]] = {
 }
 
 
-def known_datasets() -> tuple[str, ...]:
-  """The config names ``dataset.name`` accepts."""
-  return tuple(_KNOWN)
-
-
 def dataset_spec(dataset_cfg: Any) -> DatasetSpec:
   """The spec of ``config.dataset``; validates the config, reads no data.
 

@@ -17,13 +17,11 @@ import dataclasses
 from typing import Any, Mapping
 
 from lr_study.errors import ConfigError
-from lr_study.plateau import PlateauDetector, ReduceLROnPlateau
+from lr_study.plateau import METRICS, PlateauDetector, ReduceLROnPlateau
 from lr_study.schedules import checks
 from lr_study.schedules.base import LRSchedule, register
 from lr_study.schedules.decay import constant
 
-METRICS = tuple(f'{split}_{quantity}' for split in ('validation', 'test', 'train')
-                for quantity in ('loss', 'accuracy'))
 
 
 def _constant(name: str, init_value: float, dynamic: str,
