@@ -13,9 +13,11 @@ import pytest
 from benchmarks import input_pipeline
 from lr_study.errors import ConfigError
 
-TIMED = ('data_side_us', 'train_step_us', 'dispatch_floor_us', 'fixed_batch_step_us')
+TIMED = ('data_side_us', 'data_side_images_us', 'train_step_us', 'dispatch_floor_us',
+         'fixed_batch_step_us')
 FIELDS = ('device_kind', 'device_count', 'jax_version', 'steps_timed', 'global_batch',
-          'per_device_batch', 'data_fraction_percent', 'data_fraction_net_of_dispatch_percent',
+          'per_device_batch', 'data_fraction_percent', 'image_data_fraction_percent',
+          'step_image_gathers', 'data_fraction_net_of_dispatch_percent',
           'gather_in_step_percent', 'target_percent', 'meets_target', 'streaming', *TIMED)
 
 
@@ -30,9 +32,11 @@ def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
   for name in TIMED:
     assert set(written[name]) == {'median', 'mean', 'repetitions'}
     assert len(written[name]['repetitions']) == 2
-  for name in ('data_fraction_percent', 'data_fraction_net_of_dispatch_percent',
-               'gather_in_step_percent'):
+  for name in ('data_fraction_percent', 'image_data_fraction_percent',
+               'data_fraction_net_of_dispatch_percent', 'gather_in_step_percent'):
     assert set(written[name]) == {'median', 'mean'}
+  # The data side's flat rows are what the compiled step gathers: 16 rows of 784 per device.
+  assert written['step_image_gathers'] == ['u8[16,1,784]']
   assert written['streaming'] is None  # synthetic data: no TFDS pipeline to stream
   assert written['meets_target'] == results['meets_target']
   table = (tmp_path / input_pipeline.MARKDOWN_NAME).read_text()
