@@ -11,18 +11,40 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 
 
+LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
+
+
+def _is_remote(host: object) -> bool:
+  """A host name or address outside this machine (a path is a Unix socket: local)."""
+  if isinstance(host, bytes):
+    host = host.decode()
+  return isinstance(host, str) and host not in LOCAL_HOSTS and '/' not in host
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
-  """Any attempt to open a non-local connection fails the test at once."""
-  real_connect = socket.socket.connect
+  """Resolving a remote name or connecting to a remote address fails the test at once."""
 
-  def guarded_connect(self, address):
-    host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and host not in ('127.0.0.1', 'localhost', '::1') and '/' not in host:
-      raise RuntimeError(f'test tried to reach the network: {address!r}')
-    return real_connect(self, address)
+  def refuse(what: object) -> None:
+    raise RuntimeError(f'test tried to reach the network: {what!r}')
 
-  monkeypatch.setattr(socket.socket, 'connect', guarded_connect)
+  def guard(method):
+    def guarded(self, address):
+      if _is_remote(address[0] if isinstance(address, tuple) else address):
+        refuse(address)
+      return method(self, address)
+    return guarded
+
+  real_getaddrinfo = socket.getaddrinfo
+
+  def guarded_getaddrinfo(host, *args, **kwargs):
+    if _is_remote(host):
+      refuse(host)
+    return real_getaddrinfo(host, *args, **kwargs)
+
+  monkeypatch.setattr(socket.socket, 'connect', guard(socket.socket.connect))
+  monkeypatch.setattr(socket.socket, 'connect_ex', guard(socket.socket.connect_ex))
+  monkeypatch.setattr(socket, 'getaddrinfo', guarded_getaddrinfo)
 
 
 @pytest.fixture(scope='session')
