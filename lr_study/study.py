@@ -58,7 +58,8 @@ def select_variant(config: ml_collections.ConfigDict, arg: str | None,
 def dataset_config(name: str = 'digits', **overrides) -> ml_collections.ConfigDict:
   """``config.dataset`` with the schema's defaults (see README, Data) and ``overrides``."""
   config = ml_collections.ConfigDict(dict(
-      name=name, data_dir='', manual_dir='', validation_size=0, mode='in_memory',
+      name=name, data_dir='', manual_dir='', train_split='train', test_split='test',
+      validation_size=0, mode='in_memory',
       augment=False, eval_batch_size=1000, download=False))
   config.update(overrides)
   return config

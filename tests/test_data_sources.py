@@ -35,6 +35,52 @@ def test_dataset_spec_needs_no_data_and_subtracts_the_validation_split(tmp_path)
   assert cifar.num_classes == 100 and cifar.image_shape == (32, 32, 3) and len(cifar.std) == 3
 
 
+def test_split_strings_resolve_to_exact_sizes_before_any_data_is_read(tmp_path):
+  spec = dataset_spec(dataset_config('mnist', data_dir=str(tmp_path / 'absent'),
+                                     train_split='train[:10%]', test_split='test[50%:]',
+                                     validation_size=600))
+  assert (spec.num_train_examples, spec.num_validation_examples,
+          spec.num_test_examples) == (5400, 600, 5000)
+  assert (spec.train_split, spec.validation_split, spec.test_split) == (
+      'train[0:5400]', 'train[5400:6000]', 'test[5000:10000]')
+
+
+def test_validation_is_carved_from_the_end_of_a_compound_train_split():
+  spec = dataset_spec(dataset_config('mnist', train_split='train[:100]+test[-50:]',
+                                     validation_size=100))
+  assert (spec.train_split, spec.validation_split) == ('train[0:50]',
+                                                       'train[50:100]+test[9950:10000]')
+  assert (spec.num_train_examples, spec.num_validation_examples) == (50, 100)
+
+
+@pytest.mark.parametrize('field, value, reason', [
+    ('train_split', 'validation', "is not a split of digits: Unknown split 'validation'"),
+    ('train_split', 'train[:abc]', "is not a split of digits: Error parsing split"),
+    ('train_split', 'train[:2000]', 'is not a split of digits: Requested slice [:2000]'),
+    ('test_split', 'test[10:5]', 'selects no examples of digits'),
+])
+def test_bad_split_is_a_one_line_config_error_naming_it(field, value, reason):
+  with pytest.raises(ConfigError) as error:
+    dataset_spec(dataset_config(**{field: value}))
+  message = str(error.value)
+  assert message.startswith(f'dataset.{field}') and reason in message and '\n' not in message
+  assert repr(value) in message
+
+
+def test_configured_splits_read_exactly_the_examples_the_spec_counts(digits_data_dir):
+  full = load_dataset_arrays(dataset_config(data_dir=digits_data_dir),
+                             process_index=0, process_count=1)
+  cfg = dataset_config(data_dir=digits_data_dir, train_split='train[:50%]',
+                       test_split='test[-60:]', validation_size=100)
+  spec, arrays = dataset_spec(cfg), load_dataset_arrays(cfg, process_index=0, process_count=1)
+  assert spec.num_train_examples + spec.num_validation_examples == 718  # TFDS rounds 718.5
+  assert (len(arrays.train.labels), len(arrays.validation.labels),
+          len(arrays.test.labels)) == (spec.num_train_examples, 100, 60)
+  np.testing.assert_array_equal(
+      np.concatenate([arrays.train.images, arrays.validation.images]), full.train.images[:718])
+  np.testing.assert_array_equal(arrays.test.images, full.test.images[-60:])
+
+
 def test_unknown_dataset_name_is_a_config_error_naming_it():
   with pytest.raises(ConfigError, match="unknown dataset.name 'imagenette'"):
     check_dataset_available(dataset_config('imagenette'))

@@ -31,6 +31,7 @@ def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subproc
     ('--config.optimizer.name=no_such_optimizer', "no_such_optimizer"),
     ('--config.batch_schedule.batch_size=12', 'batch'),
     ('--config=experiments/no_such_file.py', 'no_such_file.py'),
+    ('--config.dataset.train_split=training', "dataset.train_split 'training'"),
     ('--no_such_flag=1', "no_such_flag"),
 ])
 def test_bad_input_is_a_one_line_error_before_any_data_is_loaded(flag, named, tmp_path):

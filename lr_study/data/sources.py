@@ -16,8 +16,10 @@ Where the data come from, in order:
 Anything else is a one-line ``ConfigError`` raised at once, never a silent multi-minute
 download attempt on a machine without internet.
 
-Splits. The validation split is carved from TFDS's training split as its last
-``validation_size`` examples: ``train[:N-v]`` trains, ``train[N-v:]`` validates. TFDS
+Splits. ``dataset.train_split`` and ``dataset.test_split`` are TFDS split strings
+(``specs.dataset_spec`` resolves them). The validation split is carved from the training
+split as its last ``validation_size`` examples: with ``train_split='train'``,
+``train[0:N-v]`` trains and ``train[N-v:N]`` validates. TFDS
 stores a split in a fixed pseudo-random order (by a hash of each example's key), so this is
 a fixed random sample, the same for every seed and batch size (Raschka's MNIST setup is
 ``validation_size=6000``: 54k train, 6k validation).
@@ -141,12 +143,9 @@ def prepare_dataset(dataset_cfg: Any) -> Any:
 
 def split_names(spec: DatasetSpec) -> dict[str, str]:
   """TFDS split strings of train, validation (when carved) and test, all processes."""
-  names = {'test': 'test'}
-  if spec.num_validation_examples:
-    names['train'] = f'train[:{spec.num_train_examples}]'
-    names['validation'] = f'train[{spec.num_train_examples}:]'
-  else:
-    names['train'] = 'train'
+  names = {'train': spec.train_split, 'test': spec.test_split}
+  if spec.validation_split:
+    names['validation'] = spec.validation_split
   return names
 
 
