@@ -4,12 +4,19 @@ r"""Runs a learning-rate / batch-size schedule study from an experiment config.
     python launch.py --config=experiments/mnist_decay_vs_batch.py --workdir=runs/mnist
     python launch.py --config=experiments/cifar10_wrn.py:hybrid --config.num_epochs=50
     python launch.py --config=experiments/cifar10_wrn.py --dry_run   # the plan only
+    python launch.py --config=experiments/cifar10_wrn.py --distributed  # on every host
 
 A config without a variant runs all its variants, each for every seed in
 ``config.seeds``, into ``WORKDIR/<variant>/seed_<k>/``; then it prints the study table
 and writes ``table.md``, ``table.csv`` and ``figure.png`` to WORKDIR. A run directory
 that holds a checkpoint is resumed. Bad flags or config values stop with a one-line
 error and exit status 2 before any data is loaded.
+
+``--distributed`` runs one study over several processes (every host of a TPU pod slice,
+or several GPU machines): each runs the same command, ``jax.distributed.initialize``
+joins them (its arguments are detected on Cloud TPU, SLURM, Open MPI and Kubernetes;
+elsewhere pass ``--coordinator_address``, ``--num_processes`` and ``--process_id``), and
+process 0 writes WORKDIR.
 """
 
 from __future__ import annotations
@@ -58,6 +65,12 @@ def _define_flags() -> None:
   flags.DEFINE_bool('dry_run', False, 'Print and write the training plan only: no data, no '
                     'accelerator.')
   flags.DEFINE_integer('num_devices', 1, 'Devices the dry run plans for (a real run uses all).')
+  flags.DEFINE_bool('distributed', False, 'Join the processes of a multi-host run '
+                    '(jax.distributed.initialize) before touching a device.')
+  flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port of '
+                      'process 0, where JAX cannot detect it.')
+  flags.DEFINE_integer('num_processes', None, 'With --distributed: the number of processes.')
+  flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0-based.')
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -85,6 +98,7 @@ def main(argv: list[str]) -> None:
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
 
   workdir = flags.FLAGS.workdir or _default_workdir(_config_argument(sys.argv) or DEFAULT_CONFIG)
+  _join_processes(flags.FLAGS)
   try:
     if flags.FLAGS.dry_run:
       _dry_run(flags.FLAGS.config, workdir, flags.FLAGS.num_devices)
@@ -93,6 +107,24 @@ def main(argv: list[str]) -> None:
       runner.run_study(flags.FLAGS.config, workdir)
   except ConfigError as e:
     _fail(str(e))
+
+
+def _join_processes(values: flags.FlagValues) -> None:
+  """``--distributed``: joins the other processes; a one-line error if that fails."""
+  joining = {name: values[name].value
+             for name in ('coordinator_address', 'num_processes', 'process_id')}
+  if not values.distributed:
+    given = [f'--{name}' for name, value in joining.items() if value is not None]
+    if given:
+      _fail(f'{", ".join(given)} needs --distributed')
+    return
+  if values.dry_run:
+    _fail('--dry_run plans on one machine: drop --distributed')
+  from lr_study import hosts  # pylint: disable=g-import-not-at-top
+  try:
+    hosts.initialize(**joining)
+  except (RuntimeError, ValueError) as e:
+    _fail(f'--distributed: {_one_line(e, [])}')
 
 
 def _config_argument(argv: list[str]) -> str | None:

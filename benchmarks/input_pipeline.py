@@ -13,7 +13,7 @@ MNIST training split, prepared offline by TFDS from the four official files in
 global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per device:
 
 (a) data side: the train step's gather and normalize alone, ``in_memory.take_batch`` at
-    ``start = (step − first_update)·B + d·P`` on device ``d``, in a ``jax.pmap`` over
+    ``start = in_memory.batch_start(step − first_update, d, P, D)`` on device ``d``, in a ``jax.pmap`` over
     ``lr_study.devices.AXIS``. It returns the whole batch, so nothing is elided: labels
     int32 [D, P] and images float32 [D, P, 784], the flat rows the MLP reads (its first
     op is ``x.reshape((B, -1))``; ``step_image_gathers`` records the uint8 gathers of the
@@ -65,7 +65,7 @@ import ml_collections
 import numpy as np
 
 from lr_study import devices, study
-from lr_study.data.in_memory import take_batch
+from lr_study.data.in_memory import batch_start, take_batch
 from lr_study.data.sources import DatasetArrays, SplitArrays, load_dataset_arrays
 from lr_study.data.specs import DatasetSpec, dataset_spec
 from lr_study.data.streaming import epoch_batches
@@ -113,9 +113,8 @@ def _gather_normalize(step: jax.Array, data: DeviceData, ctx: EpochContext, *,
 
   Images come out as flat rows [P, H·W·C] when ``flat``, else as [P, H, W, C].
   """
-  local_batch = per_device_batch * jax.lax.psum(1, devices.AXIS)
-  start = ((step - ctx.first_update) * local_batch
-           + jax.lax.axis_index(devices.AXIS) * per_device_batch)
+  start = batch_start(step - ctx.first_update, ctx.local_device, per_device_batch,
+                      jax.local_device_count())
   x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
                     data.std, augment=False, seed=SEED, epoch=ctx.epoch)
   return step + 1, x.reshape(per_device_batch, -1) if flat else x, y

@@ -5,8 +5,9 @@ lower the LR when progress stalls. Here that is a request file in the run direct
 
     python -m lr_study.manual_lr --run_dir=runs/.../decay/seed_0 --lr=0.01
 
-A running loop polls for the file whenever it draws its progress line; a stopped run
-reads it when it resumes. The new LR takes effect at the next update, the request file
+A running loop polls for the file at each epoch start and whenever it draws its progress
+line (on several processes, at epoch starts only: process 0 reads the file and tells the
+others); a stopped run reads it when it resumes. The new LR takes effect at the next update, the request file
 is removed, and the change is logged with that update in ``schedule_events.jsonl``
 (the metrics log's ``learning_rate`` shows it from the next evaluation on).
 """

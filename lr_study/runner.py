@@ -11,7 +11,7 @@ import os
 
 import ml_collections
 
-from lr_study import run_files, study
+from lr_study import hosts, run_files, study
 from lr_study.data.sources import check_dataset_available
 from lr_study.train import prepare_run, train_and_evaluate
 from lr_study.training_data import TrainingData, load_training_data
@@ -24,8 +24,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
             for name in dict.fromkeys(name for name, _ in runs)}
   for setup in setups.values():
     check_dataset_available(setup.config.dataset)
-  os.makedirs(workdir, exist_ok=True)
-  run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
+  writer = hosts.is_writer()  # process 0 of several writes the study's files
+  if writer:
+    os.makedirs(workdir, exist_ok=True)
+    run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
   data: dict[str, TrainingData] = {}
   for name, seed in runs:
     setup = setups[name]
@@ -36,6 +38,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
                             augment=setup.config.dataset.augment)
     train_and_evaluate(setup, data[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
                        compiler, label=f'{name} seed {seed}')
+  if not writer:
+    return
   from analysis import study_results  # pylint: disable=g-import-not-at-top
   table = study_results.write_study_outputs(workdir)
   print(table)

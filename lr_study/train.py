@@ -7,6 +7,11 @@ whole test split (and the validation split, if carved). Dynamic schedules act th
 between updates: reduce-on-plateau scales the LR, increase-on-plateau re-plans the
 remaining epochs with a larger batch, and a manual LR request takes effect at the next
 update. Every change reaches the step as data.
+
+On several processes (``lr_study.hosts``) process 0 writes the run directory, and what it
+reads there (the checkpoint to resume, a manual LR request, the last metrics) is
+broadcast to the others; manual requests are then taken at epoch starts only, the points
+every process reaches together.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lr_study import checkpoint, devices, manual_lr, run_files
+from lr_study import checkpoint, devices, hosts, manual_lr, run_files
 from lr_study.data.sources import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.models import build_model, ghost_size
@@ -171,25 +176,29 @@ class _Run:
     self.setup, self.data, self.run_dir, self.seed, self.compiler = (
         setup, data, run_dir, seed, compiler)
     self.config, self.plan = setup.config, setup.plan
-    os.makedirs(run_dir, exist_ok=True)
+    self.writer = hosts.is_writer()
+    if self.writer:
+      os.makedirs(run_dir, exist_ok=True)
     self.lr_control, self.batch_control = LRControl(self.plan.lr_schedule), BatchControl(self.plan)
     self.loop = Loop()
     host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
-    restored = checkpoint.restore(run_dir, host_state)
-    if restored:
-      host_state, saved = restored
+    restored = checkpoint.restore(run_dir, host_state) if self.writer else None
+    saved = hosts.from_writer(restored[1] if restored else None)
+    if saved is not None:
+      host_state = hosts.arrays_from_writer(restored[0] if restored else host_state)
       self.loop = Loop(**saved['loop'])
       self.lr_control.load_state_dict(saved['lr_control'])
       self.batch_control.load_state_dict(saved['batch_control'])
       self.plan = self.batch_control.replan(self.plan)
-    for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS):
-      # Logs end where the checkpoint does (empty for a fresh start in an old directory).
-      run_files.truncate_jsonl(self.path(name), lambda r: r['update'] <= self.loop.update)
-    run_files.write_json(self.path(run_files.METADATA), run_metadata(self.config, self.plan, seed))
-    run_files.write_json(self.path(run_files.PLAN), self.plan.to_json())
-    self.metrics_log = run_files.JsonlWriter(self.path(run_files.METRICS))
-    self.train_log = run_files.JsonlWriter(self.path(run_files.TRAIN_LOG))
-    self.events = run_files.JsonlWriter(self.path(run_files.EVENTS))
+    if self.writer:
+      for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS):
+        # Logs end where the checkpoint does (empty for a fresh start in an old directory).
+        run_files.truncate_jsonl(self.path(name), lambda r: r['update'] <= self.loop.update)
+    self.write_json(run_files.METADATA, run_metadata(self.config, self.plan, seed))
+    self.write_json(run_files.PLAN, self.plan.to_json())
+    self.metrics_log, self.train_log, self.events = (
+        run_files.JsonlWriter(self.path(name) if self.writer else os.devnull)
+        for name in (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS))
     self.state = devices.replicate(host_state)
     self.evaluate = data.evaluator(setup.model)
     self.label = label or run_dir
@@ -199,6 +208,11 @@ class _Run:
 
   def path(self, name: str) -> str:
     return os.path.join(self.run_dir, name)
+
+  def write_json(self, name: str, obj: Any) -> None:
+    """Writes ``run_dir/name`` atomically, on the writing process only."""
+    if self.writer:
+      run_files.write_json(self.path(name), obj)
 
   def metric_sums(self) -> tuple[float, float, int]:
     """(loss, accuracy, updates) summed since the last evaluation (a device read)."""
@@ -216,7 +230,8 @@ class _Run:
 
   def take_manual_request(self) -> bool:
     """Applies a manual LR request, if there is one, from the next update on."""
-    learning_rate = manual_lr.take_request(self.run_dir)
+    learning_rate = hosts.from_writer(manual_lr.take_request(self.run_dir) if self.writer
+                                      else None)
     if learning_rate is None:
       return False
     scheduled = self.plan.lr_at_update(self.loop.update)
@@ -248,7 +263,7 @@ class _Run:
       if log_every and loop.update % log_every == 0:
         self.write_train_log()
       if self.progress.due():
-        if self.take_manual_request():
+        if jax.process_count() == 1 and self.take_manual_request():
           ctx = ctx.replace(lr_multiplier=devices.replicate(
               np.float32(phase_multiplier * self.lr_control.multiplier)))
         loss, _, count = self.metric_sums()
@@ -293,12 +308,12 @@ class _Run:
     new_batch = self.batch_control.on_eval(metrics, loop.epoch, batch_size, plan)
     if new_batch is not None:
       self.plan = plan.with_batch_size_from(loop.epoch, new_batch)
-      run_files.write_json(self.path(run_files.PLAN), self.plan.to_json())
+      self.write_json(run_files.PLAN, self.plan.to_json())
       self.events.write({'update': loop.update, 'epoch': loop.epoch, 'kind': 'batch_size',
                          'reason': 'increase_on_plateau', 'batch_size': new_batch})
       self.progress.total_examples = self.plan.examples_seen
     every = self.config.checkpoint_every_epochs
-    if every and (loop.epoch % every == 0 or loop.epoch == self.plan.num_epochs):
+    if self.writer and every and (loop.epoch % every == 0 or loop.epoch == self.plan.num_epochs):
       checkpoint.save(self.run_dir, devices.unreplicate(self.state), {
           'loop': dataclasses.asdict(loop), 'lr_control': self.lr_control.state_dict(),
           'batch_control': self.batch_control.state_dict()})
@@ -308,7 +323,8 @@ class _Run:
       log.close()
 
   def summary(self) -> dict[str, Any]:
-    final = run_files.read_jsonl(self.path(run_files.METRICS))[-1]
+    final = hosts.from_writer(run_files.read_jsonl(self.path(run_files.METRICS))[-1]
+                              if self.writer else None)
     return {'variant': self.config.get('variant', ''), 'seed': self.seed,
             'final_test_accuracy': final['test_accuracy'], 'final_test_loss': final['test_loss'],
             'updates': self.loop.update, 'examples_seen': self.loop.examples_seen,
@@ -329,7 +345,7 @@ def train_and_evaluate(setup: RunSetup, data: TrainingData, run_dir: str, seed: 
   finally:
     run.close()
   summary = run.summary()
-  run_files.write_json(run.path(run_files.SUMMARY), summary)
+  run.write_json(run_files.SUMMARY, summary)
   run.progress.close(f'{run.label}: test accuracy {summary["final_test_accuracy"]:.4f} after '
                      f'{summary["updates"]} updates, {summary["wall_time"]:.1f} s, '
                      f'{summary["compiles"]} train-step compile(s)')

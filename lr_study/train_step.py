@@ -5,7 +5,8 @@ ImageNet example):
 
 * each device gathers its ``B / D`` examples from the device-resident training split,
   at positions ``i·B_local + d·B/D`` of the epoch's permutation, where ``i`` is the
-  update's index inside the epoch and ``d`` the device index — no host-to-device copy;
+  update's index inside the epoch, ``d`` the device's index among this process's devices
+  and ``B_local`` this process's share of ``B`` — no host-to-device copy;
 * when ``B / D`` exceeds ``max_per_device_batch``, the device splits its share into
   ``k`` micro-batches and sums their gradients inside the step with ``lax.scan``; each
   micro-batch is one forward pass, so batch norm sees at most a micro-batch;
@@ -32,7 +33,8 @@ import numpy as np
 import optax
 
 from lr_study import devices
-from lr_study.data.in_memory import normalize, take_batch, take_eval_batch, transform_batch
+from lr_study.data.in_memory import (batch_start, normalize, take_batch, take_eval_batch,
+                                     transform_batch)
 from lr_study.devices import AXIS
 from lr_study.optimizers import with_learning_rate
 from lr_study.schedules import LRSchedule
@@ -79,14 +81,18 @@ class EpochContext:
   first_update: jax.Array  # update count at the start of the epoch
   updates_per_epoch: jax.Array
   lr_multiplier: jax.Array  # batch-schedule multiplier × dynamic (plateau/manual) multiplier
+  local_device: jax.Array  # this device's index among the process's devices (not replicated)
 
 
 def epoch_context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
                   lr_multiplier: float) -> EpochContext:
-  """The epoch's context, replicated on the local devices (one small copy per epoch)."""
-  return devices.replicate(EpochContext(
+  """The epoch's context on the local devices (one small copy per epoch)."""
+  context = devices.replicate(EpochContext(
       perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
-      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
+      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier),
+      local_device=np.int32(0)))
+  return context.replace(
+      local_device=devices.shard(np.arange(jax.local_device_count(), dtype=np.int32)))
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
@@ -152,9 +158,8 @@ class StepCompiler:
 
   def _train_step(self, state: TrainState, data: DeviceData, ctx: EpochContext, *,
                   per_device_batch: int, accumulation_steps: int) -> TrainState:
-    local_batch = per_device_batch * jax.lax.psum(1, AXIS)
-    start = ((state.step - ctx.first_update) * local_batch
-             + jax.lax.axis_index(AXIS) * per_device_batch)
+    start = batch_start(state.step - ctx.first_update, ctx.local_device, per_device_batch,
+                        jax.local_device_count())
     x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
                       data.std, augment=self.augment, seed=self.seed, epoch=ctx.epoch)
     return self._update(state, x, y, ctx, accumulation_steps)

@@ -23,7 +23,7 @@ import numpy as np
 
 from lr_study import devices
 from lr_study.data import streaming
-from lr_study.data.in_memory import epoch_permutation, eval_index_batches
+from lr_study.data.in_memory import epoch_permutation, eval_index_batches, eval_steps
 from lr_study.data.sources import (DatasetArrays, DatasetSpec, load_dataset_arrays,
                                    prepare_dataset)
 from lr_study.train_step import DeviceData, TrainState, make_eval_step, make_stream_eval_step
@@ -58,13 +58,20 @@ class InMemoryData:
   def __init__(self, arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int):
     self.train = _normalisation(spec, arrays.train.images, arrays.train.labels)
     self.num_local_train = len(arrays.train.labels)
-    self.eval_splits = {name: self._eval_split(spec, split, eval_batch_size)
-                        for name, split in (('test', arrays.test),
-                                            ('validation', arrays.validation)) if split}
+    splits = (('test', arrays.test, spec.num_test_examples),
+              ('validation', arrays.validation, spec.num_validation_examples))
+    self.eval_splits = {name: self._eval_split(spec, split, total, arrays.process_count,
+                                               eval_batch_size)
+                        for name, split, total in splits if split}
 
   @staticmethod
-  def _eval_split(spec: DatasetSpec, split: Any, eval_batch_size: int) -> _EvalSplit:
-    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, jax.local_device_count())
+  def _eval_split(spec: DatasetSpec, split: Any, total: int, process_count: int,
+                  eval_batch_size: int) -> _EvalSplit:
+    """The process's slice of a split (``total`` examples over all processes), in as many
+    evaluation steps as every other process, so the pmapped collectives line up."""
+    num_devices = jax.local_device_count()
+    steps = eval_steps(-(-total // process_count), eval_batch_size, num_devices)
+    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, num_devices, steps)
     # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
     return _EvalSplit(_normalisation(spec, split.images, split.labels),
                       devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))

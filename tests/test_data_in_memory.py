@@ -65,7 +65,7 @@ def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   perm = in_memory.epoch_permutation(1, 0, N)
 
   def device_batch(images, labels, perm, step):
-    start = step * global_batch + jax.lax.axis_index('d') * per_device
+    start = in_memory.batch_start(step, jax.lax.axis_index('d'), per_device, num_devices)
     return in_memory.take_batch(images, labels, perm, start, per_device, MEAN, STD,
                                 augment=False, seed=1, epoch=0)[1]
 
@@ -75,6 +75,17 @@ def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   used = np.concatenate([np.asarray(step_fn(*args, step)).reshape(-1)
                          for step in range(N // global_batch)])
   np.testing.assert_array_equal(used, np.asarray(perm)[:len(used)])
+
+
+@pytest.mark.parametrize('num_local_devices, per_device', [(1, 8), (2, 3), (4, 5)])
+def test_local_devices_read_their_process_share_of_the_epoch_once(num_local_devices, per_device):
+  # Whatever the number of processes, a process's devices cut its own permutation into
+  # consecutive, disjoint slices: update i, device d reads [i·B_local + d·P, ... + P).
+  updates = 7
+  read = np.concatenate([
+      in_memory.batch_start(i, d, per_device, num_local_devices) + np.arange(per_device)
+      for i in range(updates) for d in range(num_local_devices)])
+  np.testing.assert_array_equal(read, np.arange(updates * num_local_devices * per_device))
 
 
 def test_take_batch_normalizes_each_channel():

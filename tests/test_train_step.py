@@ -12,7 +12,7 @@ from lr_study.models import build_model
 from lr_study.optimizers import build_optimizer, with_learning_rate
 from lr_study.schedules import build_lr_schedule
 from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, cross_entropy_and_accuracy,
-                                 init_train_state)
+                                 epoch_context, init_train_state)
 
 N = 256
 SHAPE = (8, 8, 1)
@@ -34,10 +34,8 @@ def _setup(lr_schedule: dict | None = None):
 
 
 def _context(global_batch: int, lr_multiplier: float = 1.0, epoch: int = 0) -> EpochContext:
-  return devices.replicate(EpochContext(
-      perm=np.asarray(epoch_permutation(0, epoch, N)), epoch=np.int32(epoch),
-      first_update=np.int32(0), updates_per_epoch=np.int32(N // global_batch),
-      lr_multiplier=np.float32(lr_multiplier)))
+  return epoch_context(np.asarray(epoch_permutation(0, epoch, N)), epoch, 0, N // global_batch,
+                       lr_multiplier)
 
 
 def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: int):

@@ -14,17 +14,17 @@ step, and any batch size draws from the same order:
   An epoch is ``N // B`` updates, so ``(N // B) * B`` examples are used, each at most once
   (PyTorch's ``DataLoader(shuffle=True, drop_last=True)``).
 
-Inside the pmapped step (axis name ``lr_study.devices.AXIS``) the train step calls::
+Inside the pmapped step the train step calls::
 
-  start = step_in_epoch * global_batch + jax.lax.axis_index(AXIS) * per_device
+  start = batch_start(step_in_epoch, local_device, per_device, jax.local_device_count())
   x, y = take_batch(images, labels, perm, start, per_device, mean, std,
                     augment=augment, seed=seed, epoch=epoch)
 
-with ``images``/``labels``/``perm`` replicated on every device (compute ``perm`` once per
-epoch, e.g. ``jax.jit(epoch_permutation, static_argnums=2)``). On several hosts each
-process holds its own slice of the training set (``sources.load_dataset_arrays``) and runs
-the same code on it with its local devices; ``global_batch`` is then this process's share,
-``B // jax.process_count()``.
+with ``images``/``labels``/``perm`` replicated on every local device and ``local_device``
+the device's index among them. On several hosts each process holds its own slice of the
+training set (``sources.load_dataset_arrays``), permutes it with the same
+``(seed, epoch)``, and its local devices read their share of the global batch from it,
+``B // jax.process_count()`` examples per update.
 
 Evaluation covers a split exactly once in fixed-size batches: ``eval_index_batches`` pads
 the last batch with index 0 and a zero mask, and the step sums ``mask * metric``.
@@ -76,6 +76,14 @@ def normalize(images_u8: jax.Array, mean: Any, std: Any) -> jax.Array:
   scale = 1.0 / (255.0 * jnp.asarray(std, jnp.float32))
   shift = -jnp.asarray(mean, jnp.float32) / jnp.asarray(std, jnp.float32)
   return images_u8.astype(jnp.float32) * scale + shift  # one multiply-add per pixel
+
+
+def batch_start(update_in_epoch: Any, local_device: Any, per_device: int,
+                num_local_devices: int) -> Any:
+  """``i·B_local + d·P``: the position in the epoch's permutation where local device ``d``
+  starts reading at update ``i`` of the epoch, ``P = per_device`` examples; ``B_local = P ·
+  num_local_devices`` is this process's share of the global batch."""
+  return update_in_epoch * (per_device * num_local_devices) + local_device * per_device
 
 
 def gather_rows(images_u8: jax.Array, idx: jax.Array) -> jax.Array:
