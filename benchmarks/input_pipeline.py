@@ -116,7 +116,8 @@ def _gather_normalize(step: jax.Array, data: DeviceData, ctx: EpochContext, *,
   start = batch_start(step - ctx.first_update, ctx.local_device, per_device_batch,
                       jax.local_device_count())
   x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
-                    data.std, augment=False, seed=SEED, epoch=ctx.epoch)
+                    data.std, augment=False, seed=SEED, epoch=ctx.epoch,
+                    first_index=data.first_index)
   return step + 1, x.reshape(per_device_batch, -1) if flat else x, y
 
 

@@ -70,6 +70,7 @@ class DeviceData:
   labels: jax.Array
   mean: jax.Array
   std: jax.Array
+  first_index: Any = 0  # the split position of images[0]: this process's slice start
 
 
 @flax.struct.dataclass
@@ -161,7 +162,8 @@ class StepCompiler:
     start = batch_start(state.step - ctx.first_update, ctx.local_device, per_device_batch,
                         jax.local_device_count())
     x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
-                      data.std, augment=self.augment, seed=self.seed, epoch=ctx.epoch)
+                      data.std, augment=self.augment, seed=self.seed, epoch=ctx.epoch,
+                      first_index=data.first_index)
     return self._update(state, x, y, ctx, accumulation_steps)
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], stats: DeviceData,

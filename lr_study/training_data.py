@@ -37,10 +37,12 @@ def _metrics(name: str, sums: tuple[Any, Any, Any]) -> dict[str, float]:
           f'{name}_examples': int(count)}
 
 
-def _normalisation(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray) -> DeviceData:
+def _normalisation(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
+                   first_index: int = 0) -> DeviceData:
   return devices.replicate(DeviceData(images=images, labels=labels.astype(np.int32),
                                       mean=np.asarray(spec.mean, np.float32),
-                                      std=np.asarray(spec.std, np.float32)))
+                                      std=np.asarray(spec.std, np.float32),
+                                      first_index=np.int32(first_index)))
 
 
 @dataclasses.dataclass
@@ -56,7 +58,9 @@ class InMemoryData:
   streaming = False
 
   def __init__(self, arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int):
-    self.train = _normalisation(spec, arrays.train.images, arrays.train.labels)
+    # Process p holds training examples [p·n, (p + 1)·n) (sources.process_split).
+    self.train = _normalisation(spec, arrays.train.images, arrays.train.labels,
+                                arrays.process_index * len(arrays.train.labels))
     self.num_local_train = len(arrays.train.labels)
     splits = (('test', arrays.test, spec.num_test_examples),
               ('validation', arrays.validation, spec.num_validation_examples))

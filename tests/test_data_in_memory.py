@@ -110,6 +110,18 @@ def test_take_batch_augments_an_example_alike_whatever_the_batch_size():
   assert not np.array_equal(whole, plain) and not np.array_equal(whole, next_epoch)
 
 
+def test_a_process_slice_augments_its_examples_as_the_whole_split_does():
+  images = jnp.asarray(np.random.RandomState(2).randint(0, 256, (64, 32, 32, 3)), jnp.uint8)
+  labels = jnp.arange(64, dtype=jnp.int32)
+  everything = jnp.arange(64, dtype=jnp.int32)
+  whole, _ = _take(images, labels, everything, jnp.int32(0), 64, augment=True, seed=0, epoch=1)
+  # The second of two processes holds examples 32..63 at local positions 0..31.
+  local = jnp.arange(32, dtype=jnp.int32)
+  second, _ = in_memory.take_batch(images[32:], labels[32:], local, jnp.int32(0), 32, MEAN,
+                                   STD, augment=True, seed=0, epoch=1, first_index=32)
+  np.testing.assert_allclose(second, whole[32:], atol=1e-6)  # same crops and flips
+
+
 @pytest.mark.parametrize('num_examples', [1, 360, 10000])
 @pytest.mark.parametrize('eval_batch_size', [1, 7, 100, 1000, 20000])
 @pytest.mark.parametrize('num_devices', [1, 3, 8])

@@ -45,6 +45,16 @@ def test_epoch_has_floor_n_over_b_batches_laid_out_for_the_devices(cfg):
     np.testing.assert_array_equal(np.asarray(first['index']).reshape(-1), np.arange(batch))
 
 
+def test_processes_stream_their_share_of_the_batch_with_distinct_indices(cfg):
+  # Process p of 2 gets half of each global batch; its k-th example is stream index 2k + p.
+  for process in (0, 1):
+    batches = list(streaming.epoch_batches(cfg, 'train', 0, 0, 64, DEVICES,
+                                           process_index=process, process_count=2))
+    assert len(batches) == 1437 // 64 and batches[0]['image'].shape[:2] == (DEVICES, 4)
+    np.testing.assert_array_equal(np.asarray(batches[1]['index']).reshape(-1),
+                                  2 * np.arange(32, 64) + process)
+
+
 def test_epoch_uses_each_training_example_at_most_once(cfg):
   train = load_dataset_arrays(cfg, process_index=0, process_count=1).train
   available = collections.Counter(

@@ -109,7 +109,7 @@ def transform_batch(
 
 def take_batch(
     images_u8: jax.Array, labels: jax.Array, perm: jax.Array, start: Any, size: int,
-    mean: Any, std: Any, *, augment: bool, seed: Any, epoch: Any,
+    mean: Any, std: Any, *, augment: bool, seed: Any, epoch: Any, first_index: Any = 0,
 ) -> tuple[jax.Array, jax.Array]:
   """Examples ``perm[start : start + size]``, normalized and optionally augmented.
 
@@ -124,13 +124,17 @@ def take_batch(
     augment: static; ``transform_batch`` applies ``augment.augment_batch`` (padded
       crop and flip) with keys ``example_keys(seed, epoch, index)`` before normalizing.
     seed, epoch: may be traced; only read when ``augment``.
+    first_index: the position of ``images_u8[0]`` in the whole split (this process's
+      slice start on several hosts): example ``i`` is augmented as example
+      ``first_index + i``, whichever process holds it.
 
   Returns:
     ``x`` float32 [size, H, W, C] and ``y`` int32 [size].
   """
   idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
   images = gather_rows(images_u8, idx)
-  x = transform_batch(images, idx, mean, std, augment=augment, seed=seed, epoch=epoch)
+  x = transform_batch(images, first_index + idx, mean, std, augment=augment, seed=seed,
+                      epoch=epoch)
   return x, jnp.take(labels, idx, axis=0, mode='clip')
 
 

@@ -9,13 +9,14 @@ does not depend on the batch size, and a phase of a batch-size schedule just cal
 a uniform random permutation; a smaller buffer mixes locally (as every tf.data pipeline).
 
 Batches stay uint8 on the way to the device (4x less traffic than float32) and carry
-``index``, the example's position in this epoch's stream; the step normalizes and, when
+``index``, the example's position in this epoch's stream (on several processes, position
+``k`` of process ``p``'s stream is ``k·P + p``, so no two processes share one); the step
+normalizes and, when
 asked, augments them with ``in_memory.transform_batch(image, index, mean, std,
 augment=..., seed=..., epoch=...)``. Batches drop the remainder: an epoch is
 ``N // B`` updates, as in in-memory mode. On several hosts each process streams its own
 slice (``sources.process_split``) and ``global_batch`` is split evenly across processes;
-with slices of ``N // P`` examples an epoch is ``(N // P) // (B // P)`` updates, which can
-be one less than ``N // B``.
+with slices of ``N // P`` examples an epoch is ``(N // P) // (B // P) = N // B`` updates.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def epoch_batches(
     shape = tf.concat([[num_devices, per_device], tf.shape(image)[1:]], axis=0)
     return {'image': tf.reshape(image, shape),
             'label': tf.reshape(label, [num_devices, per_device]),
-            'index': tf.reshape(tf.cast(index, tf.int32), [num_devices, per_device])}
+            'index': tf.reshape(tf.cast(index * process_count + process_index, tf.int32),
+                                [num_devices, per_device])}
 
   return _to_devices(ds.map(lay_out), prefetch, devices)
 
