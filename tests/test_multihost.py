@@ -1,8 +1,8 @@
 """One study over two processes, as on two hosts of a pod slice: ``launch.py --distributed``.
 
 Two local processes with two CPU devices each join through ``jax.distributed`` (gloo
-between them). Each reads its own half of the digits training split; the pmapped steps
-average over all four devices.
+between them). Each reads its own half of the digits training split, kept on its devices
+or streamed; the pmapped steps average over all four devices.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import re
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from lr_study import run_files
 
@@ -27,7 +29,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdirs: list[str], data_dir: str) -> list[subprocess.CompletedProcess]:
+def _run_two_processes(workdirs: list[str], data_dir: str, mode: str
+                       ) -> list[subprocess.CompletedProcess]:
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              JAX_PLATFORMS='cpu')
@@ -37,6 +40,7 @@ def _run_two_processes(workdirs: list[str], data_dir: str) -> list[subprocess.Co
        '--config.seeds=0', f'--config.num_epochs={EPOCHS}',
        '--config.variants.increase.batch_schedule.boundaries=(2,4,6)',
        '--config.checkpoint_every_epochs=2', f'--config.dataset.data_dir={data_dir}',
+       f'--config.dataset.mode={mode}',
        f'--workdir={workdir}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i, workdir in enumerate(workdirs)]
   results = []
@@ -51,9 +55,11 @@ def _final(result: subprocess.CompletedProcess) -> tuple[str, str]:
   return re.findall(r'test accuracy (\S+) after (\d+) updates', result.stderr)[-1]
 
 
-def test_two_processes_train_one_model_and_only_process_zero_writes(tmp_path, digits_data_dir):
+@pytest.mark.parametrize('mode', ['in_memory', 'streaming'])
+def test_two_processes_train_one_model_and_only_process_zero_writes(tmp_path, digits_data_dir,
+                                                                    mode):
   workdirs = [str(tmp_path / 'process_0'), str(tmp_path / 'process_1')]
-  first = _run_two_processes(workdirs, digits_data_dir)
+  first = _run_two_processes(workdirs, digits_data_dir, mode)
   assert [r.returncode for r in first] == [0, 0], [r.stderr[-2000:] for r in first]
 
   run_dir = os.path.join(workdirs[0], 'increase', 'seed_0')
@@ -70,7 +76,7 @@ def test_two_processes_train_one_model_and_only_process_zero_writes(tmp_path, di
 
   # Run again: process 0 finds the finished run's checkpoint and tells process 1, so both
   # skip training together and report the same summary.
-  again = _run_two_processes(workdirs, digits_data_dir)
+  again = _run_two_processes(workdirs, digits_data_dir, mode)
   assert [r.returncode for r in again] == [0, 0], [r.stderr[-2000:] for r in again]
   assert _final(again[0]) == _final(again[1]) == _final(first[0])
   assert len(run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))) == len(metrics)
