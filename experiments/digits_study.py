@@ -7,7 +7,7 @@ r"""The default study: decaying LR vs hybrid vs increasing batch size, on embedd
 
 Smith, Kindermans, Ying & Le (ICLR 2018), Figure 2, scaled down to scikit-learn's
 handwritten digits (1437 training images of 8x8, shipped inside scikit-learn and
-prepared as a TFDS dataset on first use) so that it runs in about two minutes on a
+prepared as a TFDS dataset on first use) so that it runs in under a minute on a
 laptop CPU. All variants share every hyperparameter (an MLP 64-128-128-10, SGD with
 momentum 0.9, weight decay 5e-4) and the 40 epochs; they differ only in how the noise
 scale g ≈ εN/(B(1 − m)) falls by 4× at each of epochs 10, 20 and 30:
