@@ -13,7 +13,8 @@ MNIST training split, prepared offline by TFDS from the four official files in
 global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per device:
 
 (a) data side: the train step's gather and normalize alone, ``in_memory.take_batch`` at
-    ``start = in_memory.batch_start(step − first_update, d, P, D)`` on device ``d``, in a ``jax.pmap`` over
+    ``start = in_memory.batch_start(step − first_update, d, P, D)`` on device ``d``
+    (``train_step.device_batch``, the step's own code), in a ``jax.pmap`` over
     ``lr_study.devices.AXIS``. It returns the whole batch, so nothing is elided: labels
     int32 [D, P] and images float32 [D, P, 784], the flat rows the MLP reads (its first
     op is ``x.reshape((B, -1))``; ``step_image_gathers`` records the uint8 gathers of the
@@ -65,7 +66,6 @@ import ml_collections
 import numpy as np
 
 from lr_study import devices, study
-from lr_study.data.in_memory import batch_start, take_batch
 from lr_study.data.sources import DatasetArrays, SplitArrays, load_dataset_arrays
 from lr_study.data.specs import DatasetSpec, dataset_spec
 from lr_study.data.streaming import epoch_batches
@@ -76,8 +76,8 @@ from lr_study.run_files import write_json
 from lr_study.run_metadata import git_commit, package_versions
 from lr_study.schedules import build_lr_schedule
 from lr_study.train import max_in_flight
-from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, epoch_context,
-                                 init_train_state)
+from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, device_batch,
+                                 epoch_context, init_train_state)
 from lr_study.training_data import InMemoryData
 
 MODEL = {'name': 'mlp', 'widths': (256, 256)}
@@ -109,15 +109,11 @@ def synthetic_arrays(spec: DatasetSpec) -> DatasetArrays:
 def _gather_normalize(step: jax.Array, data: DeviceData, ctx: EpochContext, *,
                       per_device_batch: int, flat: bool
                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The data side of ``StepCompiler._train_step``: its batch position and ``take_batch``.
+  """The data side of ``StepCompiler._train_step``, ``train_step.device_batch``.
 
   Images come out as flat rows [P, H·W·C] when ``flat``, else as [P, H, W, C].
   """
-  start = batch_start(step - ctx.first_update, ctx.local_device, per_device_batch,
-                      jax.local_device_count())
-  x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
-                    data.std, augment=False, seed=SEED, epoch=ctx.epoch,
-                    first_index=data.first_index)
+  x, y = device_batch(step, data, ctx, per_device_batch, augment=False, seed=SEED)
   return step + 1, x.reshape(per_device_batch, -1) if flat else x, y
 
 

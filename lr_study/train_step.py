@@ -88,12 +88,22 @@ class EpochContext:
 def epoch_context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
                   lr_multiplier: float) -> EpochContext:
   """The epoch's context on the local devices (one small copy per epoch)."""
-  context = devices.replicate(EpochContext(
+  replicated = devices.replicate(dict(
       perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
-      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier),
-      local_device=np.int32(0)))
-  return context.replace(
-      local_device=devices.shard(np.arange(jax.local_device_count(), dtype=np.int32)))
+      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
+  return EpochContext(**replicated, local_device=devices.shard(
+      np.arange(jax.local_device_count(), dtype=np.int32)))
+
+
+def device_batch(step: jax.Array, data: DeviceData, ctx: EpochContext, per_device_batch: int,
+                 *, augment: bool, seed: int) -> tuple[jax.Array, jax.Array]:
+  """This device's batch for the update after ``step`` updates, gathered on the device:
+  ``take_batch`` at ``batch_start`` of the epoch's permutation (call inside the pmap)."""
+  start = batch_start(step - ctx.first_update, ctx.local_device, per_device_batch,
+                      jax.local_device_count())
+  return take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
+                    data.std, augment=augment, seed=seed, epoch=ctx.epoch,
+                    first_index=data.first_index)
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
@@ -159,11 +169,8 @@ class StepCompiler:
 
   def _train_step(self, state: TrainState, data: DeviceData, ctx: EpochContext, *,
                   per_device_batch: int, accumulation_steps: int) -> TrainState:
-    start = batch_start(state.step - ctx.first_update, ctx.local_device, per_device_batch,
-                        jax.local_device_count())
-    x, y = take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
-                      data.std, augment=self.augment, seed=self.seed, epoch=ctx.epoch,
-                      first_index=data.first_index)
+    x, y = device_batch(state.step, data, ctx, per_device_batch, augment=self.augment,
+                        seed=self.seed)
     return self._update(state, x, y, ctx, accumulation_steps)
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], stats: DeviceData,

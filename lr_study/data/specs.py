@@ -101,7 +101,7 @@ def resolve_split(field: str, value: str, dataset: str, sizes: dict[str, int]
   try:
     absolute = tfds.core.ReadInstruction.from_spec(value).to_absolute(infos)
   except ValueError as e:
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    reason = (str(e).splitlines() or [type(e).__name__])[0]
     raise ConfigError(f'dataset.{field} {value!r} is not a split of {dataset}: {reason}'
                       ) from None
   ranges = tuple((a.splitname, a.from_ or 0, sizes[a.splitname] if a.to is None else a.to)
@@ -152,15 +152,15 @@ def dataset_spec(dataset_cfg: Any) -> DatasetSpec:
         f'dataset.eval_batch_size must be a positive integer, got {eval_batch_size!r}')
   tfds_name, train, test, shape, classes, mean, std, files = _KNOWN[name]
   sizes = {'train': train, 'test': test}
-  train_ranges = resolve_split('train_split', dataset_cfg.get('train_split', 'train'), name,
-                               sizes)
+  train_split = dataset_cfg.get('train_split', 'train')
+  train_ranges = resolve_split('train_split', train_split, name, sizes)
   test_ranges = resolve_split('test_split', dataset_cfg.get('test_split', 'test'), name, sizes)
   train = num_examples(train_ranges)
   validation = dataset_cfg.get('validation_size', 0)
   if not isinstance(validation, int) or not 0 <= validation < train:
     raise ConfigError(
         f'dataset.validation_size must be an integer in [0, {train}) (the examples of '
-        f'{name} {dataset_cfg.get("train_split", "train")!r}), got {validation!r}')
+        f'{name} {train_split!r}), got {validation!r}')
   carved = tuple(split_string(cut_ranges(train_ranges, start, stop))
                  for start, stop in ((0, train - validation), (train - validation, train)))
   return DatasetSpec(name, tfds_name, train - validation, validation, num_examples(test_ranges),
