@@ -120,7 +120,7 @@ def _join_processes(values: flags.FlagValues) -> None:
     return
   if values.dry_run:
     _fail('--dry_run plans on one machine: drop --distributed')
-  from lr_study import hosts  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
   try:
     hosts.initialize(**joining)
   except (RuntimeError, ValueError) as e:
@@ -137,7 +137,8 @@ def _config_argument(argv: list[str]) -> str | None:
 
 
 def _dry_run(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> None:
-  from lr_study import run_files, study  # pylint: disable=g-import-not-at-top
+  from lr_study import study  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import run_files
   from lr_study.data.sources import dataset_spec  # pylint: disable=g-import-not-at-top
   from lr_study.plan import build_plan  # pylint: disable=g-import-not-at-top
 

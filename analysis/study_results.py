@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
-from lr_study import run_files
+from lr_study.runtime import run_files
 
 OUTPUTS = ('table.md', 'table.csv', 'figure.png')
 

@@ -15,7 +15,7 @@ global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per devi
 (a) data side: the train step's gather and normalize alone, ``in_memory.take_batch`` at
     ``start = in_memory.batch_start(step − first_update, d, P, D)`` on device ``d``
     (``train_step.device_batch``, the step's own code), in a ``jax.pmap`` over
-    ``lr_study.devices.AXIS``. It returns the whole batch, so nothing is elided: labels
+    ``lr_study.runtime.devices.AXIS``. It returns the whole batch, so nothing is elided: labels
     int32 [D, P] and images float32 [D, P, 784], the flat rows the MLP reads (its first
     op is ``x.reshape((B, -1))``; ``step_image_gathers`` records the uint8 gathers of the
     compiled step, ``u8[P,1,784]`` on XLA:CPU, so the step gathers and normalizes flat
@@ -37,7 +37,7 @@ global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per devi
 Each timing compiles and warms up first (``--warmup`` calls, not timed), then runs
 ``--repeats`` repetitions of ``--steps`` calls dispatched back to back, as the training
 loop dispatches them, blocking (``jax.block_until_ready``) where the loop does
-(``lr_study.train.max_in_flight``: every 16 calls on several CPU devices) and
+(``lr_study.training.loop.max_in_flight``: every 16 calls on several CPU devices) and
 at the end; a repetition's time per step is its elapsed time over ``--steps``, and the
 median over repetitions is the headline (the mean is reported beside it). Within a
 repetition (a), (a′), the floor, (b) and (b′) take turns, so a change in the machine's load
@@ -65,20 +65,21 @@ import jax
 import ml_collections
 import numpy as np
 
-from lr_study import devices, study
+from lr_study import study
+from lr_study.runtime import devices
 from lr_study.data.sources import DatasetArrays, SplitArrays, load_dataset_arrays
 from lr_study.data.specs import DatasetSpec, dataset_spec
 from lr_study.data.streaming import epoch_batches
 from lr_study.errors import ConfigError
 from lr_study.models import build_model
-from lr_study.optimizers import build_optimizer
-from lr_study.run_files import write_json
-from lr_study.run_metadata import git_commit, package_versions
+from lr_study.training.optimizers import build_optimizer
+from lr_study.runtime.run_files import write_json
+from lr_study.runtime.metadata import git_commit, package_versions
 from lr_study.schedules import build_lr_schedule
-from lr_study.train import max_in_flight
-from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, device_batch,
+from lr_study.training.loop import max_in_flight
+from lr_study.training.step import (DeviceData, EpochContext, StepCompiler, device_batch,
                                  epoch_context, init_train_state)
-from lr_study.training_data import InMemoryData
+from lr_study.data.feeds import InMemoryData
 
 MODEL = {'name': 'mlp', 'widths': (256, 256)}
 OPTIMIZER = {'name': 'momentum', 'momentum': 0.9}

@@ -16,7 +16,7 @@ The effective LR of update u is ``lr_schedule(t) · k(e)`` with t the epoch (fra
 0-based) or the update count, as the schedule's clock says, and k the batch schedule's
 LR multiplier at the epoch e = ⌊epoch⌋ (times any run-time multiplier of a dynamic
 schedule, which the plan does not know). The noise scale of each phase is
-``g = ε(N/B − 1)/(1 − m)`` (Smith et al. 2018, ``lr_study.noise_scale``) with ε the LR at the
+``g = ε(N/B − 1)/(1 − m)`` (Smith et al. 2018, ``lr_study.schedules.noise_scale``) with ε the LR at the
 phase's start.
 """
 
@@ -29,10 +29,10 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from lr_study.batch_schedules import BatchSchedule, build_batch_schedule
+from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.errors import ConfigError
-from lr_study.noise_scale import noise_scale
-from lr_study.optimizers import momentum_of
+from lr_study.schedules.noise_scale import noise_scale
+from lr_study.training.optimizers import momentum_of
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
 

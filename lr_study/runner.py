@@ -11,11 +11,13 @@ import os
 
 import ml_collections
 
-from lr_study import hosts, run_files, study
+from lr_study import study
+from lr_study.runtime import hosts
+from lr_study.runtime import run_files
 from lr_study.data.sources import check_dataset_available
-from lr_study.train import prepare_run, train_and_evaluate
-from lr_study.training_data import TrainingData, load_training_data
-from lr_study.train_step import StepCompiler
+from lr_study.training.loop import prepare_run, train_and_evaluate
+from lr_study.data.feeds import TrainingData, load_training_data
+from lr_study.training.step import StepCompiler
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -8,9 +8,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lr_study.batch_schedules import build_batch_schedule, registered_batch_schedules
+from lr_study.schedules.batch import build_batch_schedule, registered_batch_schedules
 from lr_study.errors import ConfigError
-from lr_study.noise_scale import matched_batch_size, noise_scale
+from lr_study.schedules.noise_scale import matched_batch_size, noise_scale
 from lr_study.schedules import LRSchedule
 
 N = 50000

@@ -6,7 +6,7 @@ import pytest
 
 from experiments import cifar10_wrn
 from lr_study.errors import ConfigError
-from lr_study.noise_scale import scale_batch_with_lr, scale_batch_with_momentum
+from lr_study.schedules.noise_scale import scale_batch_with_lr, scale_batch_with_momentum
 from lr_study.plan import build_plan
 from lr_study.study import resolve_variant
 

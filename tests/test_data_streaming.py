@@ -10,7 +10,7 @@ import pytest
 
 from lr_study.data import streaming
 from lr_study.data.sources import load_dataset_arrays
-from lr_study.devices import AXIS
+from lr_study.runtime.devices import AXIS
 from lr_study.errors import ConfigError
 from lr_study.study import dataset_config
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from lr_study import run_files
+from lr_study.runtime import run_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 8

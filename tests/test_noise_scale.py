@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lr_study import noise_scale as ns
+from lr_study.schedules import noise_scale as ns
 from lr_study.errors import ConfigError
 
 N = 50000

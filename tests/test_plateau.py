@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from lr_study.errors import ConfigError
-from lr_study.plateau import PlateauDetector, ReduceLROnPlateau
+from lr_study.schedules.plateau import PlateauDetector, ReduceLROnPlateau
 
 
 def lrs_after(values, base_lr=1.0, factor=0.5, min_lr=0.0, **detector):

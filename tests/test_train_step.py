@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import optax
 
-from lr_study import devices
+from lr_study.runtime import devices
 from lr_study.data.in_memory import epoch_permutation, take_batch
 from lr_study.models import build_model
-from lr_study.optimizers import build_optimizer, with_learning_rate
+from lr_study.training.optimizers import build_optimizer, with_learning_rate
 from lr_study.schedules import build_lr_schedule
-from lr_study.train_step import (DeviceData, EpochContext, StepCompiler, cross_entropy_and_accuracy,
+from lr_study.training.step import (DeviceData, EpochContext, StepCompiler, cross_entropy_and_accuracy,
                                  epoch_context, init_train_state)
 
 N = 256

@@ -10,11 +10,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lr_study import checkpoint, manual_lr, run_files
+from lr_study.training import checkpoint
+from lr_study.training import manual_lr
+from lr_study.runtime import run_files
 from lr_study.study import dataset_config
-from lr_study.train import prepare_run, train_and_evaluate
-from lr_study.training_data import load_training_data
-from lr_study.train_step import StepCompiler, init_train_state
+from lr_study.training.loop import prepare_run, train_and_evaluate
+from lr_study.data.feeds import load_training_data
+from lr_study.training.step import StepCompiler, init_train_state
 
 
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:

@@ -27,7 +27,7 @@ import numpy as np
 from flax import jax_utils
 
 from lr_study.data.in_memory import eval_steps
-from lr_study.devices import AXIS
+from lr_study.runtime.devices import AXIS
 from lr_study.data.sources import (
     import_tfds, prepare_dataset, process_split, split_names, split_sizes)
 from lr_study.data.specs import dataset_spec
@@ -91,7 +91,7 @@ def epoch_batches(
     process_index, process_count: default to ``jax.process_index()/process_count()``.
     shuffle_buffer: tf.data shuffle buffer, in examples.
     prefetch: batches kept in flight on the devices (``flax.jax_utils.prefetch_to_device``,
-      on a mesh over ``devices`` named ``lr_study.devices.AXIS``, as the pmap steps
+      on a mesh over ``devices`` named ``lr_study.runtime.devices.AXIS``, as the pmap steps
       expect, so feeding a batch never retraces a step).
     devices: local devices in pmap order; ``None`` = ``jax.local_devices()``.
 

@@ -5,10 +5,10 @@ the host and sends ``schedule(t) · multiplier`` to the compiled step as data, s
 never recompiles it.
 
 * ``reduce_on_plateau``: the multiplier is cut by ``factor`` when ``metric`` has not
-  improved for ``patience`` evaluations (:mod:`lr_study.plateau`, PyTorch's and Keras's
+  improved for ``patience`` evaluations (:mod:`lr_study.schedules.plateau`, PyTorch's and Keras's
   ``ReduceLROnPlateau`` rule).
 * ``manual``: Ng C2W2L09's manual decay; the user sets a new LR of a running or stopped
-  run with ``python -m lr_study.manual_lr --run_dir=... --lr=...``.
+  run with ``python -m lr_study.training.manual_lr --run_dir=... --lr=...``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from lr_study.errors import ConfigError
-from lr_study.plateau import METRICS, PlateauDetector, ReduceLROnPlateau
+from lr_study.schedules.plateau import METRICS, PlateauDetector, ReduceLROnPlateau
 from lr_study.schedules import checks
 from lr_study.schedules.base import LRSchedule, register
 from lr_study.schedules.decay import constant
@@ -41,7 +41,7 @@ def _mode(metric: str, mode: str | None) -> str:
 
 
 def plateau_controller(schedule: LRSchedule) -> ReduceLROnPlateau:
-  """A fresh :class:`~lr_study.plateau.ReduceLROnPlateau` with the parameters of a
+  """A fresh :class:`~lr_study.schedules.plateau.ReduceLROnPlateau` with the parameters of a
   ``reduce_on_plateau`` schedule built by ``build_lr_schedule``."""
   p = schedule.params
   return ReduceLROnPlateau(PlateauDetector.from_params(p), factor=p['factor'], min_lr=p['min_lr'])
@@ -83,7 +83,7 @@ def reduce_on_plateau(init_value: float, metric: str = 'validation_loss', mode: 
 
 @register('manual', example={'init_value': 0.1})
 def manual(init_value: float) -> LRSchedule:
-  """η = the LR last set by hand (``python -m lr_study.manual_lr``), ``init_value`` until then.
+  """η = the LR last set by hand (``python -m lr_study.training.manual_lr``), ``init_value`` until then.
 
   Ng C2W2L09's manual decay. The change takes effect at the next update and is logged
   with that update. PyTorch/Keras: assigning ``optimizer.param_groups[i]['lr']`` /

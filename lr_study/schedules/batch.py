@@ -7,7 +7,7 @@ between epochs: each epoch at batch B is ⌊N/B⌋ updates (``lr_study.plan``).
 
 After Smith, Kindermans, Ying & Le, "Don't Decay the Learning Rate, Increase the Batch
 Size" (ICLR 2018): where a schedule would divide the LR by a factor, multiply B by it
-instead; the noise scale ``g ≈ εN/(B(1 − m))`` (``lr_study.noise_scale``) falls alike.
+instead; the noise scale ``g ≈ εN/(B(1 − m))`` (``lr_study.schedules.noise_scale``) falls alike.
 
 Registered schedules (``config.batch_schedule.name``):
 
@@ -31,7 +31,7 @@ Registered schedules (``config.batch_schedule.name``):
 * ``increase_on_plateau(batch_size, max_batch_size, factor=5, metric='validation_loss',
   mode='min', patience=10, threshold=1e-4, threshold_mode='rel', cooldown=0)``: dynamic.
   The plan starts at ``batch_size`` and assumes no plateau; when the
-  ``lr_study.plateau.PlateauDetector`` on ``metric`` fires, the training loop sets
+  ``lr_study.schedules.plateau.PlateauDetector`` on ``metric`` fires, the training loop sets
   ``B ← next_batch_size(B) = min(round(B·factor), max_batch_size)`` from the next epoch
   with ``plan.with_batch_size_from(epoch, B)``. Past ``max_batch_size`` B holds.
 """
@@ -46,9 +46,9 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from lr_study import noise_scale as ns
+from lr_study.schedules import noise_scale as ns
 from lr_study.errors import ConfigError
-from lr_study.plateau import METRICS, PlateauDetector
+from lr_study.schedules.plateau import METRICS, PlateauDetector
 from lr_study.registry import AS_PYTHON, Registry
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
@@ -332,7 +332,7 @@ def increase_on_plateau(batch_size: int, max_batch_size: int, factor: float = 5.
   """Multiply B by ``factor`` whenever ``metric`` plateaus, up to ``max_batch_size``.
 
   The batch-size counterpart of PyTorch's ``ReduceLROnPlateau`` (same detector,
-  ``lr_study.plateau.PlateauDetector``). ``max_batch_size`` is required so that every
+  ``lr_study.schedules.plateau.PlateauDetector``). ``max_batch_size`` is required so that every
   batch size the run can reach is checked before training (``reachable_batch_sizes``).
   """
   b0 = _positive_int('batch_size', batch_size)

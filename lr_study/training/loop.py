@@ -8,7 +8,7 @@ between updates: reduce-on-plateau scales the LR, increase-on-plateau re-plans t
 remaining epochs with a larger batch, and a manual LR request takes effect at the next
 update. Every change reaches the step as data.
 
-On several processes (``lr_study.hosts``) process 0 writes the run directory, and what it
+On several processes (``lr_study.runtime.hosts``) process 0 writes the run directory, and what it
 reads there (the checkpoint to resume, a manual LR request, the last metrics) is
 broadcast to the others; manual requests are then taken at epoch starts only, the points
 every process reaches together.
@@ -25,19 +25,23 @@ import jax
 import ml_collections
 import numpy as np
 
-from lr_study import checkpoint, devices, hosts, manual_lr, run_files
+from lr_study.training import checkpoint
+from lr_study.runtime import devices
+from lr_study.runtime import hosts
+from lr_study.training import manual_lr
+from lr_study.runtime import run_files
 from lr_study.data.sources import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.models import build_model, ghost_size
-from lr_study.noise_scale import noise_scale
-from lr_study.optimizers import build_optimizer
+from lr_study.schedules.noise_scale import noise_scale
+from lr_study.training.optimizers import build_optimizer
 from lr_study.plan import TrainingPlan, build_plan
-from lr_study.progress import Progress
-from lr_study.run_metadata import run_metadata
+from lr_study.runtime.progress import Progress
+from lr_study.runtime.metadata import run_metadata
 from lr_study.schedules import LRSchedule, plateau_controller
-from lr_study.train_step import (EpochContext, StepCompiler, epoch_context, init_train_state,
+from lr_study.training.step import (EpochContext, StepCompiler, epoch_context, init_train_state,
                                  reset_metrics)
-from lr_study.training_data import TrainingData
+from lr_study.data.feeds import TrainingData
 
 
 @dataclasses.dataclass

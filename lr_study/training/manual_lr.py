@@ -3,7 +3,7 @@
 Ng's C2W2L09 lists "manual decay" among the ways to decay the LR: watch the run, and
 lower the LR when progress stalls. Here that is a request file in the run directory::
 
-    python -m lr_study.manual_lr --run_dir=runs/.../decay/seed_0 --lr=0.01
+    python -m lr_study.training.manual_lr --run_dir=runs/.../decay/seed_0 --lr=0.01
 
 A running loop polls for the file at each epoch start and whenever it draws its progress
 line (on several processes, at epoch starts only: process 0 reads the file and tells the
@@ -19,7 +19,7 @@ import os
 
 from absl import app, flags
 
-from lr_study import run_files
+from lr_study.runtime import run_files
 from lr_study.errors import ConfigError
 
 REQUEST = 'set_lr.json'

@@ -21,12 +21,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from lr_study import devices
+from lr_study.runtime import devices
 from lr_study.data import streaming
 from lr_study.data.in_memory import epoch_permutation, eval_index_batches, eval_steps
 from lr_study.data.sources import (DatasetArrays, DatasetSpec, load_dataset_arrays,
                                    prepare_dataset)
-from lr_study.train_step import DeviceData, TrainState, make_eval_step, make_stream_eval_step
+from lr_study.training.step import DeviceData, TrainState, make_eval_step, make_stream_eval_step
 
 Evaluator = Callable[[TrainState], dict[str, float]]
 

@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_study import devices
+from lr_study.runtime import devices
 from lr_study.data.in_memory import (batch_start, normalize, take_batch, take_eval_batch,
                                      transform_batch)
-from lr_study.devices import AXIS
-from lr_study.optimizers import with_learning_rate
+from lr_study.runtime.devices import AXIS
+from lr_study.training.optimizers import with_learning_rate
 from lr_study.schedules import LRSchedule
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import flax.serialization
 
-from lr_study import run_files
-from lr_study.train_step import TrainState
+from lr_study.runtime import run_files
+from lr_study.training.step import TrainState
 
 
 def save(run_dir: str, state: TrainState, loop_state: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ that is the paper's thesis. §5.2 keeps g fixed while cutting the number of upda
 
 The conversion helpers (:func:`matched_batch_size`, :func:`capped_lr_multiplier`) turn a
 learning-rate decay schedule into a batch-size schedule with the same g; the batch-size
-schedule ``match_noise`` (``lr_study.batch_schedules``) is built on them.
+schedule ``match_noise`` (``lr_study.schedules.batch``) is built on them.
 """
 
 from __future__ import annotations
