@@ -1,0 +1,156 @@
+r"""The gradient noise scale B_simple, estimated during training.
+
+McCandlish, Kaplan, Amodei et al., "An Empirical Model of Large-Batch Training" (2018):
+the batch size past which a larger batch stops paying off is about
+
+    B_simple = tr(Σ) / |G|²,
+
+where G is the true (full-data) gradient and Σ the covariance of the per-example
+gradients. A gradient averaged over B examples drawn independently has
+E|G_B|² = |G|² + tr(Σ)/B, so the squared norms of the same step's gradient on a small
+batch (B_small examples) and on a big one (B_big examples) give the unbiased estimates of
+Appendix A.1:
+
+    |G|²  ≈ (B_big·|G_big|² − B_small·|G_small|²) / (B_big − B_small),
+    tr(Σ) ≈ (|G_small|² − |G_big|²) / (1/B_small − 1/B_big)
+          = (|G_small|² − |G_big|²) · B_small·B_big / (B_big − B_small).
+
+|G_small|² may be the mean over several small-batch gradients of the step (the
+per-device gradients before the all-reduce, or the micro-batches of one device): its
+expectation is unchanged, its variance smaller. Each single estimate is noisy, so
+:func:`update` keeps an exponential moving average of each, and :func:`b_simple` takes
+the ratio of the two averages (not the average of ratios). With decay d the averages and
+their debiasing weight w (Adam's 1 − dᵗ when d is constant) follow
+
+    m ← d·m + (1 − d)·estimate,     w ← d·w + (1 − d),     debiased m̂ = m / w;
+
+the weight cancels in the ratio, B_simple = m_tr(Σ) / m_|G|², but not in
+:func:`estimates`.
+
+In a ``jax.pmap`` train step over D devices in all (every process's) with global batch
+B, each device holding B/D examples, the gradients being those of the mean loss over each
+device's examples, before the optimizer (all-reduce over the axis ``AXIS``)::
+
+    small = lax.pmean(sq_norm(local_grads), AXIS)   # B_small = B / D
+    grads = lax.pmean(local_grads, AXIS)            # B_big = B
+    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.99)
+
+Every device then holds the same state. On one device (D = 1) there is no small batch
+without splitting the batch: compute the gradient over k ≥ 2 micro-batches of B/k
+examples (as gradient accumulation does), with B_small = B/k, ``small`` the mean of their
+squared norms and ``big`` the squared norm of their mean (B_big = B). With D devices and
+k micro-batches each, B_small = B/(D·k) from the micro-batches, or B/D from the
+per-device means. Sampling without replacement from N examples scales the tr(Σ)/B term
+by (N − B)/(N − 1), negligible for B ≪ N.
+
+Example: |G|² = 1 and tr(Σ) = 8 give, at B_small = 2 and B_big = 8, expected squared
+norms 1 + 8/2 = 5 and 1 + 8/8 = 2, from which the estimates recover both:
+
+>>> state = update(init(), small_sq_norm=5.0, big_sq_norm=2.0, b_small=2, b_big=8, decay=0.9)
+>>> [round(float(x), 4) for x in estimates(state)]
+[1.0, 8.0]
+>>> round(float(b_simple(state)), 4)
+8.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+Scalar = Any  # a Python number or a scalar jax array (float32)
+
+
+@flax.struct.dataclass
+class GradientNoiseState:
+  """Exponential moving averages of the |G|² and tr(Σ) estimates (float32 scalars).
+
+  Attributes:
+    ema_g_sq: the moving average of the |G|² estimates (biased towards 0 early on).
+    ema_trace: the moving average of the tr(Σ) estimates (same bias).
+    weight: the debiasing weight w, the total weight the averages have received;
+      0 before the first update.
+  """
+
+  ema_g_sq: jax.Array
+  ema_trace: jax.Array
+  weight: jax.Array
+
+
+def init() -> GradientNoiseState:
+  """The state before any estimate: zero averages and zero weight."""
+  zero = jnp.zeros((), jnp.float32)
+  return GradientNoiseState(ema_g_sq=zero, ema_trace=zero, weight=zero)
+
+
+def sq_norm(tree: Any) -> jax.Array:
+  """Σ over every leaf of ``tree`` of Σ x², accumulated in float32."""
+  leaves = jax.tree_util.tree_leaves(tree)
+  return sum((jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves),
+             jnp.zeros((), jnp.float32))
+
+
+def unbiased_estimates(small_sq_norm: Scalar, big_sq_norm: Scalar, b_small: Scalar,
+                       b_big: Scalar) -> tuple[jax.Array, jax.Array]:
+  """One step's unbiased ``(|G|², tr(Σ))`` from |G_small|² and |G_big|² (module docstring).
+
+  Args:
+    small_sq_norm: |G_small|², the squared norm of a gradient over ``b_small`` examples
+      (or the mean of several such squared norms).
+    big_sq_norm: |G_big|², the squared norm of the gradient over ``b_big`` examples.
+    b_small: the small batch size.
+    b_big: the big batch size, larger than ``b_small``.
+
+  Returns:
+    ``(g_sq, trace)``, float32 scalars; either may be negative for a single step.
+  """
+  small, big, bs, bb = (jnp.asarray(x, jnp.float32)
+                        for x in (small_sq_norm, big_sq_norm, b_small, b_big))
+  span = bb - bs
+  g_sq = (bb * big - bs * small) / span
+  trace = (small - big) * bs * bb / span  # no difference of reciprocals
+  return g_sq, trace
+
+
+def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar,
+           b_small: Scalar, b_big: Scalar, decay: Scalar) -> GradientNoiseState:
+  """Folds one step's |G|² and tr(Σ) estimates into the moving averages.
+
+  Args:
+    state: the averages so far.
+    small_sq_norm: |G_small|² (see :func:`unbiased_estimates`).
+    big_sq_norm: |G_big|².
+    b_small: the small batch size.
+    b_big: the big batch size.
+    decay: d in [0, 1): the weight of the past; ``1/(1 − d)`` steps is the memory.
+
+  Returns:
+    ``m ← d·m + (1 − d)·estimate`` for both averages, ``w ← d·w + (1 − d)``.
+  """
+  g_sq, trace = unbiased_estimates(small_sq_norm, big_sq_norm, b_small, b_big)
+  d = jnp.asarray(decay, jnp.float32)
+  mix = lambda old, new: d * old + (1.0 - d) * new
+  return GradientNoiseState(ema_g_sq=mix(state.ema_g_sq, g_sq),
+                            ema_trace=mix(state.ema_trace, trace),
+                            weight=mix(state.weight, jnp.ones((), jnp.float32)))
+
+
+def estimates(state: GradientNoiseState) -> tuple[jax.Array, jax.Array]:
+  """The debiased averages ``(|G|², tr(Σ)) = (m_|G|² / w, m_tr(Σ) / w)``; NaN before any
+  update."""
+  safe = jnp.where(state.weight > 0, state.weight, jnp.nan)
+  return state.ema_g_sq / safe, state.ema_trace / safe
+
+
+def b_simple(state: GradientNoiseState) -> jax.Array:
+  """B_simple = m_tr(Σ) / m_|G|², the ratio of the moving averages.
+
+  NaN before any update; +inf while the averaged |G|² is not positive (the gradient's
+  signal has not yet been resolved from its noise).
+  """
+  g_sq, trace = estimates(state)
+  unresolved = jnp.where(jnp.isnan(g_sq), jnp.nan, jnp.inf)
+  return jnp.where(g_sq > 0, trace / jnp.where(g_sq > 0, g_sq, 1.0), unresolved)
