@@ -1,37 +1,278 @@
-"""Checkpoints of a run: the train state and the loop's own state, in one atomic file.
+"""Checkpoints of a run through orbax: the train state and the loop's own state, verified.
 
 The loop state holds what a resumed run needs to continue exactly: the epochs done, the
-update count, the dynamic schedules' controllers and any batch sizes chosen at run time.
-The batch order needs nothing stored: each epoch's permutation is a function of
-(seed, epoch).
+update count, the dynamic schedules' controllers, any batch sizes chosen at run time and
+the manual LR request last applied. The batch order needs nothing stored: each epoch's
+permutation is a function of (seed, epoch).
+
+Layout: ``RUN_DIR/checkpoints/<step>/`` per checkpoint (orbax's ``CheckpointManager``),
+the last ``keep`` of them kept. Each holds
+
+* ``state``: the train state's arrays (``flax.serialization.to_state_dict`` of host
+  arrays; orbax's ``StandardSave``);
+* ``loop_state``: the loop state as strict JSON (non-finite floats stored as
+  ``{"__float__": "Infinity"}`` and given back as floats);
+* in its own metadata (``_CHECKPOINT_METADATA``), a SHA-256 over the step, every
+  array's name, dtype, shape and bytes, and the loop state's canonical JSON.
+
+Orbax commits a step atomically: it writes ``<step>.orbax-checkpoint-tmp-*`` and
+renames it (locally; on ``gs://`` a ``commit_success.txt`` marks the step whole). A save
+killed half-way leaves such a temporary directory, which no restore reads and the next
+``Checkpoints`` opened for saving deletes. ``restore`` takes the latest step whose
+arrays, loop state and digest all load and agree, and names the newer ones it skipped.
+
+Filesystems: local paths and ``gs://`` (orbax's tensorstore). TensorFlow's ``ram://``
+is not one of them: neither etils.epath, through which orbax names paths, nor
+tensorstore knows it. ``check_directory`` says so as a ConfigError before any compute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.serialization
+import flax.traverse_util
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 
+from lr_study.errors import ConfigError
 from lr_study.runtime import run_files
-from lr_study.training.step import TrainState
+
+KEEP = 2  # checkpoints kept: the latest and one to fall back on
+SCHEMES = (None, 'gs')  # run_files.scheme values orbax can write (None: local)
+_FORMAT = 1  # of the digest in each step's custom metadata
+_STEP_METADATA = '_CHECKPOINT_METADATA'  # orbax's per-step metadata file, holding the digest
 
 
-def save(run_dir: str, state: TrainState, loop_state: dict[str, Any]) -> None:
-  """Writes ``state`` (host arrays) and ``loop_state`` (JSON-able) atomically."""
-  payload = {'state': flax.serialization.to_state_dict(state),
-             'loop_state': json.dumps(loop_state)}
-  run_files.write_atomic(os.path.join(run_dir, run_files.CHECKPOINT),
-                         flax.serialization.msgpack_serialize(payload))
+class Restored(NamedTuple):
+  """A restored checkpoint."""
+
+  state: Any  # shaped like the template, host NumPy arrays
+  loop_state: dict[str, Any]
+  step: int
+  skipped: str | None  # one line naming newer checkpoints that were unusable, or None
 
 
-def restore(run_dir: str, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
-  """The checkpointed (state, loop_state) shaped like ``template``, or None if absent."""
-  path = os.path.join(run_dir, run_files.CHECKPOINT)
-  if not os.path.exists(path):
+def directory(run_dir: str) -> str:
+  """Where ``run_dir``'s checkpoints are."""
+  return os.path.join(os.fspath(run_dir), run_files.CHECKPOINTS)
+
+
+def check_directory(run_dir: str) -> None:
+  """A ConfigError unless orbax can keep checkpoints under ``run_dir``'s filesystem."""
+  kind = run_files.scheme(run_dir)
+  if kind not in SCHEMES:
+    raise ConfigError(f'checkpoints cannot be kept in {os.fspath(run_dir)!r}: orbax writes '
+                      f'local paths and gs:// only, not {kind}://')
+
+
+# --- Strict, reversible JSON for the loop state ------------------------------------------
+
+
+def _encode(obj: Any) -> Any:
+  """``obj`` with non-finite floats as ``{'__float__': 'NaN' | 'Infinity' | '-Infinity'}``."""
+  if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+    return {'__float__': 'NaN' if math.isnan(obj) else ('Infinity' if obj > 0 else '-Infinity')}
+  if isinstance(obj, dict):
+    return {str(k): _encode(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_encode(v) for v in obj]
+  return run_files.to_strict(obj)
+
+
+def _decode(obj: Any) -> Any:
+  if isinstance(obj, dict):
+    if set(obj) == {'__float__'}:
+      return float(obj['__float__'].replace('Infinity', 'inf'))
+    return {k: _decode(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [_decode(v) for v in obj]
+  return obj
+
+
+def _canonical(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(',', ':'))
+
+
+# --- Digest and structure -----------------------------------------------------------------
+
+
+def _flat(state_dict: dict[str, Any]) -> dict[str, Any]:
+  return flax.traverse_util.flatten_dict(state_dict, sep='/')
+
+
+def _digest(step: int, arrays: dict[str, np.ndarray], loop_json: str) -> str:
+  """SHA-256 of the step, each array's name, dtype, shape and bytes, and the loop state."""
+  h = hashlib.sha256(f'lr_study checkpoint {_FORMAT} step {step}\n'.encode())
+  for name in sorted(arrays):
+    a = np.ascontiguousarray(arrays[name])
+    h.update(_canonical([name, a.dtype.str, list(a.shape)]).encode())
+    h.update(a.tobytes())
+  h.update(loop_json.encode())
+  return h.hexdigest()
+
+
+def _host_state_dict(state: Any) -> dict[str, Any]:
+  """``state`` as a nested dict of host NumPy arrays (0-d arrays for scalars)."""
+  return jax.tree.map(np.asarray, flax.serialization.to_state_dict(state))
+
+
+def _mismatch(saved: dict[str, Any], expected: dict[str, np.ndarray]) -> str | None:
+  """How the saved arrays' metadata differs from the template, or None."""
+  for name in sorted(set(saved) | set(expected)):
+    if name not in saved:
+      return f'no array {name}'
+    if name not in expected:
+      return f'unexpected array {name}'
+    have, want = saved[name], expected[name]
+    if tuple(have.shape) != want.shape or np.dtype(have.dtype) != want.dtype:
+      return (f'{name} is {tuple(have.shape)} {np.dtype(have.dtype)}, '
+              f'expected {want.shape} {want.dtype}')
+  return None
+
+
+def _first_line(error: BaseException) -> str:
+  lines = str(error).strip().splitlines()
+  text = lines[0] if lines else ''
+  return f'{type(error).__name__}: {text}'[:160]
+
+
+class _Unusable(Exception):
+  """A checkpoint step that cannot be restored, with the reason."""
+
+
+# --- The manager --------------------------------------------------------------------------
+
+
+class Checkpoints:
+  """The checkpoints of one run directory: ``save`` keeps the last ``keep``, ``restore``
+  takes the latest usable one. Opened for saving, it deletes leftovers of killed saves.
+
+  Only the writing process uses it (the others receive what it restores), so orbax runs
+  here as a one-process manager: no barrier with the other processes.
+  """
+
+  def __init__(self, run_dir: str, keep: int = KEEP, read_only: bool = False):
+    """Opens ``run_dir``'s checkpoints; ``read_only``: for ``restore`` alone, leaving
+    every file as it is."""
+    if keep < 1:
+      raise ConfigError(f'checkpoints to keep must be >= 1, got {keep}')
+    check_directory(run_dir)
+    self.directory = directory(run_dir)
+    if not read_only:
+      run_files.make_dirs(self.directory)
+    me = jax.process_index()
+    # Orbax's own read_only mode logs three warnings; a manager that is never asked to
+    # save, with nothing to create or clean up, writes nothing either.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=False, cleanup_tmp_directories=not read_only,
+        enable_async_checkpointing=False,
+        save_root_metadata=False,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}))
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'loop_state': ocp.JsonCheckpointHandler()})
+
+  def steps(self) -> list[int]:
+    """The committed steps, oldest first (temporary directories are not steps)."""
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, loop_state: dict[str, Any]) -> None:
+    """Saves ``state`` (host arrays) and ``loop_state`` (JSON-able) as ``step``, then
+    deletes all but the last ``keep``. Steps at or after ``step`` are deleted first: they
+    belong to a run that was resumed from an earlier checkpoint."""
+    arrays = _host_state_dict(state)
+    encoded = _encode(loop_state)
+    digest = _digest(step, _flat(arrays), _canonical(encoded))
+    for old in self.steps():
+      if old >= step:
+        self._manager.delete(old)
+    self._manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays),
+                                      loop_state=ocp.args.JsonSave(encoded)),
+        custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
+    self._manager.wait_until_finished()
+
+  def _restore_step(self, step: int, template: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``step``'s (arrays, loop state), verified; _Unusable saying why not."""
+    if not run_files.exists(os.path.join(self.directory, str(step), _STEP_METADATA)):
+      raise _Unusable(f'no integrity digest: its {_STEP_METADATA} is missing')
+    try:
+      digest = (self._manager.metadata(step).custom_metadata or {}).get('sha256')
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Unusable(f'unreadable {_STEP_METADATA}: {_first_line(e)}') from e
+    if not digest:
+      raise _Unusable(f'no integrity digest in its {_STEP_METADATA}')
+    try:
+      saved = self._manager.item_metadata(step)['state']
+      saved = None if saved is None else _flat(dict(saved.tree))
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Unusable(f'unreadable array metadata: {_first_line(e)}') from e
+    if saved is None:
+      raise _Unusable('unreadable array metadata')
+    mismatch = _mismatch(saved, _flat(template))
+    if mismatch:
+      raise _Unusable(f'does not match the train state: {mismatch}')
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template),
+                                        loop_state=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Unusable(f'unreadable arrays or loop state: {_first_line(e)}') from e
+    arrays, encoded = restored['state'], restored['loop_state']
+    if _digest(step, _flat(arrays), _canonical(encoded)) != digest:
+      raise _Unusable('its arrays or loop state differ from the SHA-256 saved with them')
+    return arrays, _decode(encoded)
+
+  def restore(self, template: Any) -> Restored | None:
+    """The latest usable checkpoint, its state shaped like ``template``; None if there
+    are none; a one-line ConfigError naming the directory if none is usable."""
+    expected = _host_state_dict(template)
+    skipped = []
+    for step in reversed(self.steps()):
+      try:
+        arrays, loop_state = self._restore_step(step, expected)
+      except _Unusable as e:
+        skipped.append(f'step {step} ({e})')
+        continue
+      note = (f'checkpoint {"; ".join(skipped)} in {self.directory} unusable, resumed from '
+              f'step {step}') if skipped else None
+      return Restored(flax.serialization.from_state_dict(template, arrays), loop_state,
+                      step, note)
+    if skipped:
+      raise ConfigError(f'no usable checkpoint in {self.directory}: {"; ".join(skipped)}')
     return None
-  with open(path, 'rb') as f:
-    payload = flax.serialization.msgpack_restore(f.read())
-  state = flax.serialization.from_state_dict(template, payload['state'])
-  return state, json.loads(payload['loop_state'])
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def __enter__(self) -> Checkpoints:
+    return self
+
+  def __exit__(self, *exc: object) -> None:
+    self.close()
+
+
+def save(run_dir: str, step: int, state: Any, loop_state: dict[str, Any],
+         keep: int = KEEP) -> None:
+  """Saves one checkpoint of ``run_dir`` as ``step`` (see ``Checkpoints.save``)."""
+  with Checkpoints(run_dir, keep) as checkpoints:
+    checkpoints.save(step, state, loop_state)
+
+
+def restore(run_dir: str, template: Any) -> Restored | None:
+  """The latest usable checkpoint of ``run_dir`` (see ``Checkpoints.restore``); reads
+  only: leftovers and unusable checkpoints stay as they are."""
+  check_directory(run_dir)
+  if not run_files.exists(directory(run_dir)):
+    return None
+  with Checkpoints(run_dir, read_only=True) as checkpoints:
+    return checkpoints.restore(template)

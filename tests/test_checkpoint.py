@@ -1,0 +1,254 @@
+"""Orbax checkpoints of a run: bit-exact round trips, the last N kept, every kind of
+corruption caught on restore with a fallback to the previous checkpoint, and the
+leftover of a killed save ignored, then cleaned up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import flax.struct
+import jax
+import numpy as np
+import optax
+import pytest
+
+from lr_study.errors import ConfigError
+from lr_study.runtime import run_files
+from lr_study.training import checkpoint
+
+
+@flax.struct.dataclass
+class _State:
+  step: np.ndarray
+  params: dict
+  opt_state: optax.OptState
+
+
+def _state(step: int) -> _State:
+  """A train state whose every value depends on ``step``."""
+  rng = np.random.default_rng(step)
+  params = {'dense': {'kernel': rng.standard_normal((128, 64), np.float32),
+                      'bias': rng.standard_normal(64).astype(np.float32)},
+            'scale': np.float64(step) / 3}
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
+  opt_state = jax.tree.map(lambda x: np.asarray(x) + step, tx.init(params))
+  return _State(step=np.asarray(step, np.int32), params=params, opt_state=opt_state)
+
+
+def _loop_state(step: int) -> dict:
+  return {'loop': {'epoch': step, 'update': 10 * step, 'wall_time': 0.1 * step},
+          'plateau': {'best': float('inf'), 'last': float('nan'), 'low': float('-inf')},
+          'batch_control': {'changes': [[2, 128]]}, 'manual_request': 'abc'}
+
+
+def _assert_same(a, b) -> None:
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _assert_loop_state(restored: dict, step: int) -> None:
+  expected = _loop_state(step)
+  assert np.isnan(restored['plateau'].pop('last'))
+  expected['plateau'].pop('last')
+  assert restored == expected
+
+
+def _files(run_dir: str) -> dict[str, tuple[int, int]]:
+  """Every file and directory under ``run_dir`` with its size and mtime."""
+  found = {}
+  for root, dirs, files in os.walk(run_dir):
+    for name in dirs + files:
+      path = os.path.join(root, name)
+      found[path] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return found
+
+
+def _array_file(run_dir: str, step: int) -> str:
+  """The largest file of ``step``'s arrays: where the kernel's 32 KiB are, compressed."""
+  state_dir = os.path.join(checkpoint.directory(run_dir), str(step), 'state')
+  paths = [os.path.join(root, name) for root, _, files in os.walk(state_dir) for name in files]
+  path = max(paths, key=os.path.getsize)
+  assert os.path.getsize(path) > 16 * 1024, 'not the array data'  # compressed, not much
+  return path
+
+
+def _truncate(run_dir: str, step: int) -> None:
+  path = _array_file(run_dir, step)
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _flip_bit(run_dir: str, step: int) -> None:
+  path = _array_file(run_dir, step)
+  data = bytearray(open(path, 'rb').read())
+  data[len(data) // 2] ^= 0x10
+  open(path, 'wb').write(bytes(data))
+
+
+def _garbage(run_dir: str, step: int) -> None:
+  path = _array_file(run_dir, step)
+  open(path, 'wb').write(np.random.default_rng(0).bytes(os.path.getsize(path)))
+
+
+def _missing_file(run_dir: str, step: int) -> None:
+  os.remove(_array_file(run_dir, step))
+
+
+def _edited_loop_state(run_dir: str, step: int) -> None:
+  path = os.path.join(checkpoint.directory(run_dir), str(step), 'loop_state', 'metadata')
+  text = open(path).read()
+  assert '"update": 30' in text
+  open(path, 'w').write(text.replace('"update": 30', '"update": 31'))
+
+
+def _missing_digest(run_dir: str, step: int) -> None:
+  os.remove(os.path.join(checkpoint.directory(run_dir), str(step), '_CHECKPOINT_METADATA'))
+
+
+CORRUPTIONS = {'truncated': _truncate, 'flipped_bit': _flip_bit, 'garbage': _garbage,
+               'missing_file': _missing_file, 'edited_loop_state': _edited_loop_state,
+               'missing_digest': _missing_digest}
+
+
+def _save_steps(run_dir: str, *steps: int, keep: int = checkpoint.KEEP) -> None:
+  with checkpoint.Checkpoints(run_dir, keep) as checkpoints:
+    for step in steps:
+      checkpoints.save(step, _state(step), _loop_state(step))
+
+
+def test_save_then_restore_is_bit_exact(tmp_path):
+  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  restored = checkpoint.restore(str(tmp_path), _state(0))
+  assert (restored.step, restored.skipped) == (3, None)
+  assert isinstance(restored.state, _State)
+  _assert_same(restored.state, _state(3))
+  _assert_loop_state(restored.loop_state, 3)
+
+
+def test_checkpoint_json_files_are_strict(tmp_path):
+  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+
+  def refuse(constant):
+    raise ValueError(constant)
+
+  step_dir = os.path.join(checkpoint.directory(str(tmp_path)), '3')
+  for name in ('_CHECKPOINT_METADATA', 'loop_state/metadata', 'state/_METADATA'):
+    json.loads(open(os.path.join(step_dir, name)).read(), parse_constant=refuse)
+
+
+def test_restore_without_checkpoints_is_none(tmp_path):
+  assert checkpoint.restore(str(tmp_path), _state(0)) is None
+  assert os.listdir(tmp_path) == []
+
+
+def test_the_last_two_checkpoints_are_kept_by_default(tmp_path):
+  _save_steps(str(tmp_path), 10, 20, 30)
+  assert sorted(os.listdir(checkpoint.directory(str(tmp_path)))) == ['20', '30']
+
+
+def test_the_number_of_checkpoints_kept_is_configurable(tmp_path):
+  _save_steps(str(tmp_path), 10, 20, 30, 40, keep=3)
+  with checkpoint.Checkpoints(str(tmp_path), keep=3) as checkpoints:
+    assert checkpoints.steps() == [20, 30, 40]
+
+
+@pytest.mark.parametrize('kind', sorted(CORRUPTIONS))
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, kind):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  CORRUPTIONS[kind](run_dir, 3)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert restored.step == 2
+  _assert_same(restored.state, _state(2))
+  _assert_loop_state(restored.loop_state, 2)
+  assert restored.skipped.startswith('checkpoint step 3 (')
+  assert restored.skipped.endswith(f') in {checkpoint.directory(run_dir)} unusable, '
+                                   'resumed from step 2')
+  assert '\n' not in restored.skipped
+
+
+def test_restore_leaves_every_file_as_it_was(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  _garbage(run_dir, 3)
+  os.makedirs(os.path.join(checkpoint.directory(run_dir), '4.orbax-checkpoint-tmp-1'))
+  before = _files(run_dir)
+  assert checkpoint.restore(run_dir, _state(0)).step == 2
+  assert _files(run_dir) == before
+
+
+def test_no_usable_checkpoint_is_a_one_line_error_naming_the_directory(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  _garbage(run_dir, 3)
+  _missing_digest(run_dir, 2)
+  with pytest.raises(ConfigError) as error:
+    checkpoint.restore(run_dir, _state(0))
+  message = str(error.value)
+  assert message.startswith(f'no usable checkpoint in {checkpoint.directory(run_dir)}: '
+                            'step 3 (')
+  assert '; step 2 (no integrity digest: its _CHECKPOINT_METADATA is missing)' in message
+  assert '\n' not in message
+
+
+def test_a_template_of_other_shapes_is_a_one_line_error_naming_the_array(tmp_path):
+  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  other = _state(0).replace(params={**_state(0).params, 'scale': np.zeros(2)})
+  with pytest.raises(ConfigError, match=r'step 3 \(does not match the train state: '
+                     r'params/scale is \(\) float64, expected \(2,\) float64\)$'):
+    checkpoint.restore(str(tmp_path), other)
+
+
+def test_a_save_after_a_fallback_replaces_the_abandoned_later_checkpoints(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  _truncate(run_dir, 3)
+  assert checkpoint.restore(run_dir, _state(0)).step == 2
+  _save_steps(run_dir, 3)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert (restored.step, restored.skipped) == (3, None)
+  _assert_same(restored.state, _state(3))
+
+
+_KILLED_SAVE = textwrap.dedent('''
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from tests.test_checkpoint import _loop_state, _state
+    from lr_study.training import checkpoint
+    real_rename = os.rename
+    def rename(src, dst, *args, **kwargs):  # orbax's commit: the temporary directory's rename
+      if '.orbax-checkpoint-tmp' in os.fspath(src):
+        os.kill(os.getpid(), signal.SIGKILL)
+      return real_rename(src, dst, *args, **kwargs)
+    os.rename = rename
+    checkpoint.save({run_dir!r}, 3, _state(3), _loop_state(3))
+''')
+
+
+def test_a_killed_save_is_ignored_by_restore_and_cleaned_up_by_the_next_save(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  process = subprocess.run([sys.executable, '-c', _KILLED_SAVE.format(root=root, run_dir=run_dir)],
+                           capture_output=True, timeout=300, check=False)
+  assert process.returncode == -9, process.stderr.decode()[-2000:]
+  leftovers = [n for n in os.listdir(checkpoint.directory(run_dir)) if n != '2']
+  assert leftovers and all('.orbax-checkpoint-tmp' in n for n in leftovers)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert (restored.step, restored.skipped) == (2, None)
+  _save_steps(run_dir, 3)
+  assert sorted(os.listdir(checkpoint.directory(run_dir))) == ['2', '3']
+
+
+def test_checkpoints_on_ram_are_a_config_error():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
+  with pytest.raises(ConfigError, match=r"^checkpoints cannot be kept in 'ram://run': orbax "
+                     r'writes local paths and gs:// only, not ram://$'):
+    checkpoint.save('ram://run', 1, _state(1), _loop_state(1))
+  assert not run_files.exists('ram://run')
