@@ -21,7 +21,6 @@ process 0 writes WORKDIR.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -85,10 +84,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def _default_workdir(config_arg: str) -> str:
+  """``runs/<config>[-<variants>]``: the same command resumes the same study."""
   stem = os.path.splitext(os.path.basename(config_arg.split(':')[0]))[0]
   variant = config_arg.split(':')[1] if ':' in config_arg else ''
-  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-  return os.path.join('runs', f'{stem}{"-" + variant if variant else ""}-{stamp}')
+  return os.path.join('runs', f'{stem}{"-" + variant.replace(",", "+") if variant else ""}')
 
 
 def main(argv: list[str]) -> None:
@@ -97,7 +96,9 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
 
-  workdir = flags.FLAGS.workdir or _default_workdir(_config_argument(sys.argv) or DEFAULT_CONFIG)
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  workdir = flags.FLAGS.workdir or _default_workdir(
+      config_flags.get_config_filename(flags.FLAGS['config']))
   _join_processes(flags.FLAGS)
   try:
     if flags.FLAGS.dry_run:
@@ -105,8 +106,19 @@ def main(argv: list[str]) -> None:
     else:
       from lr_study import runner  # pylint: disable=g-import-not-at-top
       runner.run_study(flags.FLAGS.config, workdir)
+      _report(workdir)
   except ConfigError as e:
     _fail(str(e))
+
+
+def _report(workdir: str) -> None:
+  """The study's table and figure, from its logs (on process 0, which wrote them)."""
+  from analysis import study_results  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
+  if hosts.is_writer():
+    print(study_results.write_study_outputs(workdir))
+    print(f'\nresults in {workdir}: {", ".join(study_results.OUTPUTS)}, and per run '
+          '<variant>/seed_<k>/metrics.jsonl')
 
 
 def _join_processes(values: flags.FlagValues) -> None:
@@ -127,26 +139,13 @@ def _join_processes(values: flags.FlagValues) -> None:
     _fail(f'--distributed: {_one_line(e, [])}')
 
 
-def _config_argument(argv: list[str]) -> str | None:
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      return arg[len('--config='):]
-    if arg == '--config' and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
 def _dry_run(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> None:
   from lr_study import study  # pylint: disable=g-import-not-at-top
-  from lr_study.runtime import run_files
-  from lr_study.data.sources import dataset_spec  # pylint: disable=g-import-not-at-top
-  from lr_study.plan import build_plan  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
+  from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
 
-  plans = {}
-  for name in dict.fromkeys(name for name, _ in study.run_names(config)):
-    run = study.resolve_variant(config, name)
-    plans[name] = build_plan(run, num_devices=num_devices,
-                             num_train_examples=dataset_spec(run.dataset).num_train_examples)
+  plans = {name: prepare_run(study.resolve_variant(config, name), num_devices).plan
+           for name in dict.fromkeys(name for name, _ in study.run_names(config))}
   for name, plan in plans.items():
     os.makedirs(os.path.join(workdir, name), exist_ok=True)
     run_files.write_json(os.path.join(workdir, name, run_files.PLAN), plan.to_json())

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
+from lr_study import config as schema
+from lr_study.study import decay_vs_batch_variants, select_variant
 
 NUM_EPOCHS = 200
 STEPS = (60, 120, 160)
@@ -60,9 +61,9 @@ def _constant_lr(learning_rate: float) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = schema.get_config()
   config.seeds = (0,)
-  config.dataset = dataset_config('cifar10', augment=True)
+  config.dataset = schema.dataset_defaults('cifar10', augment=True)
   config.model = ml_collections.ConfigDict(dict(name='wide_resnet', depth=16, width=4))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
                                                     weight_decay=5e-4))
@@ -78,6 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         lr_schedule=_constant_lr(0.5), batch_schedule=_increase(3200, MAX_BATCH),
         optimizer=dict(name='momentum', momentum=0.98, weight_decay=5e-4))
   config.num_epochs = NUM_EPOCHS
-  run_defaults(config, max_per_device_batch=3200, ghost_batch_size=128,
-               train_log_every_updates=100, checkpoint_every_epochs=5)
+  config.max_per_device_batch = 3200
+  config.ghost_batch_size = 128
+  config.train_log_every_updates = 100
+  config.checkpoint_every_epochs = 5
   return select_variant(config, arg)

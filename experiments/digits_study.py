@@ -22,7 +22,8 @@ B0 = 8 keeps every batch well below N = 1437, so the schedules really differ in 
 
 import ml_collections
 
-from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
+from lr_study import config as schema
+from lr_study.study import decay_vs_batch_variants, select_variant
 
 EPOCHS = 40
 STEPS = (10, 20, 30)
@@ -32,9 +33,9 @@ B0 = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = schema.get_config()
   config.seeds = (0, 1, 2)
-  config.dataset = dataset_config('digits', eval_batch_size=360)
+  config.dataset = schema.dataset_defaults('digits', eval_batch_size=360)
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(128, 128),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
@@ -43,5 +44,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.batch_size = B0
   config.variants = decay_vs_batch_variants(config, STEPS, FACTOR, hybrid_factor=FACTOR)
   config.num_epochs = EPOCHS
-  run_defaults(config, checkpoint_every_epochs=0)
+  config.checkpoint_every_epochs = 0
   return select_variant(config, arg)

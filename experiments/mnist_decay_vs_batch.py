@@ -23,7 +23,8 @@ prepares them offline into ``data_dir`` on first use (about 20 s).
 
 import ml_collections
 
-from lr_study.study import dataset_config, decay_vs_batch_variants, run_defaults, select_variant
+from lr_study import config as schema
+from lr_study.study import decay_vs_batch_variants, select_variant
 
 EPOCHS = 30
 STEPS = (10, 20)
@@ -33,9 +34,9 @@ B0 = 64
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = schema.get_config()
   config.seeds = (0, 1, 2)
-  config.dataset = dataset_config('mnist', validation_size=6000)
+  config.dataset = schema.dataset_defaults('mnist', validation_size=6000)
   config.model = ml_collections.ConfigDict(dict(name='mlp', widths=(256, 256),
                                                 batch_norm=False, dropout=0.0))
   config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
@@ -49,5 +50,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate')),
           batch_schedule=dict(name='constant', batch_size=batch_size))
   config.num_epochs = EPOCHS
-  run_defaults(config, checkpoint_every_epochs=5)
+  config.checkpoint_every_epochs = 5
   return select_variant(config, arg, default=('decay', 'hybrid', 'increase'))

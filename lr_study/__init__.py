@@ -1,1 +1,16 @@
-"""lr_study: learning-rate and batch-size schedule studies in JAX, Optax and Flax."""
+"""lr_study: learning-rate and batch-size schedule studies in JAX, Optax and Flax.
+
+The public API, for notebooks and other training loops:
+
+* ``lr_study.run(config, workdir)``: trains or resumes every run of a study config;
+* ``lr_study.optax_schedule(config, num_train_examples, num_devices=1)``: a run's LR as
+  an ``optax.Schedule`` of the update count.
+"""
+
+
+def __getattr__(name: str):
+  """Imports the API on first use, so that ``import lr_study.data.specs`` stays light."""
+  if name in ('run', 'optax_schedule'):
+    from lr_study import api  # pylint: disable=g-import-not-at-top
+    return getattr(api, name)
+  raise AttributeError(f'module lr_study has no attribute {name!r}')

@@ -29,11 +29,12 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
+from lr_study import checks
 from lr_study.errors import ConfigError
+from lr_study.schedules import LRSchedule, build_lr_schedule, clock
+from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.schedules.noise_scale import noise_scale
 from lr_study.training.optimizers import momentum_of
-from lr_study.schedules import LRSchedule, build_lr_schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,43 +112,31 @@ class TrainingPlan:
   def lr_multiplier_at_epoch(self, epoch: float) -> float:
     return self.phase_at_epoch(epoch).lr_multiplier
 
-  def noise_scale_at_epoch(self, epoch: float, approximate: bool = False) -> float:
-    """g at the start of ``epoch`` (fractional: at that point of an epoch-clock schedule)."""
-    phase = self.phase_at_epoch(epoch)
-    if self.lr_schedule.clock == 'epoch':
-      t = epoch
-    else:
-      t = phase.first_update + (math.floor(epoch) - phase.start_epoch) * phase.updates_per_epoch
-    lr = float(self.lr_schedule(float(t))) * phase.lr_multiplier
-    return noise_scale(lr, phase.batch_size, self.num_train_examples, self.momentum, approximate)
-
   # --- by update
 
-  def _update_phases(self, update: Any, allow_end: bool) -> np.ndarray:
+  @property
+  def table(self) -> clock.PhaseTable:
+    return clock.PhaseTable.from_phases(self.phases)
+
+  def _check_update(self, update: Any, allow_end: bool) -> np.ndarray:
     u = np.asarray(update)
     end = self.total_updates
     if np.any(u < 0) or np.any(u > end) or (not allow_end and np.any(u == end)):
       raise ValueError(f'update {update} outside the plan [0, {end}{"]" if allow_end else ")"}')
-    firsts = [p.first_update for p in self.phases]
-    return np.minimum(np.searchsorted(firsts, u, side='right') - 1, len(self.phases) - 1)
+    return u
 
   def epoch_at_update(self, update: Any) -> Any:
-    """The fractional 0-based epoch of update ``update`` (``num_epochs`` at the end).
+    """The fractional 0-based epoch after ``update`` updates (``num_epochs`` at the end).
 
     Accepts an int or an integer array.
     """
-    idx = self._update_phases(update, allow_end=True)
-    start, first, per = (np.asarray([getattr(p, f) for p in self.phases])[idx]
-                         for f in ('start_epoch', 'first_update', 'updates_per_epoch'))
-    epoch = start + (np.asarray(update) - first) / per
+    epoch = clock.epoch_at(self.table, self._check_update(update, allow_end=True))
     return float(epoch) if np.ndim(epoch) == 0 else epoch
 
   def lr_at_update(self, update: Any) -> Any:
-    """The planned LR of update ``update``: ``lr_schedule(t) · k``, for either clock."""
-    idx = self._update_phases(update, allow_end=False)
-    t = self.epoch_at_update(update) if self.lr_schedule.clock == 'epoch' else update
-    mult = np.asarray([p.lr_multiplier for p in self.phases])[idx]
-    lr = np.asarray(self.lr_schedule(np.asarray(t, dtype=float)), dtype=float) * mult
+    """The planned LR of the update after ``update`` updates (``clock.learning_rate``)."""
+    lr = np.asarray(clock.learning_rate(self.lr_schedule, self.table,
+                                        self._check_update(update, allow_end=False)), float)
     return float(lr) if np.ndim(lr) == 0 else lr
 
   # --- changes and output
@@ -258,26 +247,23 @@ def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule:
     per_device, micro, accum = _device_split(b, num_devices, max_per_device_batch,
                                               f'(batch_schedule at epoch {start})')
     per_epoch = n // b
-    t = start if lr_schedule.clock == 'epoch' else first
-    lr = float(lr_schedule(float(t))) * k
     phases.append(Phase(
         start_epoch=start, end_epoch=end, batch_size=b, per_device_batch=per_device,
         micro_batch_size=micro, accumulation_steps=accum, updates_per_epoch=per_epoch,
         dropped_per_epoch=n - per_epoch * b, updates=per_epoch * (end - start),
-        first_update=first, learning_rate=lr, lr_multiplier=k,
-        noise_scale=noise_scale(lr, b, n, momentum),
-        noise_scale_approx=noise_scale(lr, b, n, momentum, approximate=True)))
+        first_update=first, learning_rate=math.nan, lr_multiplier=k, noise_scale=math.nan,
+        noise_scale_approx=math.nan))
     first += phases[-1].updates
+  table = clock.PhaseTable.from_phases(phases)
+  lrs = clock.learning_rate(lr_schedule, table, np.asarray([p.first_update for p in phases]))
+  phases = [dataclasses.replace(
+      p, learning_rate=float(lr), noise_scale=noise_scale(float(lr), p.batch_size, n, momentum),
+      noise_scale_approx=noise_scale(float(lr), p.batch_size, n, momentum, approximate=True))
+            for p, lr in zip(phases, lrs)]
   return TrainingPlan(tuple(phases), num_train_examples=n, num_epochs=len(sizes),
                       num_devices=num_devices, momentum=momentum,
                       max_per_device_batch=max_per_device_batch, lr_schedule=lr_schedule,
                       batch_schedule=batch_schedule)
-
-
-def _whole(name: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ConfigError(f'{name} must be a whole number >= {minimum}, got {value!r}')
-  return int(value)
 
 
 def _check_inside(name: str, boundaries: Sequence[float], end: int, unit: str) -> None:
@@ -298,11 +284,11 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
   Raises:
     ConfigError: one line naming the bad value, before any data is loaded.
   """
-  n = _whole('num_train_examples', num_train_examples, 1)
-  devices = _whole('num_devices', num_devices, 1)
-  num_epochs = _whole('num_epochs', config.num_epochs, 1)
-  max_pdb = _whole('max_per_device_batch', config.get('max_per_device_batch', 0), 0)
-  momentum = momentum_of(config.optimizer) if 'optimizer' in config else 0.0
+  n = checks.integer('num_train_examples', num_train_examples, 1)
+  devices = checks.integer('num_devices', num_devices, 1)
+  num_epochs = checks.integer('num_epochs', config.num_epochs, 1)
+  max_pdb = checks.integer('max_per_device_batch', config.max_per_device_batch, 0)
+  momentum = momentum_of(config.optimizer)
   lr_schedule = build_lr_schedule(config.lr_schedule)
   batch_schedule = build_batch_schedule(config.batch_schedule, num_examples=n)
   _check_inside('batch_schedule.boundaries', batch_schedule.boundaries, num_epochs, 'epochs')

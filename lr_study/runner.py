@@ -1,49 +1,57 @@
-"""Runs a whole study: every (variant, seed) of a config, then its table and figure.
+"""Runs a whole study: every (variant, seed) of a config, each into its own run directory.
 
 Every variant's config is validated, and its dataset's availability checked, before any
-data is read. Each dataset is loaded and copied to the devices once for the study.
+data is read. Each dataset is loaded and copied to the devices once for the study, and
+each variant's train step is compiled once per distinct shape for all its seeds (the
+seed is data to the step).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import ml_collections
 
 from lr_study import study
-from lr_study.runtime import hosts
-from lr_study.runtime import run_files
+from lr_study.data.feeds import Feed, load_feed
 from lr_study.data.sources import check_dataset_available
-from lr_study.training.loop import prepare_run, train_and_evaluate
-from lr_study.data.feeds import TrainingData, load_training_data
+from lr_study.runtime import hosts, run_files
+from lr_study.training.loop import train_and_evaluate
+from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str) -> None:
+def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+  """Trains (or resumes) every run of ``config`` under ``workdir``; returns their summaries.
+
+  Run ``(variant, seed)`` lives in ``workdir/<variant>/seed_<seed>/``.
+  """
   runs = study.run_names(config)
   setups = {name: prepare_run(study.resolve_variant(config, name))
             for name in dict.fromkeys(name for name, _ in runs)}
   for setup in setups.values():
     check_dataset_available(setup.config.dataset)
-  writer = hosts.is_writer()  # process 0 of several writes the study's files
-  if writer:
+  if hosts.is_writer():  # process 0 of several writes the study's files
     os.makedirs(workdir, exist_ok=True)
     run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
-  data: dict[str, TrainingData] = {}
+  feeds: dict[str, Feed] = {}
+  compilers = {name: StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule,
+                                  augment=setup.config.dataset.augment, mean=setup.spec.mean,
+                                  std=setup.spec.std)
+               for name, setup in setups.items()}
+  summaries = []
   for name, seed in runs:
     setup = setups[name]
     key = json.dumps(setup.config.dataset.to_dict(), sort_keys=True)
-    if key not in data:
-      data[key] = load_training_data(setup.config.dataset, setup.spec)
-    compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=seed,
-                            augment=setup.config.dataset.augment)
-    train_and_evaluate(setup, data[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
-                       compiler, label=f'{name} seed {seed}')
-  if not writer:
-    return
-  from analysis import study_results  # pylint: disable=g-import-not-at-top
-  table = study_results.write_study_outputs(workdir)
-  print(table)
-  print(f'\nresults in {workdir}: {", ".join(study_results.OUTPUTS)}, and per run '
-        f'<variant>/seed_<k>/{run_files.METRICS}')
+    if key not in feeds:
+      feeds[key] = load_feed(setup.config.dataset, setup.spec)
+    summaries.append(train_and_evaluate(setup, feeds[key],
+                                        os.path.join(workdir, name, f'seed_{seed}'), seed,
+                                        compilers[name], label=f'{name} seed {seed}'))
+  compiles = {name: compiler.traces for name, compiler in compilers.items()}
+  print(f'train step compiled {sum(compiles.values())} time(s) in all, once per distinct '
+        f'shape of each variant for all {len(config.seeds)} seed(s): '
+        + ', '.join(f'{name} {count}' for name, count in compiles.items()))
+  return summaries

@@ -55,24 +55,6 @@ def select_variant(config: ml_collections.ConfigDict, arg: str | None,
   return config
 
 
-def dataset_config(name: str = 'digits', **overrides) -> ml_collections.ConfigDict:
-  """``config.dataset`` with the schema's defaults (see README, Data) and ``overrides``."""
-  config = ml_collections.ConfigDict(dict(
-      name=name, data_dir='', manual_dir='', train_split='train', test_split='test',
-      validation_size=0, mode='in_memory',
-      augment=False, eval_batch_size=1000, download=False))
-  config.update(overrides)
-  return config
-
-
-def run_defaults(config: ml_collections.ConfigDict, **overrides) -> ml_collections.ConfigDict:
-  """Sets the loop's settings to their defaults, then ``overrides``; returns ``config``."""
-  config.update(dict(max_per_device_batch=0, ghost_batch_size=0, eval_every_epochs=1,
-                     train_log_every_updates=0, checkpoint_every_epochs=1))
-  config.update(overrides)
-  return config
-
-
 def decay_vs_batch_variants(config: ml_collections.ConfigDict, boundaries: tuple[int, ...],
                             factor: float, hybrid_factor: int) -> ml_collections.ConfigDict:
   """The paper's three ways to cut the noise scale g by ``factor`` at each boundary.

@@ -51,7 +51,7 @@ def _no_network(monkeypatch):
 def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   """A TFDS data_dir holding the prepared embedded digits, made once per test session."""
   from lr_study.data.sources import prepare_dataset  # pylint: disable=g-import-not-at-top
-  from lr_study.study import dataset_config  # pylint: disable=g-import-not-at-top
+  from lr_study.config import dataset_defaults  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-  prepare_dataset(dataset_config('digits', data_dir=data_dir))
+  prepare_dataset(dataset_defaults('digits', data_dir=data_dir))
   return data_dir

@@ -6,11 +6,11 @@ import numpy as np
 
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays, prepare_dataset
 from lr_study.data.specs import dataset_spec
-from lr_study.study import dataset_config
+from lr_study.config import dataset_defaults
 
 
 def test_digits_prepares_offline_as_tfrecord_into_the_configured_data_dir(tmp_path):
-  cfg = dataset_config(data_dir=str(tmp_path))
+  cfg = dataset_defaults(data_dir=str(tmp_path))
   assert check_dataset_available(cfg) == 'generate'
   builder = prepare_dataset(cfg)
   assert builder.is_prepared()
@@ -20,7 +20,7 @@ def test_digits_prepares_offline_as_tfrecord_into_the_configured_data_dir(tmp_pa
 
 
 def test_digits_has_the_documented_split_sizes_and_10_classes(digits_data_dir):
-  cfg = dataset_config(data_dir=digits_data_dir)
+  cfg = dataset_defaults(data_dir=digits_data_dir)
   spec = dataset_spec(cfg)
   arrays = load_dataset_arrays(cfg)
   assert (spec.num_train_examples, spec.num_test_examples) == (1437, 360)
@@ -33,14 +33,14 @@ def test_digits_has_the_documented_split_sizes_and_10_classes(digits_data_dir):
 
 
 def test_digits_split_is_stratified(digits_data_dir):
-  arrays = load_dataset_arrays(dataset_config(data_dir=digits_data_dir))
+  arrays = load_dataset_arrays(dataset_defaults(data_dir=digits_data_dir))
   train = np.bincount(arrays.train.labels) / 1437
   test = np.bincount(arrays.test.labels) / 360
   np.testing.assert_allclose(train, test, atol=0.005)
 
 
 def test_digits_spec_mean_and_std_are_those_of_the_training_images(digits_data_dir):
-  cfg = dataset_config(data_dir=digits_data_dir)
+  cfg = dataset_defaults(data_dir=digits_data_dir)
   x = load_dataset_arrays(cfg).train.images / 255.0
   spec = dataset_spec(cfg)
   np.testing.assert_allclose([x.mean()], spec.mean, atol=1e-6)

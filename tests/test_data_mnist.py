@@ -13,7 +13,7 @@ import pytest
 
 from lr_study.data.sources import DatasetArrays, check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
-from lr_study.study import dataset_config
+from lr_study.config import dataset_defaults
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'mnist'
 # From ../shared/data/README.md.
@@ -25,7 +25,7 @@ TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 def mnist(tmp_path_factory) -> tuple[DatasetArrays, dict]:
   if not MNIST_DIR.is_dir():
     pytest.skip(f'the shared MNIST files are not here: {MNIST_DIR} is absent')
-  cfg = dataset_config('mnist', data_dir=str(tmp_path_factory.mktemp('tfds_mnist')),
+  cfg = dataset_defaults('mnist', data_dir=str(tmp_path_factory.mktemp('tfds_mnist')),
                        manual_dir=str(MNIST_DIR))
   assert check_dataset_available(cfg) == 'manual_dir'
   return load_dataset_arrays(cfg, process_index=0, process_count=1), cfg

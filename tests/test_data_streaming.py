@@ -12,14 +12,14 @@ from lr_study.data import streaming
 from lr_study.data.sources import load_dataset_arrays
 from lr_study.runtime.devices import AXIS
 from lr_study.errors import ConfigError
-from lr_study.study import dataset_config
+from lr_study.config import dataset_defaults
 
 DEVICES = 8  # tests/conftest.py fakes 8 CPU devices
 
 
 @pytest.fixture(scope='module')
 def cfg(digits_data_dir):  # pylint: disable=redefined-outer-name
-  return dataset_config(data_dir=digits_data_dir, mode='streaming')
+  return dataset_defaults(data_dir=digits_data_dir, mode='streaming')
 
 
 def _epoch(cfg, seed, epoch, batch):  # pylint: disable=redefined-outer-name

@@ -1,22 +1,33 @@
-"""The pmap train step on 8 fake CPU devices: equivalence, accumulation, no recompiles."""
+"""The pmap train step on 8 fake CPU devices: equivalence, accumulation, fused updates,
+the seed and the LR as data, no recompiles, no host-device copies."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import numpy as np
 import optax
 
-from lr_study.runtime import devices
-from lr_study.data.in_memory import epoch_permutation, take_batch
+from lr_study.data.in_memory import DeviceData, epoch_permutation
 from lr_study.models import build_model
+from lr_study.runtime import devices
+from lr_study.schedules import build_lr_schedule, clock
 from lr_study.training.optimizers import build_optimizer, with_learning_rate
-from lr_study.schedules import build_lr_schedule
-from lr_study.training.step import (DeviceData, EpochContext, StepCompiler, cross_entropy_and_accuracy,
-                                 epoch_context, init_train_state)
+from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
+                                    init_train_state)
 
 N = 256
 SHAPE = (8, 8, 1)
 MEAN, STD = np.float32([0.5]), np.float32([0.25])
+
+
+@dataclasses.dataclass
+class _Phase:
+  first_update: int = 0
+  start_epoch: int = 0
+  updates_per_epoch: int = N // 32
+  lr_multiplier: float = 1.0
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -25,28 +36,35 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
           rng.integers(0, 10, N).astype(np.int32))
 
 
-def _setup(lr_schedule: dict | None = None):
-  model = build_model({'name': 'mlp', 'widths': (32,)}, 10, ghost_batch_size=0)
+def _setup(lr_schedule: dict | None = None, dropout: float = 0.0):
+  model = build_model({'name': 'mlp', 'widths': (32,), 'dropout': dropout}, 10,
+                      ghost_batch_size=0)
   tx = build_optimizer({'name': 'momentum', 'momentum': 0.9, 'weight_decay': 1e-3})
   schedule = build_lr_schedule(lr_schedule or {'name': 'multistep', 'init_value': 0.1,
                                                'boundaries': (0.02,), 'factors': 0.5})
   return model, tx, schedule
 
 
-def _context(global_batch: int, lr_multiplier: float = 1.0, epoch: int = 0) -> EpochContext:
-  return epoch_context(np.asarray(epoch_permutation(0, epoch, N)), epoch, 0, N // global_batch,
-                       lr_multiplier)
-
-
-def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: int):
-  model, tx = compiler.model, compiler.tx
+def _split(epoch: int = 0, seed: int = 0) -> DeviceData:
   images, labels = _data()
-  state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
-  data = devices.replicate(DeviceData(images, labels, MEAN, STD))
-  ctx = _context(per_device * jax.local_device_count())
-  step = compiler.train_step(per_device, accumulation)
-  for _ in range(updates):
-    state = step(state, data, ctx)
+  data = devices.replicate(DeviceData(images, labels, MEAN, STD, np.int32(0),
+                                      np.asarray(epoch_permutation(seed, epoch, N))))
+  return data.replace(local_device=devices.shard(np.arange(8, dtype=np.int32)))
+
+
+def _inputs(global_batch: int, seed: int = 0, lr_multiplier: float = 1.0) -> StepInputs:
+  table = clock.PhaseTable.from_phases([_Phase(updates_per_epoch=N // global_batch)], 4)
+  return devices.replicate(StepInputs(np.int32(seed), table, np.float32(lr_multiplier)))
+
+
+def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: int,
+         per_dispatch: int = 1, seed: int = 0):
+  model, tx = compiler.model, compiler.tx
+  state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
+  dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
+  split, inputs = _split(seed=seed), _inputs(per_device * 8, seed)
+  for _ in range(updates // per_dispatch):
+    state = dispatch(state, (split,), inputs, per_dispatch)
   return devices.unreplicate(state)
 
 
@@ -56,28 +74,28 @@ def test_eight_devices_are_visible():
 
 def test_pmap_step_matches_single_device_step_on_the_same_global_batch():
   model, tx, schedule = _setup()
-  compiler = StepCompiler(model, tx, schedule, seed=0, augment=False)
+  compiler = StepCompiler(model, tx, schedule, augment=False)
   per_device, updates = 4, 6
   global_batch = per_device * 8
   pmapped = _run(compiler, per_device, 1, updates)
 
   images, labels = _data()
-  perm = epoch_permutation(0, 0, N)
+  perm = np.asarray(epoch_permutation(0, 0, N))
   state = init_train_state(model, tx, 0, SHAPE)
   params, opt_state = state.params, state.opt_state
 
   @jax.jit
-  def single_device_step(params, opt_state, i):
-    x, y = take_batch(images, labels, perm, i * global_batch, global_batch, MEAN, STD,
-                      augment=False, seed=0, epoch=0)
+  def single_device_step(params, opt_state, x, y, lr):
     grads = jax.grad(lambda p: cross_entropy_and_accuracy(
         model.apply({'params': p}, x, train=True), y)[0].mean())(params)
-    lr = schedule(i / (N // global_batch))
     updates, opt_state = tx.update(grads, with_learning_rate(opt_state, lr), params)
     return optax.apply_updates(params, updates), opt_state
 
   for i in range(updates):
-    params, opt_state = single_device_step(params, opt_state, i)
+    idx = perm[i * global_batch:(i + 1) * global_batch]
+    x = (images[idx].astype(np.float32) / 255 - MEAN) / STD
+    params, opt_state = single_device_step(params, opt_state, x, labels[idx],
+                                           schedule(i / (N // global_batch)))
   for a, b in zip(jax.tree.leaves(pmapped.params), jax.tree.leaves(params)):
     np.testing.assert_allclose(a, b, atol=1e-5)
   assert int(pmapped.step) == updates
@@ -85,28 +103,42 @@ def test_pmap_step_matches_single_device_step_on_the_same_global_batch():
 
 def test_accumulated_micro_batches_match_one_batch_of_k_times_the_size():
   model, tx, schedule = _setup()
-  one_batch = _run(StepCompiler(model, tx, schedule, seed=0, augment=False), 8, 1, 3)
-  accumulated = _run(StepCompiler(model, tx, schedule, seed=0, augment=False), 8, 4, 3)
+  one_batch = _run(StepCompiler(model, tx, schedule, augment=False), 8, 1, 3)
+  accumulated = _run(StepCompiler(model, tx, schedule, augment=False), 8, 4, 3)
   for a, b in zip(jax.tree.leaves(one_batch.params), jax.tree.leaves(accumulated.params)):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_fused_updates_per_dispatch_equal_one_update_per_dispatch_exactly():
+  model, tx, schedule = _setup(dropout=0.2)
+  one = _run(StepCompiler(model, tx, schedule, augment=False), 4, 1, 8, per_dispatch=1)
+  fused = _run(StepCompiler(model, tx, schedule, augment=False), 4, 1, 8, per_dispatch=4)
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(fused)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_seeds_are_data_one_compile_serves_every_seed():
+  model, tx, schedule = _setup(dropout=0.2)
+  compiler = StepCompiler(model, tx, schedule, augment=False)
+  runs = [_run(compiler, 4, 1, 2, seed=seed) for seed in (0, 1, 2)]
+  assert compiler.traces == 1
+  assert not np.array_equal(runs[0].params['Dense_0']['kernel'], runs[1].params['Dense_0']['kernel'])
+
+
 def test_learning_rate_change_is_data_and_does_not_recompile():
   model, tx, schedule = _setup({'name': 'constant', 'init_value': 0.1})
-  compiler = StepCompiler(model, tx, schedule, seed=0, augment=False)
-  images, labels = _data()
+  compiler = StepCompiler(model, tx, schedule, augment=False)
   state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
-  data = devices.replicate(DeviceData(images, labels, MEAN, STD))
-  step = compiler.train_step(4, 1)
+  dispatch = compiler.dispatcher(4, 1, streaming=False)
   for multiplier, epoch in ((1.0, 0), (0.5, 0), (0.01, 3)):
-    state = step(state, data, _context(32, multiplier, epoch))
+    state = dispatch(state, (_split(epoch),), _inputs(32, lr_multiplier=multiplier), 1)
     assert float(state.opt_state.hyperparams['learning_rate'][0]) == np.float32(0.1 * multiplier)
   assert compiler.traces == 1
 
 
 def test_a_new_per_device_batch_compiles_once_more():
   model, tx, schedule = _setup()
-  compiler = StepCompiler(model, tx, schedule, seed=0, augment=False)
+  compiler = StepCompiler(model, tx, schedule, augment=False)
   for per_device in (2, 4, 2, 4):
     _run(compiler, per_device, 1, 2)
   assert compiler.traces == 2
@@ -114,15 +146,19 @@ def test_a_new_per_device_batch_compiles_once_more():
 
 def test_train_steps_copy_no_data_between_host_and_devices():
   model, tx, schedule = _setup()
-  compiler = StepCompiler(model, tx, schedule, seed=0, augment=False)
-  images, labels = _data()
+  compiler = StepCompiler(model, tx, schedule, augment=False)
   state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
-  data = devices.replicate(DeviceData(images, labels, MEAN, STD))
-  ctx = _context(32)
-  step = compiler.train_step(4, 1)
-  state = step(state, data, ctx)  # compiles (constants may be copied once)
+  split, inputs = _split(), _inputs(32)
+  dispatch = compiler.dispatcher(4, 1, streaming=False)
+  state = dispatch(state, (split,), inputs, 2)  # compiles (constants may be copied once)
   with jax.transfer_guard('disallow'):
     for _ in range(5):
-      state = step(state, data, ctx)
+      state = dispatch(state, (split,), inputs, 2)
     jax.block_until_ready(state)
   assert compiler.traces == 1
+
+
+def test_a_non_finite_loss_marks_its_first_update():
+  model, tx, schedule = _setup({'name': 'constant', 'init_value': 1e6})
+  state = _run(StepCompiler(model, tx, schedule, augment=False), 4, 1, 6)
+  assert 1 < int(state.diverged_at) <= 6

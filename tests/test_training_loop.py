@@ -13,7 +13,7 @@ import pytest
 from lr_study.training import checkpoint
 from lr_study.training import manual_lr
 from lr_study.runtime import run_files
-from lr_study.study import dataset_config
+from lr_study.config import dataset_defaults
 from lr_study.training.loop import prepare_run, train_and_evaluate
 from lr_study.data.feeds import load_training_data
 from lr_study.training.step import StepCompiler, init_train_state
@@ -22,7 +22,7 @@ from lr_study.training.step import StepCompiler, init_train_state
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       seeds=(0,), variant='test',
-      dataset=dataset_config('digits', data_dir=data_dir, eval_batch_size=128),
+      dataset=dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
       model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
       optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
       lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),

@@ -1,32 +1,37 @@
-"""Where the training loop gets its batches and its evaluations, in either data mode.
+"""The two ways the training loop gets its data: a feed per data mode.
 
-* ``in_memory`` (the default): every split is copied to every device once, as uint8; the
-  train step gathers its batch from the epoch's permutation on the device, and each
-  evaluation is one pmapped call over the whole split. No host-to-device copy per step.
-* ``streaming``: for datasets too big for the accelerator. tf.data reads TFDS, batches at
-  the phase's batch size, and prefetches to the devices
-  (``lr_study.data.streaming``); evaluation streams each split in padded, masked batches.
+* :class:`InMemoryFeed` (``mode='in_memory'``, the default): every split is copied to
+  every device once, as uint8. Each epoch's permutation is computed on the devices from
+  ``(seed, epoch)``; the train step gathers its own batches from it
+  (``in_memory.take_micro_batches``), so nothing crosses from host to device per update;
+  each evaluation is one pmapped call over the whole split.
+* :class:`StreamingFeed` (``mode='streaming'``): for datasets too big for the
+  accelerator. tf.data reads TFDS, batches at the phase's batch size and prefetches to the
+  devices (``lr_study.data.streaming``); evaluation streams each split in padded, masked
+  batches.
 
-Both present the loop with the same three calls: ``epoch_inputs`` (the step's data
-arguments for each update of an epoch), ``permutation`` and ``evaluator``.
+The loop asks a feed for ``epoch(seed, epoch, batch_size, updates)``, an iterable of
+``(step arguments, updates)``: one item for the whole epoch in memory (the step runs the
+updates itself), one per batch when streaming; and for ``evaluator(model)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import functools
 from typing import Any, Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lr_study.runtime import devices
 from lr_study.data import streaming
-from lr_study.data.in_memory import epoch_permutation, eval_index_batches, eval_steps
-from lr_study.data.sources import (DatasetArrays, DatasetSpec, load_dataset_arrays,
-                                   prepare_dataset)
-from lr_study.training.step import DeviceData, TrainState, make_eval_step, make_stream_eval_step
+from lr_study.data.in_memory import (DeviceData, epoch_permutation, eval_index_batches,
+                                     eval_steps)
+from lr_study.data.sources import DatasetArrays, DatasetSpec, load_dataset_arrays, prepare_dataset
+from lr_study.runtime import devices
+from lr_study.training.step import TrainState, make_eval_step, make_stream_eval_step
 
 Evaluator = Callable[[TrainState], dict[str, float]]
 
@@ -37,12 +42,14 @@ def _metrics(name: str, sums: tuple[Any, Any, Any]) -> dict[str, float]:
           f'{name}_examples': int(count)}
 
 
-def _normalisation(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
-                   first_index: int = 0) -> DeviceData:
-  return devices.replicate(DeviceData(images=images, labels=labels.astype(np.int32),
+def _device_data(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
+                 first_index: int = 0) -> DeviceData:
+  data = devices.replicate(DeviceData(images=images, labels=labels.astype(np.int32),
                                       mean=np.asarray(spec.mean, np.float32),
                                       std=np.asarray(spec.std, np.float32),
                                       first_index=np.int32(first_index)))
+  return data.replace(local_device=devices.shard(
+      np.arange(jax.local_device_count(), dtype=np.int32)))
 
 
 @dataclasses.dataclass
@@ -52,15 +59,20 @@ class _EvalSplit:
   mask: jax.Array
 
 
-class InMemoryData:
+@functools.partial(jax.pmap, axis_name=devices.AXIS, static_broadcasted_argnums=2)
+def _device_permutation(seed: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
+  return epoch_permutation(seed, epoch, num_examples)
+
+
+class InMemoryFeed:
   """The dataset resident on every local device for the whole study."""
 
   streaming = False
 
   def __init__(self, arrays: DatasetArrays, spec: DatasetSpec, eval_batch_size: int):
     # Process p holds training examples [p·n, (p + 1)·n) (sources.process_split).
-    self.train = _normalisation(spec, arrays.train.images, arrays.train.labels,
-                                arrays.process_index * len(arrays.train.labels))
+    self.train = _device_data(spec, arrays.train.images, arrays.train.labels,
+                              arrays.process_index * len(arrays.train.labels))
     self.num_local_train = len(arrays.train.labels)
     splits = (('test', arrays.test, spec.num_test_examples),
               ('validation', arrays.validation, spec.num_validation_examples))
@@ -77,16 +89,17 @@ class InMemoryData:
     steps = eval_steps(-(-total // process_count), eval_batch_size, num_devices)
     idx, mask = eval_index_batches(len(split.labels), eval_batch_size, num_devices, steps)
     # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
-    return _EvalSplit(_normalisation(spec, split.images, split.labels),
+    return _EvalSplit(_device_data(spec, split.images, split.labels),
                       devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))
 
-  def permutation(self, seed: int, epoch: int) -> np.ndarray:
-    return np.asarray(epoch_permutation(seed, epoch, self.num_local_train))
-
-  def epoch_inputs(self, seed: int, epoch: int, batch_size: int, updates: int
-                   ) -> Iterator[tuple[Any, ...]]:
-    del seed, epoch, batch_size  # the step gathers its own batch
-    return itertools.repeat((self.train,), updates)
+  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int
+            ) -> Iterator[tuple[tuple[Any, ...], int]]:
+    """The training split with epoch ``epoch``'s order, made on the devices; the step
+    gathers each update's batch from it."""
+    del batch_size
+    perm = _device_permutation(*devices.replicate((np.int32(seed), np.int32(epoch))),
+                               self.num_local_train)
+    yield (self.train.replace(perm=perm),), updates
 
   def evaluator(self, model: Any) -> Evaluator:
     eval_step = make_eval_step(model)
@@ -101,30 +114,30 @@ class InMemoryData:
     return evaluate
 
 
-class StreamingData:
+class StreamingFeed:
   """Batches streamed from TFDS through tf.data, prefetched to the devices."""
 
   streaming = True
 
   def __init__(self, dataset_cfg: ml_collections.ConfigDict, spec: DatasetSpec):
     prepare_dataset(dataset_cfg)
-    self.dataset_cfg = dataset_cfg
-    self.stats = _normalisation(spec, np.zeros((0, *spec.image_shape), np.uint8),
-                                np.zeros((0,), np.int32))
+    self.dataset_cfg, self.spec = dataset_cfg, spec
     self.eval_split_names = ['test'] + (['validation'] if dataset_cfg.validation_size else [])
 
-  def permutation(self, seed: int, epoch: int) -> np.ndarray:
-    del seed, epoch  # tf.data shuffles from (seed, epoch) itself
-    return np.zeros((1,), np.int32)
-
-  def epoch_inputs(self, seed: int, epoch: int, batch_size: int, updates: int
-                   ) -> Iterator[tuple[Any, ...]]:
-    batches = streaming.epoch_batches(self.dataset_cfg, 'train', seed, epoch, batch_size,
-                                      jax.local_device_count())
-    return ((batch, self.stats) for batch in itertools.islice(batches, updates))
+  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int
+            ) -> Iterator[tuple[tuple[Any, ...], int]]:
+    """One epoch of batches, each one update; tf.data orders them from (seed, epoch)."""
+    batches = streaming.epoch_batches(self.dataset_cfg, 'train', seed, epoch,
+                                      batch_size, jax.local_device_count())
+    for batch in batches if updates else ():
+      yield (batch,), 1
+      updates -= 1
+      if not updates:
+        return
 
   def evaluator(self, model: Any) -> Evaluator:
-    eval_step = make_stream_eval_step(model)
+    eval_step = make_stream_eval_step(model, jnp.asarray(self.spec.mean),
+                                      jnp.asarray(self.spec.std))
 
     def evaluate(state: TrainState) -> dict[str, float]:
       out = {}
@@ -133,7 +146,7 @@ class StreamingData:
         for batch in streaming.eval_batches(self.dataset_cfg, name,
                                             self.dataset_cfg.eval_batch_size,
                                             jax.local_device_count()):
-          batch_sums = eval_step(state.params, state.batch_stats, batch, self.stats)
+          batch_sums = eval_step(state.params, state.batch_stats, batch)
           sums = batch_sums if sums is None else jax.tree.map(np.add, sums, batch_sums)
         out.update(_metrics(name, sums))
       return out
@@ -141,11 +154,11 @@ class StreamingData:
     return evaluate
 
 
-TrainingData = InMemoryData | StreamingData
+Feed = InMemoryFeed | StreamingFeed
 
 
-def load_training_data(dataset_cfg: ml_collections.ConfigDict, spec: DatasetSpec) -> TrainingData:
+def load_feed(dataset_cfg: ml_collections.ConfigDict, spec: DatasetSpec) -> Feed:
   """The data of a study in its configured mode, read once."""
   if dataset_cfg.mode == 'streaming':
-    return StreamingData(dataset_cfg, spec)
-  return InMemoryData(load_dataset_arrays(dataset_cfg), spec, dataset_cfg.eval_batch_size)
+    return StreamingFeed(dataset_cfg, spec)
+  return InMemoryFeed(load_dataset_arrays(dataset_cfg), spec, dataset_cfg.eval_batch_size)

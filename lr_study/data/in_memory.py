@@ -14,14 +14,12 @@ step, and any batch size draws from the same order:
   An epoch is ``N // B`` updates, so ``(N // B) * B`` examples are used, each at most once
   (PyTorch's ``DataLoader(shuffle=True, drop_last=True)``).
 
-Inside the pmapped step the train step calls::
-
-  start = batch_start(step_in_epoch, local_device, per_device, jax.local_device_count())
-  x, y = take_batch(images, labels, perm, start, per_device, mean, std,
-                    augment=augment, seed=seed, epoch=epoch)
-
-with ``images``/``labels``/``perm`` replicated on every local device and ``local_device``
-the device's index among them. On several hosts each process holds its own slice of the
+Inside the pmapped step the train step calls :func:`take_micro_batches`, which reads
+the update's examples from the epoch's permutation, with ``images``/``labels``/``perm``
+replicated on every local device. With gradient accumulation each global micro-batch is
+a consecutive slice of the global batch (micro-batch ``j`` is positions
+``[j·D·m, (j + 1)·D·m)``, device ``d`` reading ``m`` of them), so ghost batches of a
+micro-batch are the same examples on any number of devices. On several hosts each process holds its own slice of the
 training set (``sources.load_dataset_arrays``), permutes it with the same
 ``(seed, epoch)``, and its local devices read their share of the global batch from it,
 ``B // jax.process_count()`` examples per update.
@@ -35,18 +33,31 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_study import rng
 from lr_study.data.augment import augment_batch
 
-_AUGMENT_STREAM = 1  # folded into the epoch key to separate augmentation from the permutation
 
+@flax.struct.dataclass
+class DeviceData:
+  """One split kept on every local device as uint8, with its normalisation constants.
 
-def epoch_key(seed: Any, epoch: Any) -> jax.Array:
-  """``fold_in(PRNGKey(seed), epoch)``: the key of one epoch's data order."""
-  return jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
+  ``perm`` is the current epoch's order (training split only), ``first_index`` the split
+  position of ``images[0]`` (this process's slice start) and ``local_device`` each
+  device's index among this process's devices (sharded, not replicated).
+  """
+
+  images: jax.Array
+  labels: jax.Array
+  mean: jax.Array
+  std: jax.Array
+  first_index: Any = 0
+  perm: Any = None
+  local_device: Any = None
 
 
 def epoch_permutation(seed: Any, epoch: Any, num_examples: int) -> jax.Array:
@@ -54,17 +65,17 @@ def epoch_permutation(seed: Any, epoch: Any, num_examples: int) -> jax.Array:
 
   ``seed`` and ``epoch`` may be traced; ``num_examples`` is static.
   """
-  return jax.random.permutation(epoch_key(seed, epoch), num_examples).astype(jnp.int32)
+  return jax.random.permutation(rng.data_order_key(seed, epoch),
+                                num_examples).astype(jnp.int32)
 
 
 def example_keys(seed: Any, epoch: Any, indices: jax.Array) -> jax.Array:
-  """One PRNG key per example, ``fold_in(fold_in(epoch_key, 1), index)``: [*indices.shape, 2].
+  """One key per example, ``rng.augment_key(seed, epoch, index)``: [*indices.shape, 2].
 
   ``indices`` are positions in the split, so an example gets the same augmentation in a
   given epoch whatever the batch size or device layout.
   """
-  base = jax.random.fold_in(epoch_key(seed, epoch), _AUGMENT_STREAM)
-  fold = lambda i: jax.random.fold_in(base, i)
+  fold = lambda i: rng.augment_key(seed, epoch, i)
   return jax.vmap(fold)(indices.reshape(-1)).reshape(*indices.shape, -1)
 
 
@@ -76,14 +87,6 @@ def normalize(images_u8: jax.Array, mean: Any, std: Any) -> jax.Array:
   scale = 1.0 / (255.0 * jnp.asarray(std, jnp.float32))
   shift = -jnp.asarray(mean, jnp.float32) / jnp.asarray(std, jnp.float32)
   return images_u8.astype(jnp.float32) * scale + shift  # one multiply-add per pixel
-
-
-def batch_start(update_in_epoch: Any, local_device: Any, per_device: int,
-                num_local_devices: int) -> Any:
-  """``i·B_local + d·P``: the position in the epoch's permutation where local device ``d``
-  starts reading at update ``i`` of the epoch, ``P = per_device`` examples; ``B_local = P ·
-  num_local_devices`` is this process's share of the global batch."""
-  return update_in_epoch * (per_device * num_local_devices) + local_device * per_device
 
 
 def gather_rows(images_u8: jax.Array, idx: jax.Array) -> jax.Array:
@@ -107,35 +110,32 @@ def transform_batch(
   return normalize(images_u8, mean, std)
 
 
-def take_batch(
-    images_u8: jax.Array, labels: jax.Array, perm: jax.Array, start: Any, size: int,
-    mean: Any, std: Any, *, augment: bool, seed: Any, epoch: Any, first_index: Any = 0,
+def take_micro_batches(
+    split: DeviceData, position: Any, per_device: int, accumulation: int,
+    num_local_devices: int, *, augment: bool, seed: Any, epoch: Any,
 ) -> tuple[jax.Array, jax.Array]:
-  """Examples ``perm[start : start + size]``, normalized and optionally augmented.
+  """This device's examples of update ``position`` of the epoch, as ``accumulation``
+  micro-batches of ``m = per_device // accumulation`` (call inside the pmap).
 
-  Args:
-    images_u8: uint8 [N, H, W, C], the whole split on this device.
-    labels: int32 [N].
-    perm: int32 [N], ``epoch_permutation(seed, epoch, N)``.
-    start: int32 scalar, may be traced; must satisfy ``start + size <= N`` (otherwise
-      ``dynamic_slice`` clamps it and the batch overlaps the previous one).
-    size: static batch size of this call (per device inside pmap).
-    mean, std: per-channel statistics, shape [C].
-    augment: static; ``transform_batch`` applies ``augment.augment_batch`` (padded
-      crop and flip) with keys ``example_keys(seed, epoch, index)`` before normalizing.
-    seed, epoch: may be traced; only read when ``augment``.
-    first_index: the position of ``images_u8[0]`` in the whole split (this process's
-      slice start on several hosts): example ``i`` is augmented as example
-      ``first_index + i``, whichever process holds it.
+  With ``D`` local devices and ``B_local = per_device · D``, micro-batch ``j`` of local
+  device ``d`` holds ``perm[i·B_local + j·D·m + d·m + r]``, ``r < m``: each micro-batch
+  of the global batch is a consecutive slice of it. ``position`` and ``epoch`` may be
+  traced; ``per_device`` and ``accumulation`` are static.
 
   Returns:
-    ``x`` float32 [size, H, W, C] and ``y`` int32 [size].
+    ``x`` float32 [accumulation, m, H, W, C] (normalized; augmented with keys
+    ``example_keys(seed, epoch, first_index + index)`` when ``augment``) and ``y`` int32
+    [accumulation, m].
   """
-  idx = jax.lax.dynamic_slice_in_dim(perm, start, size)
-  images = gather_rows(images_u8, idx)
-  x = transform_batch(images, first_index + idx, mean, std, augment=augment, seed=seed,
+  m = per_device // accumulation
+  start = position * (per_device * num_local_devices) + split.local_device * m
+  offsets = (start + jnp.arange(accumulation)[:, None] * (num_local_devices * m)
+             + jnp.arange(m)[None, :])
+  idx = jnp.take(split.perm, offsets, mode='clip')
+  x = transform_batch(gather_rows(split.images, idx.reshape(-1)), split.first_index
+                      + idx.reshape(-1), split.mean, split.std, augment=augment, seed=seed,
                       epoch=epoch)
-  return x, jnp.take(labels, idx, axis=0, mode='clip')
+  return x.reshape(accumulation, m, *x.shape[1:]), jnp.take(split.labels, idx, mode='clip')
 
 
 def eval_steps(num_examples: int, eval_batch_size: int, num_devices: int) -> int:

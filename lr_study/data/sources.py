@@ -73,11 +73,11 @@ def _builder(spec: DatasetSpec, dataset_cfg: Any) -> Any:
   if spec.name == 'digits':
     # Importing the module registers the builder with TFDS.
     from lr_study.data import digits  # pylint: disable=g-import-not-at-top,unused-import
-  return tfds.builder(spec.tfds_name, data_dir=dataset_cfg.get('data_dir', '') or None)
+  return tfds.builder(spec.tfds_name, data_dir=dataset_cfg.data_dir or None)
 
 
 def _manual_dir(dataset_cfg: Any) -> str | None:
-  manual_dir = dataset_cfg.get('manual_dir', '')
+  manual_dir = dataset_cfg.manual_dir
   if not manual_dir:
     return None
   path = os.path.expanduser(manual_dir)
@@ -106,7 +106,7 @@ def _source(dataset_cfg: Any) -> tuple[DatasetSpec, Any, str]:
           f'dataset.manual_dir {manual_dir!r} lacks {", ".join(missing)} needed to prepare '
           f'{spec.name}')
     return spec, builder, 'manual_dir'
-  if dataset_cfg.get('download', False):
+  if dataset_cfg.download:
     return spec, builder, 'download'
   raise ConfigError(
       f'dataset {spec.name!r} is not prepared in {os.fspath(builder.data_path)}: set '

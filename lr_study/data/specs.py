@@ -23,8 +23,6 @@ from typing import Any
 
 from lr_study.errors import ConfigError
 
-MODES = ('in_memory', 'streaming')
-
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
@@ -137,29 +135,23 @@ def dataset_spec(dataset_cfg: Any) -> DatasetSpec:
   """The spec of ``config.dataset``; validates the config, reads no data.
 
   Raises:
-    ConfigError: unknown name or mode, a split that is not a split of the dataset, a
-      validation size outside [0, train split size), or an eval batch size below 1.
+    ConfigError: unknown name, a split that is not a split of the dataset, or a
+      validation size not below the training split's (``lr_study.config.check`` checks
+      the types and the mode).
   """
   name = dataset_cfg.name
   if name not in _KNOWN:
     raise ConfigError(f'unknown dataset.name {name!r} (known: {", ".join(_KNOWN)})')
-  mode = dataset_cfg.get('mode', 'in_memory')
-  if mode not in MODES:
-    raise ConfigError(f'dataset.mode must be one of {", ".join(MODES)}, got {mode!r}')
-  eval_batch_size = dataset_cfg.get('eval_batch_size', 1000)
-  if not isinstance(eval_batch_size, int) or eval_batch_size < 1:
-    raise ConfigError(
-        f'dataset.eval_batch_size must be a positive integer, got {eval_batch_size!r}')
   tfds_name, train, test, shape, classes, mean, std, files = _KNOWN[name]
   sizes = {'train': train, 'test': test}
-  train_split = dataset_cfg.get('train_split', 'train')
+  train_split = dataset_cfg.train_split
   train_ranges = resolve_split('train_split', train_split, name, sizes)
-  test_ranges = resolve_split('test_split', dataset_cfg.get('test_split', 'test'), name, sizes)
+  test_ranges = resolve_split('test_split', dataset_cfg.test_split, name, sizes)
   train = num_examples(train_ranges)
-  validation = dataset_cfg.get('validation_size', 0)
-  if not isinstance(validation, int) or not 0 <= validation < train:
+  validation = dataset_cfg.validation_size
+  if validation >= train:
     raise ConfigError(
-        f'dataset.validation_size must be an integer in [0, {train}) (the examples of '
+        f'dataset.validation_size must be below {train} (the examples of '
         f'{name} {train_split!r}), got {validation!r}')
   carved = tuple(split_string(cut_ranges(train_ranges, start, stop))
                  for start, stop in ((0, train - validation), (train - validation, train)))

@@ -14,7 +14,7 @@ never recompiles it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from lr_study.errors import ConfigError
 from lr_study.schedules.plateau import METRICS, PlateauDetector, ReduceLROnPlateau
@@ -82,11 +82,22 @@ def reduce_on_plateau(init_value: float, metric: str = 'validation_loss', mode: 
 
 
 @register('manual', example={'init_value': 0.1})
-def manual(init_value: float) -> LRSchedule:
-  """η = the LR last set by hand (``python -m lr_study.training.manual_lr``), ``init_value`` until then.
+def manual(init_value: float, changes: Any = ()) -> LRSchedule:
+  """η = the LR last set by hand, ``init_value`` until then.
 
-  Ng C2W2L09's manual decay. The change takes effect at the next update and is logged
-  with that update. PyTorch/Keras: assigning ``optimizer.param_groups[i]['lr']`` /
+  Ng C2W2L09's manual decay: by a request to the running or stopped run
+  (``python -m lr_study.training.manual_lr``), or scripted, ``changes=((epoch, lr), ...)``
+  setting ``lr`` at the start of each whole 0-based ``epoch``. A change takes effect at the
+  next update and is logged with that update in ``schedule_events.jsonl``.
+  PyTorch/Keras: assigning ``optimizer.param_groups[i]['lr']`` /
   ``optimizer.learning_rate`` by hand.
   """
-  return _constant('manual', init_value, 'manual')
+  if isinstance(changes, (str, bytes)) or not isinstance(changes, Sequence) or not all(
+      isinstance(c, Sequence) and len(c) == 2 for c in changes):
+    raise ConfigError(f'changes must be a sequence of (epoch, learning_rate), got {changes!r}')
+  script = tuple((checks.integer('changes epoch', e, 0), checks.positive('changes learning_rate', lr))
+                 for e, lr in changes)
+  epochs = [e for e, _ in script]
+  if epochs != sorted(set(epochs)):
+    raise ConfigError(f'changes must name increasing epochs, got {tuple(epochs)}')
+  return _constant('manual', init_value, 'manual', {'changes': script})

@@ -3,21 +3,21 @@
 One update of the global batch ``B`` on ``D`` devices (Goyal et al. 2017; the Flax
 ImageNet example):
 
-* each device gathers its ``B / D`` examples from the device-resident training split,
-  at positions ``i·B_local + d·B/D`` of the epoch's permutation, where ``i`` is the
-  update's index inside the epoch, ``d`` the device's index among this process's devices
-  and ``B_local`` this process's share of ``B`` — no host-to-device copy;
-* when ``B / D`` exceeds ``max_per_device_batch``, the device splits its share into
-  ``k`` micro-batches and sums their gradients inside the step with ``lax.scan``; each
-  micro-batch is one forward pass, so batch norm sees at most a micro-batch;
+* each device takes its ``B / D`` examples, gathered on the device from the resident
+  training split (``in_memory.take_micro_batches``) or streamed in
+  (``lr_study.data.streaming``), as ``k`` micro-batches of ``B / (D·k)``; it sums their
+  gradients with ``lax.scan``, one forward pass each;
 * gradients, loss, accuracy and batch-norm statistics are averaged across devices with
-  ``lax.pmean``;
-* the LR is computed on the device from the update counter and the epoch context,
-  ``η = schedule(t) · lr_multiplier``, and written into the optimizer's injected
-  hyperparameters: a new LR is data, never a recompile.
+  ``lax.pmean``; the running batch-norm statistics move once per update, by the mean of
+  the micro-batches' moves, so they do not depend on ``k`` or ``D``;
+* the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
+  on the device and written into the optimizer's injected hyperparameters;
+* the state records the first update whose loss or gradient is not finite.
 
-The step's static shape is ``(per_device_batch, accumulation_steps)``; everything else
-is data, so a run compiles the step once per distinct shape in its plan.
+An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
+for many updates, the count itself data). The seed, the plan's phase table and the
+dynamic LR multiplier are data too (:class:`StepInputs`), so the step compiles once per
+static shape ``(per_device_batch, accumulation_steps)``, for every seed of a study.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_study.runtime import devices
-from lr_study.data.in_memory import (batch_start, normalize, take_batch, take_eval_batch,
+from lr_study import rng
+from lr_study.data.in_memory import (DeviceData, normalize, take_eval_batch, take_micro_batches,
                                      transform_batch)
+from lr_study.runtime import devices
 from lr_study.runtime.devices import AXIS
+from lr_study.schedules import LRSchedule, clock
 from lr_study.training.optimizers import with_learning_rate
-from lr_study.schedules import LRSchedule
 
 
 @flax.struct.dataclass
@@ -60,62 +61,28 @@ class TrainState:
   batch_stats: Any
   opt_state: optax.OptState
   metrics: MetricSums
+  diverged_at: jax.Array  # the first update (1-based) with a non-finite loss or gradient; 0: none
 
 
 @flax.struct.dataclass
-class DeviceData:
-  """One split kept on every device as uint8, with its normalisation constants."""
+class StepInputs:
+  """What a step reads besides the state and the data, replicated on every device."""
 
-  images: jax.Array
-  labels: jax.Array
-  mean: jax.Array
-  std: jax.Array
-  first_index: Any = 0  # the split position of images[0]: this process's slice start
-
-
-@flax.struct.dataclass
-class EpochContext:
-  """What changes once per epoch (or when a dynamic schedule acts), sent as data."""
-
-  perm: jax.Array  # this epoch's permutation of the local training split
-  epoch: jax.Array  # 0-based
-  first_update: jax.Array  # update count at the start of the epoch
-  updates_per_epoch: jax.Array
-  lr_multiplier: jax.Array  # batch-schedule multiplier × dynamic (plateau/manual) multiplier
-  local_device: jax.Array  # this device's index among the process's devices (not replicated)
-
-
-def epoch_context(perm: np.ndarray, epoch: int, first_update: int, updates_per_epoch: int,
-                  lr_multiplier: float) -> EpochContext:
-  """The epoch's context on the local devices (one small copy per epoch)."""
-  replicated = devices.replicate(dict(
-      perm=perm, epoch=np.int32(epoch), first_update=np.int32(first_update),
-      updates_per_epoch=np.int32(updates_per_epoch), lr_multiplier=np.float32(lr_multiplier)))
-  return EpochContext(**replicated, local_device=devices.shard(
-      np.arange(jax.local_device_count(), dtype=np.int32)))
-
-
-def device_batch(step: jax.Array, data: DeviceData, ctx: EpochContext, per_device_batch: int,
-                 *, augment: bool, seed: int) -> tuple[jax.Array, jax.Array]:
-  """This device's batch for the update after ``step`` updates, gathered on the device:
-  ``take_batch`` at ``batch_start`` of the epoch's permutation (call inside the pmap)."""
-  start = batch_start(step - ctx.first_update, ctx.local_device, per_device_batch,
-                      jax.local_device_count())
-  return take_batch(data.images, data.labels, ctx.perm, start, per_device_batch, data.mean,
-                    data.std, augment=augment, seed=seed, epoch=ctx.epoch,
-                    first_index=data.first_index)
+  seed: jax.Array
+  table: clock.PhaseTable  # the plan's phases, padded to a fixed length
+  lr_multiplier: jax.Array  # the dynamic schedules' multiplier (plateau, manual)
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
                      input_shape: tuple[int, ...]) -> TrainState:
-  """Initialises parameters on the host from ``seed``; the caller replicates them."""
-  key = jax.random.PRNGKey(seed)
-  variables = model.init({'params': key, 'dropout': key}, jnp.zeros((1, *input_shape)),
+  """Initialises parameters on the host from ``rng.params_key(seed)``; the caller
+  replicates them."""
+  variables = model.init({'params': rng.params_key(seed)}, jnp.zeros((1, *input_shape)),
                          train=False)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                    metrics=MetricSums.zeros())
+                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -124,21 +91,23 @@ def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[ja
   return loss, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
+def sq_norm(tree: Any) -> jax.Array:
+  """Σ x² over every leaf of ``tree``."""
+  return sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree))
+
+
 class StepCompiler:
   """Builds the pmapped train step for each static shape, once, and counts the traces.
 
   ``traces`` counts how often JAX traced a train step: one per distinct
   ``(per_device_batch, accumulation_steps)``. A retrace for any other reason (a new
-  LR, a new epoch) would show here, and the tests check that it does not.
+  seed, LR, epoch or update count) would show here, and the tests check that it does not.
   """
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
-               *, seed: int, augment: bool):
-    self.model = model
-    self.tx = tx
-    self.schedule = schedule
-    self.seed = seed
-    self.augment = augment
+               *, augment: bool, mean: Any = 0.0, std: Any = 1.0):
+    self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
+    self.mean, self.std = mean, std  # normalisation of streamed batches
     self.traces = 0
     self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
 
@@ -146,80 +115,95 @@ class StepCompiler:
                  ) -> Callable[..., TrainState]:
     """The pmapped step for one static shape, compiled on its first call.
 
-    In-memory mode: ``step(state, data: DeviceData, ctx)`` gathers its batch on the
-    device. Streaming mode: ``step(state, batch, stats: DeviceData, ctx)`` takes a batch
-    from ``lr_study.data.streaming.epoch_batches``; ``stats`` supplies only the
-    normalisation constants (its images and labels are empty).
+    In-memory: ``step(state, split: DeviceData, inputs: StepInputs, num_updates)`` runs
+    ``num_updates`` updates (a replicated int32), each gathering its batch on the device
+    at the update's place in the epoch of ``split.perm``. Streaming:
+    ``step(state, batch, inputs)`` runs one update on a batch of
+    ``lr_study.data.streaming.epoch_batches``.
     """
     key = (per_device_batch, accumulation_steps, streaming)
     if key not in self._steps:
-      fn = self._stream_step if streaming else functools.partial(
-          self._train_step, per_device_batch=per_device_batch)
-      self._steps[key] = jax.pmap(functools.partial(fn, accumulation_steps=accumulation_steps),
-                                  axis_name=AXIS, donate_argnums=(0,))
+      fn = functools.partial(self._stream_step if streaming else self._train_step,
+                             per_device_batch=per_device_batch,
+                             accumulation_steps=accumulation_steps)
+      self._steps[key] = jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,))
     return self._steps[key]
 
-  def learning_rate(self, step: jax.Array, ctx: EpochContext) -> jax.Array:
-    """η for the update that follows ``step`` updates: schedule(t) · multiplier."""
-    if self.schedule.clock == 'update':
-      t = step.astype(jnp.float32)
-    else:
-      t = ctx.epoch + (step - ctx.first_update) / ctx.updates_per_epoch
-    return jnp.asarray(self.schedule(t), jnp.float32) * ctx.lr_multiplier
+  def dispatcher(self, per_device_batch: int, accumulation_steps: int, streaming: bool
+                 ) -> Callable[[TrainState, tuple[Any, ...], StepInputs, int], TrainState]:
+    """``dispatch(state, args, inputs, k)``: ``k`` updates on the step's data ``args``
+    (from ``Feed.epoch``) in one call. Streamed batches are one update each."""
+    step = self.train_step(per_device_batch, accumulation_steps, streaming)
+    if streaming:
+      return lambda state, args, inputs, k: step(state, *args, inputs)
+    return lambda state, args, inputs, k: step(state, *args, inputs, _replicated_count(k))
 
-  def _train_step(self, state: TrainState, data: DeviceData, ctx: EpochContext, *,
-                  per_device_batch: int, accumulation_steps: int) -> TrainState:
-    x, y = device_batch(state.step, data, ctx, per_device_batch, augment=self.augment,
-                        seed=self.seed)
-    return self._update(state, x, y, ctx, accumulation_steps)
-
-  def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], stats: DeviceData,
-                   ctx: EpochContext, *, accumulation_steps: int) -> TrainState:
-    x = transform_batch(batch['image'], batch['index'], stats.mean, stats.std,
-                        augment=self.augment, seed=self.seed, epoch=ctx.epoch)
-    return self._update(state, x, batch['label'], ctx, accumulation_steps)
-
-  def _update(self, state: TrainState, x: jax.Array, y: jax.Array, ctx: EpochContext,
-              accumulation_steps: int) -> TrainState:
-    """One parameter update from this device's batch ``x, y``."""
+  def _train_step(self, state: TrainState, split: DeviceData, inputs: StepInputs,
+                  num_updates: jax.Array, *, per_device_batch: int,
+                  accumulation_steps: int) -> TrainState:
     self.traces += 1  # runs at trace time only
-    device = jax.lax.axis_index(AXIS)
-    per_device_batch = x.shape[0]
-    micro = per_device_batch // accumulation_steps
-    x = x.reshape(accumulation_steps, micro, *x.shape[1:])
-    y = y.reshape(accumulation_steps, micro)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.seed), state.step),
-                                     device)
 
-    def micro_step(carry, inputs):
-      grads_sum, batch_stats, loss_sum, acc_sum = carry
-      xm, ym, i = inputs
+    def one_update(_, state: TrainState) -> TrainState:
+      epoch, position = clock.epoch_and_position(inputs.table, state.step)
+      x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
+                                jax.local_device_count(), augment=self.augment,
+                                seed=inputs.seed, epoch=epoch)
+      return self._update(state, x, y, inputs)
+
+    return jax.lax.fori_loop(0, num_updates, one_update, state)
+
+  def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
+                   *, per_device_batch: int, accumulation_steps: int) -> TrainState:
+    self.traces += 1
+    epoch, _ = clock.epoch_and_position(inputs.table, state.step)
+    x = transform_batch(batch['image'], batch['index'], self.mean, self.std,
+                        augment=self.augment, seed=inputs.seed, epoch=epoch)
+    m = per_device_batch // accumulation_steps
+    return self._update(state, x.reshape(accumulation_steps, m, *x.shape[1:]),
+                        batch['label'].reshape(accumulation_steps, m), inputs)
+
+  def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
+              inputs: StepInputs) -> TrainState:
+    """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y`` [k, m]."""
+    k = x.shape[0]
+    device = jax.lax.axis_index(AXIS)
+
+    def micro_step(carry, micro):
+      xm, ym, j = micro
 
       def loss_fn(params):
         logits, new_vars = self.model.apply(
-            {'params': params, 'batch_stats': batch_stats}, xm, train=True,
-            rngs={'dropout': jax.random.fold_in(dropout_key, i)}, mutable=['batch_stats'])
+            {'params': params, 'batch_stats': state.batch_stats}, xm, train=True,
+            rngs={'dropout': rng.dropout_key(inputs.seed, state.step, device, j)},
+            mutable=['batch_stats'])
         loss, correct = cross_entropy_and_accuracy(logits, ym)
         return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
 
-      (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
-      return (grads_sum, new_stats, loss_sum + loss, acc_sum + acc), None
+      (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc)), None
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    init = (zeros, state.batch_stats, jnp.zeros(()), jnp.zeros(()))
-    (grads, batch_stats, loss, acc), _ = jax.lax.scan(
-        micro_step, init, (x, y, jnp.arange(accumulation_steps)))
-    grads, batch_stats, loss, acc = jax.lax.pmean(
-        (jax.tree.map(lambda g: g / accumulation_steps, grads), batch_stats,
-         loss / accumulation_steps, acc / accumulation_steps), AXIS)
+    zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
+                                          jnp.zeros(())))
+    sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
+    grads, batch_stats, loss, acc = jax.lax.pmean(jax.tree.map(lambda s: s / k, sums), AXIS)
 
-    opt_state = with_learning_rate(state.opt_state, self.learning_rate(state.step, ctx))
+    learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
+                                        inputs.lr_multiplier)
+    opt_state = with_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = self.tx.update(grads, opt_state, state.params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(sq_norm(grads))
+    diverged_at = jnp.where((state.diverged_at == 0) & ~finite, state.step + 1, state.diverged_at)
     metrics = MetricSums(state.metrics.loss + loss, state.metrics.accuracy + acc,
                          state.metrics.updates + 1)
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      batch_stats=batch_stats, opt_state=opt_state, metrics=metrics)
+                      batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
+                      diverged_at=diverged_at)
+
+
+@functools.cache
+def _replicated_count(k: int) -> jax.Array:
+  """``k`` on every local device, made once per value: a dispatch copies nothing."""
+  return devices.replicate(np.int32(k))
 
 
 def _eval_sums(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array,
@@ -251,11 +235,12 @@ def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array
   return jax.pmap(eval_all, axis_name=AXIS)
 
 
-def make_stream_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
+def make_stream_eval_step(model: nn.Module, mean: Any, std: Any
+                          ) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
   """The pmapped evaluation of one streamed, padded and masked batch, summed over devices."""
 
-  def eval_batch(params, batch_stats, batch: dict[str, jax.Array], stats: DeviceData):
-    x = normalize(batch['image'], stats.mean, stats.std)
+  def eval_batch(params, batch_stats, batch: dict[str, jax.Array]):
+    x = normalize(batch['image'], mean, std)
     return jax.lax.psum(_eval_sums(model, params, batch_stats, x, batch['label'],
                                    batch['mask']), AXIS)
 

@@ -1,0 +1,56 @@
+"""One run's directory: its logs, its whole files and its checkpoints, written by one process.
+
+``WORKDIR/<variant>/seed_<k>/`` holds ``metrics.jsonl`` (one line per evaluation),
+``train_log.jsonl`` (every ``train_log_every_updates`` updates), ``schedule_events.jsonl``
+(every change a dynamic schedule makes), ``metadata.json``, ``plan.json``,
+``summary.json`` and the checkpoints (``lr_study.runtime.run_files``,
+``lr_study.training.checkpoint``). On several processes only process 0 writes
+(``lr_study.runtime.hosts``); the others write nowhere.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lr_study.runtime import hosts, run_files
+
+LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
+
+
+class RunDirectory:
+  """The files of one run; every write is a no-op on processes other than 0."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.writer = hosts.is_writer()
+    self._logs: dict[str, run_files.JsonlWriter] = {}
+    if self.writer:
+      os.makedirs(path, exist_ok=True)
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  def open_logs(self, update: int) -> None:
+    """Opens the logs for appending, each cut to end at ``update`` first (a resume
+    continues them; a fresh start, update 0, empties them)."""
+    for name in LOGS:
+      if self.writer:
+        run_files.truncate_jsonl(self.file(name), lambda r: r['update'] <= update)
+      self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
+
+  def log(self, name: str, record: dict[str, Any]) -> None:
+    self._logs[name].write(record)
+
+  def write_json(self, name: str, obj: Any) -> None:
+    if self.writer:
+      run_files.write_json(self.file(name), obj)
+
+  def last_metrics(self) -> dict[str, Any]:
+    """The last evaluation, read by process 0 and shared with every process."""
+    return hosts.from_writer(run_files.read_jsonl(self.file(run_files.METRICS))[-1]
+                             if self.writer else None)
+
+  def close(self) -> None:
+    for log in self._logs.values():
+      log.close()

@@ -1,0 +1,100 @@
+"""The dynamic schedules, which act on a run between updates, behind one interface.
+
+* reduce-on-plateau (``lr_schedule.name='reduce_on_plateau'``): at an evaluation, cuts the
+  LR multiplier when the watched metric plateaus;
+* manual (``lr_schedule.name='manual'``): sets the LR when a request arrives
+  (``python -m lr_study.training.manual_lr``) and at the scripted ``changes``;
+* increase-on-plateau (``batch_schedule.name='increase_on_plateau'``): at an evaluation,
+  raises the batch size from the next epoch and re-plans the remaining epochs.
+
+:class:`Controllers` holds all three. The loop calls :meth:`~Controllers.on_epoch_start`,
+:meth:`~Controllers.poll` (whenever it draws progress) and :meth:`~Controllers.on_eval`;
+each returns the events to log in ``schedule_events.jsonl``, and afterwards
+``lr_multiplier`` and ``plan`` are what the next update uses. ``state_dict`` is
+checkpointed with the train state, so a resumed run continues with the same multiplier,
+plan and plateau counters. The step multiplies the planned LR by ``lr_multiplier``
+(``lr_study.schedules.clock.learning_rate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lr_study.plan import TrainingPlan
+from lr_study.schedules import plateau_controller
+
+Event = dict[str, Any]
+RequestReader = Callable[[], float | None]  # the next manual LR request, or None
+
+
+class Controllers:
+  """The run-time state of a run's dynamic schedules."""
+
+  def __init__(self, plan: TrainingPlan, read_request: RequestReader):
+    self.plan = plan
+    self.lr_multiplier = 1.0
+    self._read_request = read_request
+    self._lr = plan.lr_schedule
+    self._lr_plateau = (plateau_controller(self._lr) if self._lr.dynamic == 'reduce_on_plateau'
+                        else None)
+    self._batch = plan.batch_schedule
+    self._batch_plateau = self._batch.plateau_detector() if self._batch.dynamic else None
+    self._batch_changes: list[tuple[int, int]] = []  # (from epoch, batch size)
+
+  def on_epoch_start(self, update: int, epoch: int) -> list[Event]:
+    """A scripted manual change due at ``epoch``, then any request."""
+    events = []
+    for at_epoch, learning_rate in self._lr.params.get('changes', ()):
+      if at_epoch == epoch:
+        events.append(self._set_lr(update, learning_rate, 'scripted'))
+    return events + self.poll(update)
+
+  def poll(self, update: int) -> list[Event]:
+    """A manual LR request, if one waits: it applies from the next update."""
+    learning_rate = self._read_request()
+    return [] if learning_rate is None else [self._set_lr(update, learning_rate, 'manual')]
+
+  def _set_lr(self, update: int, learning_rate: float, reason: str) -> Event:
+    """η = ``learning_rate`` now; the schedule's later changes scale with it."""
+    scheduled = self.plan.lr_at_update(update)
+    old = scheduled * self.lr_multiplier
+    self.lr_multiplier = learning_rate / scheduled
+    if self._lr_plateau is not None:
+      self._lr_plateau.multiplier = self.lr_multiplier
+    return {'update': update, 'epoch': self.plan.epoch_at_update(update),
+            'kind': 'learning_rate', 'reason': reason, 'old_learning_rate': old,
+            'learning_rate': learning_rate, 'multiplier': self.lr_multiplier}
+
+  def on_eval(self, metrics: dict[str, float], update: int, epoch: int) -> list[Event]:
+    """The plateau rules read the evaluation after ``epoch`` whole epochs."""
+    events = []
+    if self._lr_plateau is not None and self._lr_plateau.update(
+        metrics[self._lr.params['metric']], self._lr.init_value):
+      self.lr_multiplier = self._lr_plateau.multiplier
+      events.append({'update': update, 'epoch': epoch, 'kind': 'learning_rate',
+                     'reason': 'reduce_on_plateau', 'multiplier': self.lr_multiplier})
+    if (self._batch_plateau is not None and epoch < self.plan.num_epochs
+        and self._batch_plateau.update(metrics[self._batch.params['metric']])):
+      batch_size = self.plan.batch_size_at_epoch(epoch)
+      new = self._batch.next_batch_size(batch_size)
+      if new != batch_size:
+        self._batch_changes.append((epoch, new))
+        self.plan = self.plan.with_batch_size_from(epoch, new)
+        events.append({'update': update, 'epoch': epoch, 'kind': 'batch_size',
+                       'reason': 'increase_on_plateau', 'batch_size': new})
+    return events
+
+  def state_dict(self) -> dict[str, Any]:
+    return {'lr_multiplier': self.lr_multiplier, 'batch_changes': self._batch_changes,
+            'lr_plateau': self._lr_plateau.state_dict() if self._lr_plateau else None,
+            'batch_plateau': self._batch_plateau.state_dict() if self._batch_plateau else None}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self.lr_multiplier = state['lr_multiplier']
+    for epoch, batch_size in state['batch_changes']:
+      self._batch_changes.append((epoch, batch_size))
+      self.plan = self.plan.with_batch_size_from(epoch, batch_size)
+    if self._lr_plateau is not None:
+      self._lr_plateau.load_state_dict(state['lr_plateau'])
+    if self._batch_plateau is not None:
+      self._batch_plateau.load_state_dict(state['batch_plateau'])

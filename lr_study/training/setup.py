@@ -1,0 +1,54 @@
+"""A run's config, checked and built before any data is loaded: dataset spec, plan, model,
+optimizer (``config → plan``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import ml_collections
+
+from lr_study import config as schema
+from lr_study.data.sources import DatasetSpec, dataset_spec
+from lr_study.errors import ConfigError
+from lr_study.models import build_model, ghost_size
+from lr_study.plan import TrainingPlan, build_plan
+from lr_study.training.optimizers import build_optimizer
+
+
+@dataclasses.dataclass
+class RunSetup:
+  """Everything built and validated from a run's config before any data is loaded."""
+
+  config: ml_collections.ConfigDict
+  spec: DatasetSpec
+  plan: TrainingPlan
+  model: Any
+  tx: Any
+
+
+def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = None) -> RunSetup:
+  """Builds the plan, schedules, model and optimizer; ConfigError on any bad value.
+
+  ``num_devices`` defaults to ``jax.device_count()``; the dry run plans for any number.
+  """
+  schema.check(config)
+  spec = dataset_spec(config.dataset)
+  plan = build_plan(config, num_devices=num_devices or jax.device_count(),
+                    num_train_examples=spec.num_train_examples)
+  _check_plateau_metrics(plan, config.dataset.validation_size)
+  for phase in plan.phases:  # each micro-batch is split into whole ghost batches
+    ghost_size(config.ghost_batch_size, phase.micro_batch_size)
+  return RunSetup(config=config, spec=spec, plan=plan,
+                  model=build_model(config.model, spec.num_classes, config.ghost_batch_size),
+                  tx=build_optimizer(config.optimizer))
+
+
+def _check_plateau_metrics(plan: TrainingPlan, validation_size: int) -> None:
+  """A plateau rule that watches a validation metric needs a validation split."""
+  schedules = {'lr_schedule': plan.lr_schedule, 'batch_schedule': plan.batch_schedule}
+  for owner, schedule in schedules.items():
+    metric = schedule.params.get('metric', '') if schedule.dynamic else ''
+    if metric.startswith('validation') and not validation_size:
+      raise ConfigError(f'{owner}.metric {metric!r} needs dataset.validation_size > 0')
