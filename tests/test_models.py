@@ -10,6 +10,7 @@ import pytest
 
 from lr_study.errors import ConfigError
 from lr_study.models import build_model
+from lr_study.runtime.devices import AXIS
 
 RASCHKA_MLP = dict(name='mlp', widths=(75, 45), batch_norm=True, dropout=(0.5, 0.3))
 
@@ -95,9 +96,25 @@ def test_ghost_batch_size_reaches_the_batch_norm_layers(cfg):
   model = build_model(cfg, 10, ghost_batch_size=4)
   x = jax.ShapeDtypeStruct((6, 8, 8, 3), jnp.float32)
   variables = jax.eval_shape(lambda: _init(model, x.shape))
-  with pytest.raises(ConfigError, match='ghost_batch_size 4 does not divide the batch of 6'):
+  with pytest.raises(ConfigError, match='ghost_batch_size 4 does not divide the micro-batch of '
+                                        '6 examples on 1 device'):
     jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']),
                    variables, x)
+
+
+@pytest.mark.parametrize('cfg', [dict(name='mlp', batch_norm=True),
+                                 dict(name='cnn', batch_norm=True),
+                                 dict(name='wide_resnet', depth=10, width=1)])
+def test_axis_name_reaches_the_batch_norm_layers(cfg):
+  # 6 examples per device cannot hold ghosts of 4; 8 devices' 48 can, if every layer
+  # knows the axis.
+  model = build_model(cfg, 10, ghost_batch_size=4, axis_name=AXIS)
+  x = jax.ShapeDtypeStruct((8, 6, 8, 8, 3), jnp.float32)
+  variables = jax.eval_shape(lambda: _init(model, x.shape[1:]))
+  train = jax.pmap(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']),
+                   axis_name=AXIS, in_axes=(None, 0))
+  logits, _ = jax.eval_shape(train, variables, x)
+  assert logits.shape == (8, 6, 10)
 
 
 def test_unknown_model_name_is_an_error_naming_it():

@@ -1,19 +1,25 @@
 """Flax linen models, each built by name from ``config.model``, all with ghost batch norm.
 
-``build_model(config.model, num_classes, ghost_batch_size)`` returns a module called as
-``model.apply(variables, x, train=..., rngs={'dropout': key}, mutable=['batch_stats'])``
-on float32 ``[B, H, W, C]`` inputs, returning logits ``[B, num_classes]``; initialise
-it with ``model.init({'params': key, 'dropout': key}, x, train=False)``.
+``build_model(config.model, num_classes, ghost_batch_size, axis_name)`` returns a module
+called as ``model.apply(variables, x, train=..., rngs={'dropout': key},
+mutable=['batch_stats'])`` on float32 ``[B, H, W, C]`` inputs, returning logits
+``[B, num_classes]``; initialise it with ``model.init({'params': key, 'dropout': key}, x,
+train=False)`` (outside the pmap: one device). With ``axis_name`` the pmap axis, ghost
+batches are slices of the global micro-batch whatever the number of devices
+(``GhostBatchNorm``); ``ghost_layout`` and ``accumulation_split`` check and choose
+layouts for the plan.
 """
 
 from lr_study.models import cnn as _cnn  # noqa: F401  (registers the models)
 from lr_study.models import mlp as _mlp  # noqa: F401
 from lr_study.models import wide_resnet as _wide_resnet  # noqa: F401
 from lr_study.models.cnn import CNN
-from lr_study.models.ghost_batch_norm import GhostBatchNorm, ghost_size
+from lr_study.models.ghost_batch_norm import (DeviceSplit, GhostBatchNorm, GhostLayout,
+                                               accumulation_split, ghost_layout, ghost_size)
 from lr_study.models.mlp import MLP
 from lr_study.models.registry import build_model, model_parameters, registered_models
 from lr_study.models.wide_resnet import WideResNet
 
-__all__ = ['CNN', 'GhostBatchNorm', 'MLP', 'WideResNet', 'build_model', 'ghost_size',
-           'model_parameters', 'registered_models']
+__all__ = ['CNN', 'DeviceSplit', 'GhostBatchNorm', 'GhostLayout', 'MLP', 'WideResNet',
+           'accumulation_split', 'build_model', 'ghost_layout', 'ghost_size', 'model_parameters',
+           'registered_models']

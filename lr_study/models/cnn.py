@@ -29,6 +29,8 @@ class CNN(nn.Module):
     batch_norm: ghost batch norm before each ReLU; the layers it follows have no bias.
     dropout: drop probability after each hidden Dense layer.
     ghost_batch_size: see ``GhostBatchNorm``.
+    axis_name: the pmap axis the batch is spread over (``GhostBatchNorm``); ``None``
+      for one device.
   """
 
   features: Sequence[int]
@@ -37,10 +39,12 @@ class CNN(nn.Module):
   batch_norm: bool = False
   dropout: float = 0.0
   ghost_batch_size: int = 0
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = dict(batch_norm=self.batch_norm, ghost_batch_size=self.ghost_batch_size, train=train)
+    norm = dict(batch_norm=self.batch_norm, ghost_batch_size=self.ghost_batch_size, train=train,
+                axis_name=self.axis_name)
     for channels in self.features:
       x = nn.Conv(channels, (3, 3), padding='SAME', use_bias=not self.batch_norm)(x)
       x = nn.max_pool(norm_relu(x, **norm), (2, 2), strides=(2, 2))
@@ -52,10 +56,11 @@ class CNN(nn.Module):
 
 
 @register('cnn')
-def cnn(num_classes: int, ghost_batch_size: int, features: Sequence[int] = (32, 64),
-        dense_widths: Sequence[int] = (128,), batch_norm: bool = False,
-        dropout: float = 0.0) -> CNN:
+def cnn(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
+        features: Sequence[int] = (32, 64), dense_widths: Sequence[int] = (128,),
+        batch_norm: bool = False, dropout: float = 0.0) -> CNN:
   return CNN(features=positive_ints('model.features', features),
              dense_widths=positive_ints('model.dense_widths', dense_widths),
              num_classes=num_classes, batch_norm=boolean('model.batch_norm', batch_norm),
-             dropout=dropout_rate('model.dropout', dropout), ghost_batch_size=ghost_batch_size)
+             dropout=dropout_rate('model.dropout', dropout), ghost_batch_size=ghost_batch_size,
+             axis_name=axis_name)

@@ -8,14 +8,16 @@ import jax
 from lr_study.models.ghost_batch_norm import GhostBatchNorm
 
 
-def norm_relu(x: jax.Array, *, batch_norm: bool, ghost_batch_size: int,
-              train: bool) -> jax.Array:
+def norm_relu(x: jax.Array, *, batch_norm: bool, ghost_batch_size: int, train: bool,
+              axis_name: str | None = None) -> jax.Array:
   """ReLU(GhostBatchNorm(x)), or ReLU(x) without batch norm (Ioffe & Szegedy 2015 order).
 
-  Batch statistics in training, running averages in evaluation.
+  Batch statistics in training (ghosts of the global micro-batch spread over the pmap
+  axis ``axis_name``), running averages in evaluation.
   """
   if batch_norm:
-    x = GhostBatchNorm(ghost_batch_size=ghost_batch_size)(x, use_running_average=not train)
+    x = GhostBatchNorm(ghost_batch_size=ghost_batch_size, axis_name=axis_name)(
+        x, use_running_average=not train)
   return nn.relu(x)
 
 

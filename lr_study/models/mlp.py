@@ -36,6 +36,8 @@ class MLP(nn.Module):
     batch_norm: ghost batch norm between each hidden Dense and its ReLU; the hidden
       Dense layers then have no bias (batch norm's β replaces it).
     ghost_batch_size: see ``GhostBatchNorm``.
+    axis_name: the pmap axis the batch is spread over (``GhostBatchNorm``); ``None``
+      for one device.
   """
 
   widths: Sequence[int]
@@ -43,6 +45,7 @@ class MLP(nn.Module):
   dropout: Sequence[float]
   batch_norm: bool = False
   ghost_batch_size: int = 0
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -50,14 +53,15 @@ class MLP(nn.Module):
     for width, rate in zip(self.widths, self.dropout, strict=True):
       x = nn.Dense(width, use_bias=not self.batch_norm)(x)
       x = norm_relu(x, batch_norm=self.batch_norm, ghost_batch_size=self.ghost_batch_size,
-                    train=train)
+                    train=train, axis_name=self.axis_name)
       x = dropout(x, rate, train)
     return nn.Dense(self.num_classes)(x)
 
 
 @register('mlp')
-def mlp(num_classes: int, ghost_batch_size: int, widths: Sequence[int] = (128,),
-        batch_norm: bool = False, dropout: float | Sequence[float] = 0.0) -> MLP:
+def mlp(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
+        widths: Sequence[int] = (128,), batch_norm: bool = False,
+        dropout: float | Sequence[float] = 0.0) -> MLP:
   """``widths``: hidden widths; ``dropout``: one probability for all, or one per layer."""
   widths = positive_ints('model.widths', widths)
   if isinstance(dropout, Sequence) and not isinstance(dropout, str):
@@ -69,4 +73,4 @@ def mlp(num_classes: int, ghost_batch_size: int, widths: Sequence[int] = (128,),
     rates = (dropout_rate('model.dropout', dropout),) * len(widths)
   return MLP(widths=widths, num_classes=num_classes,
              batch_norm=boolean('model.batch_norm', batch_norm), dropout=rates,
-             ghost_batch_size=ghost_batch_size)
+             ghost_batch_size=ghost_batch_size, axis_name=axis_name)

@@ -10,12 +10,13 @@ import ml_collections
 from lr_study.models.checks import non_negative_int, positive_int
 from lr_study.registry import BY_NAME, Registry
 
-# Builders are ``builder(num_classes, ghost_batch_size, **params) -> nn.Module``.
-# ``num_classes`` comes from the dataset and ``ghost_batch_size`` from
-# ``config.ghost_batch_size``, never from ``config.model``; the builders' messages name
-# the full path (``model.widths ...``) themselves.
+# Builders are ``builder(num_classes, ghost_batch_size, axis_name, **params) -> nn.Module``.
+# ``num_classes`` comes from the dataset, ``ghost_batch_size`` from
+# ``config.ghost_batch_size`` and ``axis_name`` from the train step, never from
+# ``config.model``; the builders' messages name the full path (``model.widths ...``)
+# themselves.
 _MODELS: Registry[nn.Module] = Registry(
-    'model', messages=BY_NAME, caller_parameters=('num_classes', 'ghost_batch_size'),
+    'model', messages=BY_NAME, caller_parameters=('num_classes', 'ghost_batch_size', 'axis_name'),
     prefix_errors=False)
 register = _MODELS.register
 
@@ -30,11 +31,14 @@ def model_parameters(name: str) -> list[str]:
 
 
 def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_classes: int,
-                ghost_batch_size: int) -> nn.Module:
+                ghost_batch_size: int, axis_name: str | None = None) -> nn.Module:
   """Builds the model named by ``model_cfg.name`` from the rest of ``model_cfg``.
 
   Every model is called as ``model.apply(variables, x, train=...)`` with ``x`` float32
-  ``[B, H, W, C]`` and returns logits ``[B, num_classes]``.
+  ``[B, H, W, C]`` and returns logits ``[B, num_classes]``. With ``axis_name`` (the
+  train step's pmap axis, ``lr_study.runtime.devices.AXIS``), ghost batches are slices
+  of the global micro-batch spread over that axis when applied inside the pmap
+  (``GhostBatchNorm``); outside it, and with ``None``, the model is on one device.
 
   Raises:
     ConfigError: one line naming the bad name or parameter, e.g.
@@ -42,4 +46,5 @@ def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_cl
   """
   return _MODELS.build(model_cfg, 'model',
                        num_classes=positive_int('num_classes', num_classes),
-                       ghost_batch_size=non_negative_int('ghost_batch_size', ghost_batch_size))
+                       ghost_batch_size=non_negative_int('ghost_batch_size', ghost_batch_size),
+                       axis_name=axis_name)

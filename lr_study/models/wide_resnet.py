@@ -38,10 +38,12 @@ class WideBasicBlock(nn.Module):
   stride: int
   dropout: float
   ghost_batch_size: int
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = dict(batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train)
+    norm = dict(batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train,
+                axis_name=self.axis_name)
     h = norm_relu(x, **norm)
     keeps_shape = self.stride == 1 and x.shape[-1] == self.channels
     shortcut = x if keeps_shape else _conv(self.channels, 1, self.stride)(h)
@@ -51,13 +53,18 @@ class WideBasicBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-  """Logits of WRN-``depth``-``width``; ``depth − 4`` must be a multiple of 6."""
+  """Logits of WRN-``depth``-``width``; ``depth − 4`` must be a multiple of 6.
+
+  ``ghost_batch_size`` and ``axis_name`` (the pmap axis, ``None`` for one device) go to
+  every ``GhostBatchNorm``.
+  """
 
   depth: int
   width: int
   num_classes: int
   dropout: float = 0.0
   ghost_batch_size: int = 0
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -65,14 +72,16 @@ class WideResNet(nn.Module):
     for group, channels in enumerate((16 * self.width, 32 * self.width, 64 * self.width)):
       for block in range((self.depth - 4) // 6):
         stride = 2 if group > 0 and block == 0 else 1
-        x = WideBasicBlock(channels, stride, self.dropout, self.ghost_batch_size)(x, train)
-    x = norm_relu(x, batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train)
+        x = WideBasicBlock(channels, stride, self.dropout, self.ghost_batch_size,
+                           self.axis_name)(x, train)
+    x = norm_relu(x, batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train,
+                  axis_name=self.axis_name)
     return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
 
 
 @register('wide_resnet')
-def wide_resnet(num_classes: int, ghost_batch_size: int, depth: int = 16, width: int = 4,
-                dropout: float = 0.0) -> WideResNet:
+def wide_resnet(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
+                depth: int = 16, width: int = 4, dropout: float = 0.0) -> WideResNet:
   """``depth`` d = 6N + 4 (10, 16, 22, 28, ...), ``width`` k; ``dropout`` between the convs
   of each block (Zagoruyko & Komodakis use 0.3 in some CIFAR runs)."""
   depth = positive_int('model.depth', depth)
@@ -81,4 +90,4 @@ def wide_resnet(num_classes: int, ghost_batch_size: int, depth: int = 16, width:
                       f'got {depth}')
   return WideResNet(depth=depth, width=positive_int('model.width', width),
                     num_classes=num_classes, dropout=dropout_rate('model.dropout', dropout),
-                    ghost_batch_size=ghost_batch_size)
+                    ghost_batch_size=ghost_batch_size, axis_name=axis_name)
