@@ -1,14 +1,18 @@
-"""Ghost batch norm: per-ghost statistics, running averages, and the whole-batch case."""
+"""Ghost batch norm: per-ghost statistics, running averages, the whole-batch case, ghosts
+of the global micro-batch under pmap, and the layouts the plan checks and chooses."""
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax
 import numpy as np
+import optax
 import pytest
 
 from lr_study.errors import ConfigError
-from lr_study.models import GhostBatchNorm
+from lr_study.models import (DeviceSplit, GhostBatchNorm, GhostLayout, accumulation_split,
+                             build_model, ghost_layout)
+from lr_study.runtime.devices import AXIS
 
 MOMENTUM, EPS = 0.9, 1e-5
 
@@ -84,5 +88,184 @@ def test_initialisation_leaves_running_averages_at_zero_mean_unit_variance():
 
 def test_ghost_size_that_does_not_divide_the_batch_is_an_error_naming_both():
   x, variables = _inputs((10, 3)), _variables(3)
-  with pytest.raises(ConfigError, match=r'ghost_batch_size 4 does not divide the batch of 10'):
+  with pytest.raises(ConfigError, match=r'^ghost_batch_size 4 does not divide the micro-batch '
+                                        r'of 10 examples on 1 device'):
     _train(GhostBatchNorm(ghost_batch_size=4), variables, x)
+
+
+# --- ghosts of the global micro-batch under pmap
+
+MLP_BN = dict(name='mlp', widths=(32, 16), batch_norm=True)
+
+# (devices, examples per device, ghost_batch_size): ghosts spanning devices at unaligned
+# boundaries (80 per device, ghosts of 128), at aligned ones (32 per device, 128), local
+# ghosts (16 of 80), and 0 (each device's own examples).
+LAYOUTS = [(8, 80, 128), (4, 160, 128), (4, 32, 128), (8, 80, 16), (8, 80, 0)]
+
+
+def _global_batch(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+  """Inputs whose scale and offset vary from example to example, in a moderate range."""
+  rng = np.random.default_rng(seed)
+  spread = 1 + (np.arange(shape[0]) % 7).reshape((-1,) + (1,) * (len(shape) - 1))
+  return (rng.normal(size=shape) * spread + spread).astype(np.float32)
+
+
+def _one_device_ghost(per_device: int, ghost_batch_size: int) -> int:
+  """The ghost size one device holding the global micro-batch uses for the same ghosts."""
+  return ghost_batch_size or per_device
+
+
+def _pmap_train(apply, num_devices: int, *arrays: np.ndarray):
+  """``apply(*device_slices)`` under pmap over ``AXIS``, each array split over the devices
+  in order; returns the per-device results stacked."""
+  split = [a.reshape((num_devices, -1) + a.shape[1:]) for a in arrays]
+  return jax.pmap(apply, axis_name=AXIS, devices=jax.devices()[:num_devices])(*split)
+
+
+def _pmean(tree):
+  return jax.tree.map(lambda a: np.asarray(a).mean(0), tree)
+
+
+def _assert_close(actual, expected, tolerance: float = 1e-5) -> None:
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance),
+               actual, expected)
+
+
+@pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
+def test_ghost_batch_norm_under_pmap_matches_one_device_on_the_global_micro_batch(
+    num_devices, per_device, ghost):
+  x, variables = _global_batch((num_devices * per_device, 3, 5)), _variables(5)
+  one = GhostBatchNorm(_one_device_ghost(per_device, ghost))
+  y_one, stats_one = _train(one, variables, x)
+  spread = GhostBatchNorm(ghost, axis_name=AXIS)
+  y, stats = _pmap_train(lambda x: _train(spread, variables, x), num_devices, x)
+  _assert_close(np.asarray(y).reshape(x.shape), y_one)
+  _assert_close(_pmean(stats), stats_one)
+
+
+@pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
+def test_mlp_with_batch_norm_under_pmap_matches_one_device(num_devices, per_device, ghost):
+  x = _global_batch((num_devices * per_device, 4, 4, 1))
+  one = build_model(MLP_BN, 10, _one_device_ghost(per_device, ghost))
+  spread = build_model(MLP_BN, 10, ghost, axis_name=AXIS)
+  variables = spread.init(jax.random.key(0), x[:1], train=False)
+  train = lambda model, x: model.apply(variables, x, train=True, mutable=['batch_stats'])
+  logits_one, stats_one = train(one, x)
+  logits, stats = _pmap_train(lambda x: train(spread, x), num_devices, x)
+  _assert_close(np.asarray(logits).reshape(logits_one.shape), logits_one)
+  _assert_close(_pmean(stats), stats_one)
+
+
+@pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
+def test_gradients_under_pmap_averaged_over_devices_match_one_device(
+    num_devices, per_device, ghost):
+  x = _global_batch((num_devices * per_device, 4, 4, 1))
+  labels = np.random.default_rng(1).integers(0, 10, x.shape[0])
+  one = build_model(MLP_BN, 10, _one_device_ghost(per_device, ghost))
+  spread = build_model(MLP_BN, 10, ghost, axis_name=AXIS)
+  variables = spread.init(jax.random.key(0), x[:1], train=False)
+
+  def grads(model, x, labels):
+    def loss(params):
+      logits, _ = model.apply({**variables, 'params': params}, x, train=True,
+                              mutable=['batch_stats'])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return jax.grad(loss)(variables['params'])
+
+  device_grads = _pmap_train(lambda x, y: jax.lax.pmean(grads(spread, x, y), AXIS), num_devices,
+                             x, labels)
+  _assert_close(jax.tree.map(lambda g: np.asarray(g)[0], device_grads), grads(one, x, labels))
+
+
+@pytest.mark.parametrize('ghost, communicates', [(16, False), (0, False), (128, True)])
+def test_only_ghosts_spanning_devices_communicate(ghost, communicates):
+  x, variables = _global_batch((8, 80, 5)), _variables(5)
+  module = GhostBatchNorm(ghost, axis_name=AXIS)
+  jaxpr = jax.make_jaxpr(jax.pmap(lambda x: _train(module, variables, x), axis_name=AXIS))(x)
+  assert ('psum' in str(jaxpr)) == communicates
+
+
+def test_model_with_axis_name_initialises_and_trains_outside_pmap_as_one_device():
+  x = _global_batch((12, 4, 4, 1))
+  spread, one = build_model(MLP_BN, 10, 4, axis_name=AXIS), build_model(MLP_BN, 10, 4)
+  variables = spread.init(jax.random.key(0), x[:1], train=False)
+  _assert_close(variables, one.init(jax.random.key(0), x[:1], train=False), 0)
+  _assert_close(spread.apply(variables, x, train=True, mutable=['batch_stats']),
+                one.apply(variables, x, train=True, mutable=['batch_stats']), 0)
+
+
+# --- layouts
+
+@pytest.mark.parametrize('args, layout, local', [
+    ((640, 8, 16), GhostLayout(640, 8, 16), True),
+    ((640, 8, 128), GhostLayout(640, 8, 128), False),  # 80 per device: ghosts span two
+    ((128, 8, 128), GhostLayout(128, 8, 128), False),  # one ghost over all 8 devices
+    ((640, 8, 0), GhostLayout(640, 8, 80), True),  # 0: each device's own examples
+    ((64, 4, 128), GhostLayout(64, 4, 64), False),  # at least the micro-batch: all of it
+    ((64, 1, 128), GhostLayout(64, 1, 64), True),
+])
+def test_ghost_layout_slices_the_global_micro_batch(args, layout, local):
+  assert ghost_layout(*args) == layout
+  assert layout.local == local
+  assert layout.num_ghosts == args[0] // layout.ghost_size
+
+
+@pytest.mark.parametrize('args, message', [
+    ((600, 8, 128), r'^ghost_batch_size 128 does not divide the micro-batch of 600 examples on '
+                    r'8 devices \(75 each\)$'),
+    ((100, 8, 4), r'^global micro-batch 100 does not divide over 8 devices$'),
+    ((0, 8, 4), r'^global micro-batch must be a positive integer, got 0$'),
+    ((64, 0, 4), r'^num_devices must be a positive integer, got 0$'),
+    ((64, 8, -1), r'^ghost_batch_size must be an integer >= 0, got -1$'),
+])
+def test_ghost_layout_errors_name_the_numbers(args, message):
+  with pytest.raises(ConfigError, match=message):
+    ghost_layout(*args)
+
+
+def test_ghost_batch_norm_under_pmap_rejects_a_layout_that_splits_a_ghost_batch():
+  x, variables = _global_batch((8 * 75, 3)), _variables(3)
+  with pytest.raises(ConfigError, match=r'ghost_batch_size 128 does not divide the micro-batch '
+                                        r'of 600 examples on 8 devices'):
+    _pmap_train(lambda x: _train(GhostBatchNorm(128, axis_name=AXIS), variables, x), 8, x)
+
+
+# The paper's CIFAR-10 study (experiments/cifar10_wrn.py): batches 128, 640, 3200 and
+# 16000, max_per_device_batch 3200, ghost batches of 128, on 1, 2, 4 and 8 devices.
+CIFAR_SPLITS = {
+    1: [(128, 128, 1), (640, 640, 1), (3200, 3200, 1), (16000, 3200, 5)],
+    2: [(64, 64, 1), (320, 320, 1), (1600, 1600, 1), (8000, 1600, 5)],
+    4: [(32, 32, 1), (160, 160, 1), (800, 800, 1), (4000, 800, 5)],
+    8: [(16, 16, 1), (80, 80, 1), (400, 400, 1), (2000, 2000, 1)],
+}
+
+
+@pytest.mark.parametrize('num_devices', sorted(CIFAR_SPLITS))
+def test_accumulation_split_keeps_the_cifar10_study_ghost_batches_whole(num_devices):
+  splits = [accumulation_split(b, num_devices, 3200, 128) for b in (128, 640, 3200, 16000)]
+  assert splits == [DeviceSplit(*s) for s in CIFAR_SPLITS[num_devices]]
+
+
+@pytest.mark.parametrize('args, split', [
+    ((1024, 2, 128, 0), (512, 128, 4)),  # no ghosts: only the limit
+    ((16000, 4, 3200, 128), (4000, 800, 5)),  # k = 2 and 4 leave 62.5 and 31.25 ghosts
+    ((64, 2, 0, 128), (32, 32, 1)),  # batch below the ghost size: one whole-batch ghost
+    ((1200, 1, 500, 0), (1200, 400, 3)),  # a limit that does not divide the batch
+])
+def test_accumulation_split_takes_the_fewest_micro_batches_that_work(args, split):
+  assert accumulation_split(*args) == DeviceSplit(*split)
+
+
+@pytest.mark.parametrize('args, message', [
+    ((100, 8, 0, 4), r'^global batch 100 does not divide over 8 devices$'),
+    ((256, 1, 64, 128), r'^no accumulation split keeps ghost batches of 128 whole for global '
+                        r'batch 256 on 1 device with max_per_device_batch 64: use a '
+                        r'max_per_device_batch of at least 128 or a ghost_batch_size dividing '
+                        r'64$'),
+    ((400, 8, 0, 128), r'^no accumulation split keeps ghost batches of 128 whole for global '
+                       r'batch 400 on 8 devices \(50 each\) with max_per_device_batch 0: use '
+                       r'a ghost_batch_size dividing 400$'),
+])
+def test_accumulation_split_errors_name_the_numbers_and_a_fix(args, message):
+  with pytest.raises(ConfigError, match=message):
+    accumulation_split(*args)
