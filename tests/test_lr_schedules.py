@@ -53,6 +53,10 @@ FORMULAS = {
              stepping='continuous'),
         lambda t: 0.1 * (0.9 * (0.5 * (1 + np.cos(np.pi * np.minimum(t, 150) / 150)))**2 + 0.1),
         EPOCHS),
+    'linear': (
+        dict(name='linear', init_value=0.1, end_value=0.001, transition_steps=80,
+             stepping='continuous'),
+        lambda t: 0.1 + (0.001 - 0.1) * np.minimum(t, 80) / 80, EPOCHS),
     'staircase': (
         dict(name='staircase', step=15,
              schedule=dict(name='exponential', init_value=0.5, k=0.02, stepping='continuous')),
@@ -150,6 +154,86 @@ def test_multistep_paper_divides_by_five_at_60_120_160():
   np.testing.assert_allclose(schedule(np.array([0, 59.99, 60, 119.5, 120, 160, 199])),
                              [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.0008])
   assert schedule.boundaries == (60.0, 120.0, 160.0)
+
+
+OPTAX_BACKED = {  # config, the optax functions it must call (the first one with t itself)
+    'constant': (dict(name='constant', init_value=0.3), ('constant_schedule',)),
+    'exponential': (dict(name='exponential', init_value=0.5, k=0.1, offset=1,
+                         stepping='continuous'), ('exponential_decay',)),
+    'power': (dict(name='power', init_value=0.2, gamma=0.95, stepping='continuous'),
+              ('exponential_decay',)),
+    'step': (dict(name='step', init_value=0.1, gamma=0.5, step_size=7, stepping='continuous'),
+             ('exponential_decay',)),
+    'multistep': (dict(name='multistep', init_value=0.1, boundaries=(2.5, 60)),
+                  ('piecewise_constant_schedule',)),
+    'multistep_values': (dict(name='multistep', init_value=0.1, boundaries=(2.5, 60),
+                              values=(0.05, 0.01)), ('join_schedules', 'constant_schedule')),
+    'cosine': (dict(name='cosine', init_value=0.1, decay_steps=50, stepping='continuous'),
+               ('cosine_decay_schedule',)),
+    'linear': (dict(name='linear', init_value=0.1, end_value=0.0, transition_steps=50,
+                    stepping='continuous'), ('linear_schedule',)),
+    'warmup': (dict(name='warmup', length=5, schedule=dict(name='constant', init_value=0.1)),
+               ('join_schedules', 'linear_schedule')),
+    'warmup_no_shift': (dict(name='warmup', length=5, shift=False,
+                             schedule=dict(name='constant', init_value=0.1)),
+                        ('join_schedules', 'linear_schedule')),
+    'lr_range_exponential': (dict(name='lr_range', min_lr=1e-4, max_lr=1.0, num_updates=100,
+                                  mode='exponential'), ('exponential_decay',)),
+}
+
+
+@pytest.mark.parametrize('case', sorted(OPTAX_BACKED))
+def test_schedules_that_optax_has_call_optax_functions(monkeypatch, case):
+  """Each optax function is spied on: the schedule's LR comes from what it returned,
+  evaluated at the clock value, on the host and under jit."""
+  config, functions = OPTAX_BACKED[case]
+  seen = {name: [] for name in functions}
+
+  def spy(real, counts):
+    def factory(*args, **kwargs):
+      schedule = real(*args, **kwargs)
+
+      def spied(count):
+        counts.append(count)
+        return schedule(count)
+
+      return spied
+    return factory
+
+  for name in functions:
+    monkeypatch.setattr(optax, name, spy(getattr(optax, name), seen[name]))
+  schedule = build_lr_schedule(config)
+  t = np.array([0.0, 2.5, 7.0, 61.0])
+  for counts in seen.values():
+    counts.clear()
+  expected = schedule(t)
+  assert all(seen.values()), seen
+  np.testing.assert_array_equal(np.asarray(seen[functions[0]][0]), t)
+  for counts in seen.values():
+    counts.clear()
+  np.testing.assert_allclose(np.asarray(jax.jit(schedule)(jnp.asarray(t))), expected, rtol=1e-5,
+                             atol=1e-8)
+  assert all(seen.values()), seen
+
+
+def test_multistep_values_may_drop_to_zero_and_rise_again():
+  """A zero level then a positive one: no scale from one to the other exists, so this is
+  not ``piecewise_constant_schedule`` (nan at every count) but ``join_schedules``."""
+  schedule = build_lr_schedule(dict(name='multistep', init_value=0.1, boundaries=(10, 20),
+                                    values=(0.0, 0.01)))
+  t = np.array([0.0, 9.9, 10.0, 19.9, 20.0, 30.0])
+  np.testing.assert_array_equal(schedule(t), [0.1, 0.1, 0.0, 0.0, 0.01, 0.01])
+  np.testing.assert_allclose(np.asarray(jax.jit(schedule)(jnp.asarray(t))), schedule(t),
+                             rtol=1e-6)
+
+
+def test_power_with_gamma_near_one_keeps_its_precision_under_jit():
+  """0.99994 rounded to float32 would be 3.5e-4 off at 16,000 updates; as a half-life it
+  is not."""
+  schedule = build_lr_schedule(dict(name='power', init_value=1.0, gamma=0.99994, clock='update'))
+  t = np.arange(0.0, 16001.0, 500.0)
+  np.testing.assert_allclose(np.asarray(jax.jit(schedule)(jnp.asarray(t, jnp.float32))),
+                             0.99994**t, rtol=2e-6)
 
 
 def test_multistep_matches_optax_piecewise_constant_schedule():
@@ -275,6 +359,10 @@ def test_init_value_is_the_lr_at_zero():
     (dict(name='inverse_sqrt', init_value=0.1, offset=0), r'lr_schedule\.offset must be > 0'),
     (dict(name='cosine', init_value=0.1, decay_steps=0), r'decay_steps must be > 0, got 0'),
     (dict(name='cosine', init_value=0.1, decay_steps=10, alpha=1.5), r'alpha must be in \[0, 1\]'),
+    (dict(name='linear', init_value=0.1, end_value=0.0, transition_steps=0),
+     r'lr_schedule\.transition_steps must be > 0, got 0'),
+    (dict(name='linear', init_value=0.1, end_value=-0.01, transition_steps=10),
+     r'lr_schedule\.end_value must be >= 0, got -0\.01'),
     (dict(name='staircase', step=0, schedule=dict(name='constant', init_value=0.1)),
      r'lr_schedule\.step must be > 0, got 0'),
     (dict(name='staircase', step=5, schedule=dict(name='constant', init_value=-1)),
