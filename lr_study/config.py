@@ -24,7 +24,8 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   limit); ``ghost_batch_size`` (0: batch norm over each device's micro-batch).
 * ``eval_every_epochs``, ``train_log_every_updates`` (0: no train log),
   ``checkpoint_every_epochs`` (0: none but the last), ``updates_per_dispatch`` (updates
-  the compiled step runs per call).
+  the compiled step runs per call), ``gradient_noise_decay`` (of the moving averages of
+  the measured gradient noise scale, ``lr_study.training.gradient_noise``).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
   variants to run (``lr_study.study.select_variant``).
 
@@ -75,6 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train_log_every_updates = 0
   config.checkpoint_every_epochs = 1
   config.updates_per_dispatch = 32
+  config.gradient_noise_decay = 0.99
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config
@@ -113,6 +115,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   for path, minimum in _WHOLE.items():
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
+  checks.fraction('gradient_noise_decay', config.gradient_noise_decay)
   seeds = config.seeds
   checks.integers('seeds', seeds if isinstance(seeds, (tuple, list)) else (seeds,), 0)
   if len(set(seeds)) != len(seeds):

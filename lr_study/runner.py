@@ -39,7 +39,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str,
   feeds: dict[str, Feed] = {}
   compilers = {name: StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule,
                                   augment=setup.config.dataset.augment, mean=setup.spec.mean,
-                                  std=setup.spec.std)
+                                  std=setup.spec.std,
+                                  gradient_noise_decay=setup.config.gradient_noise_decay)
                for name, setup in setups.items()}
   summaries = []
   for name, seed in runs:

@@ -35,7 +35,7 @@ from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
 from lr_study.schedules import clock
 from lr_study.schedules.noise_scale import noise_scale
-from lr_study.training import checkpoint, manual_lr
+from lr_study.training import checkpoint, gradient_noise, manual_lr
 from lr_study.training.controllers import Controllers
 from lr_study.training.setup import RunSetup
 from lr_study.training.step import StepCompiler, StepInputs, init_train_state, reset_metrics
@@ -194,7 +194,11 @@ def _evaluate(evaluate: Any, state: Any, loop: Loop, plan: Any, config: Any, see
   """The metrics line of an evaluation after ``loop.epoch`` epochs."""
   loss, accuracy, count = _sums(state)
   lr, batch_size = _lr(state), plan.batch_size_at_epoch(loop.epoch - 1)
-  metrics = {'train_loss': loss / count, 'train_accuracy': accuracy / count, **evaluate(state)}
+  noise = jax.tree.map(lambda x: x[0], state.noise)
+  g_sq, trace = gradient_noise.estimates(noise)
+  metrics = {'train_loss': loss / count, 'train_accuracy': accuracy / count, **evaluate(state),
+             'gradient_noise_scale': float(gradient_noise.b_simple(noise)),
+             'grad_norm_sq': float(g_sq), 'trace_sigma': float(trace)}
   loop.wall_time = time.monotonic() - started
   return {'variant': config.get('variant', ''), 'seed': seed, 'update': loop.update,
           'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,

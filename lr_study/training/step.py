@@ -12,7 +12,12 @@ ImageNet example):
   the micro-batches' moves, so they do not depend on ``k`` or ``D``;
 * the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
   on the device and written into the optimizer's injected hyperparameters;
-* the state records the first update whose loss or gradient is not finite.
+* the state records the first update whose loss or gradient is not finite, and the
+  moving averages of the gradient noise scale B_simple = tr(Σ)/|G|²
+  (``lr_study.training.gradient_noise``), from the squared norms of the small-batch
+  gradients (each device's, or on one device each micro-batch's: a batch is then
+  computed as two halves, unless batch norm would see the halves apart) and of the
+  all-reduced one.
 
 An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
 for many updates, the count itself data). The seed, the plan's phase table and the
@@ -38,6 +43,7 @@ from lr_study.data.in_memory import (DeviceData, normalize, take_eval_batch, tak
 from lr_study.runtime import devices
 from lr_study.runtime.devices import AXIS
 from lr_study.schedules import LRSchedule, clock
+from lr_study.training import gradient_noise
 from lr_study.training.optimizers import with_learning_rate
 
 
@@ -62,6 +68,7 @@ class TrainState:
   opt_state: optax.OptState
   metrics: MetricSums
   diverged_at: jax.Array  # the first update (1-based) with a non-finite loss or gradient; 0: none
+  noise: gradient_noise.GradientNoiseState
 
 
 @flax.struct.dataclass
@@ -82,18 +89,14 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: i
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
+                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32),
+                    noise=gradient_noise.init())
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per-example softmax cross-entropy and 0/1 correctness."""
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return loss, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-
-
-def sq_norm(tree: Any) -> jax.Array:
-  """Σ x² over every leaf of ``tree``."""
-  return sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree))
 
 
 class StepCompiler:
@@ -105,8 +108,10 @@ class StepCompiler:
   """
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
-               *, augment: bool, mean: Any = 0.0, std: Any = 1.0):
+               *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
+               gradient_noise_decay: float = 0.99):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
+    self.noise_decay = gradient_noise_decay
     self.mean, self.std = mean, std  # normalisation of streamed batches
     self.traces = 0
     self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
@@ -165,7 +170,9 @@ class StepCompiler:
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
               inputs: StepInputs) -> TrainState:
     """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y`` [k, m]."""
-    k = x.shape[0]
+    num_devices, (k, m) = jax.device_count(), x.shape[:2]
+    if num_devices == 1 and k == 1 and m % 2 == 0 and not state.batch_stats:
+      x, y, k, m = x.reshape(2, m // 2, *x.shape[2:]), y.reshape(2, m // 2), 2, m // 2
     device = jax.lax.axis_index(AXIS)
 
     def micro_step(carry, micro):
@@ -180,24 +187,33 @@ class StepCompiler:
         return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
 
       (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc)), None
+      sq = gradient_noise.sq_norm(grads)
+      return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc, sq)), None
 
     zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
-                                          jnp.zeros(())))
+                                          jnp.zeros(()), jnp.zeros(())))
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
-    grads, batch_stats, loss, acc = jax.lax.pmean(jax.tree.map(lambda s: s / k, sums), AXIS)
+    local = jax.tree.map(lambda s: s / k, sums)
+    grads, batch_stats, loss, acc, micro_sq = jax.lax.pmean(local, AXIS)
+    if num_devices > 1:  # small batches: each device's B/D examples
+      small, b_small = jax.lax.pmean(gradient_noise.sq_norm(local[0]), AXIS), k * m
+    else:  # each micro-batch's m examples (NaN where the batch was not split)
+      small, b_small = (micro_sq, m) if k > 1 else (jnp.nan, m)
+    big = gradient_noise.sq_norm(grads)
+    noise = gradient_noise.update(state.noise, small, big, b_small, num_devices * k * m,
+                                  self.noise_decay)
 
     learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
                                         inputs.lr_multiplier)
     opt_state = with_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = self.tx.update(grads, opt_state, state.params)
-    finite = jnp.isfinite(loss) & jnp.isfinite(sq_norm(grads))
+    finite = jnp.isfinite(loss) & jnp.isfinite(big)
     diverged_at = jnp.where((state.diverged_at == 0) & ~finite, state.step + 1, state.diverged_at)
     metrics = MetricSums(state.metrics.loss + loss, state.metrics.accuracy + acc,
                          state.metrics.updates + 1)
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
-                      diverged_at=diverged_at)
+                      diverged_at=diverged_at, noise=noise)
 
 
 @functools.cache
