@@ -107,6 +107,16 @@ def make_dirs(path: str | os.PathLike[str]) -> None:
     _gfile().makedirs(os.fspath(path))
 
 
+def modified_ns(path: str | os.PathLike[str]) -> int:
+  """When file ``path`` was last modified, in nanoseconds since the epoch."""
+  if scheme(path) is None:
+    return os.stat(_local(path)).st_mtime_ns
+  gfile = _gfile()
+  if not gfile.exists(os.fspath(path)):
+    raise FileNotFoundError(os.fspath(path))
+  return gfile.stat(os.fspath(path)).mtime_nsec
+
+
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
   """The content of file ``path``; FileNotFoundError if there is none."""
   if scheme(path) is None:
