@@ -1,0 +1,207 @@
+"""Manual LR requests: the tool refuses a bad request in one line with status 2; the run
+reads a request without deleting it, sets a malformed one aside, and acknowledges a
+request once it is checkpointed, so that a kill in between applies it exactly once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from lr_study.runtime import run_files
+from lr_study.training import manual_lr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROGRAM = 'python -m lr_study.training.manual_lr'
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> str:
+  run_files.write_json(str(tmp_path / run_files.PLAN), {'phases': []})
+  return str(tmp_path)
+
+
+def _write(run_dir: str, text: str | bytes) -> str:
+  path = os.path.join(run_dir, manual_lr.REQUEST)
+  with open(path, 'wb') as f:
+    f.write(text.encode() if isinstance(text, str) else text)
+  return path
+
+
+def _tool(capsys, *args: str) -> tuple[int, str, str]:
+  status = manual_lr.main([PROGRAM, *args])
+  out, err = capsys.readouterr()
+  return status, out, err
+
+
+def test_the_tool_writes_a_strict_request_that_the_run_reads(run_dir, capsys):
+  status, out, err = _tool(capsys, f'--run_dir={run_dir}', '--lr=0.01')
+  assert (status, err) == (0, '')
+  assert out.startswith(f'requested learning rate 0.01 in {run_dir}/{manual_lr.REQUEST}')
+
+  def refuse(constant):
+    raise ValueError(constant)
+
+  with open(os.path.join(run_dir, manual_lr.REQUEST)) as f:
+    fields = json.loads(f.read(), parse_constant=refuse)
+  assert set(fields) == {'id', 'learning_rate', 'requested_at'}
+  assert manual_lr.read_request(run_dir) == manual_lr.Request(fields['id'], 0.01)
+
+
+@pytest.mark.parametrize('lr', ['nan', 'inf', '-inf', '0', '-0.1', 'abc', ''])
+def test_the_tool_refuses_a_learning_rate_that_is_not_finite_and_positive(run_dir, capsys, lr):
+  status, out, err = _tool(capsys, f'--run_dir={run_dir}', f'--lr={lr}')
+  assert (status, out) == (2, '')
+  assert err.startswith(f'{PROGRAM}: error: ') and err.count('\n') == 1
+  assert not os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))
+
+
+def test_the_tool_refuses_a_directory_without_a_plan(tmp_path, capsys):
+  status, _, err = _tool(capsys, f'--run_dir={tmp_path}', '--lr=0.01')
+  assert (status, err) == (2, f'{PROGRAM}: error: --run_dir {tmp_path} is not a run '
+                              'directory (it has no plan.json)\n')
+  assert os.listdir(tmp_path) == []
+
+
+def test_the_tool_refuses_a_run_dir_that_is_not_a_directory(tmp_path, capsys):
+  status, _, err = _tool(capsys, f'--run_dir={tmp_path}/absent', '--lr=0.01')
+  assert (status, err) == (2, f'{PROGRAM}: error: --run_dir {tmp_path}/absent is not a '
+                              'directory\n')
+
+
+@pytest.mark.parametrize('args, message', [
+    ((), '--run_dir is required'), (('--run_dir=x',), '--lr is required'),
+    (('--run_dir=x', '--lr=0.1', 'extra'), 'unexpected argument(s): extra'),
+    (('--learning_rate=0.1',), "Unknown command line flag 'learning_rate'")])
+def test_the_tool_refuses_missing_or_unknown_arguments(capsys, args, message):
+  status, _, err = _tool(capsys, *args)
+  assert (status, err) == (2, f'{PROGRAM}: error: {message}\n')
+
+
+def test_the_tool_run_as_a_module_fails_in_one_line_without_a_traceback(run_dir):
+  process = subprocess.run([sys.executable, '-m', 'lr_study.training.manual_lr',
+                            f'--run_dir={run_dir}', '--lr=nan'], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, check=False)
+  assert process.returncode == 2
+  assert process.stderr == (f'{PROGRAM}: error: --lr must be a finite number > 0, got nan\n')
+
+
+def test_read_request_leaves_the_request_in_place(run_dir):
+  sent = manual_lr.request(run_dir, 0.02)
+  assert manual_lr.read_request(run_dir) == sent
+  assert manual_lr.read_request(run_dir) == sent
+  assert os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))
+
+
+def test_read_request_without_a_request_is_none(run_dir):
+  assert manual_lr.read_request(run_dir) is None
+
+
+MALFORMED = {
+    'garbage': b'\x00\xffnot json', 'torn': '{"learning_rate": 0.0', 'a_list': '[0.01]',
+    'no_learning_rate': '{"id": "a"}', 'unknown_field': '{"lr": 0.01, "learning_rate": 0.01}',
+    'nan': '{"learning_rate": NaN}', 'infinity': '{"learning_rate": Infinity}',
+    'zero': '{"learning_rate": 0}', 'negative': '{"learning_rate": -0.01}',
+    'a_string': '{"learning_rate": "0.01"}', 'a_bool': '{"learning_rate": true}',
+    'null': '{"learning_rate": null}', 'empty_id': '{"learning_rate": 0.01, "id": ""}'}
+
+
+@pytest.mark.parametrize('kind', sorted(MALFORMED))
+def test_a_malformed_request_is_set_aside_with_one_warning(run_dir, kind, caplog):
+  _write(run_dir, MALFORMED[kind])
+  with caplog.at_level(logging.WARNING):
+    assert manual_lr.read_request(run_dir) is None
+  (record,) = caplog.records
+  assert record.levelno == logging.WARNING and '\n' not in record.getMessage()
+  assert record.getMessage().startswith(f'manual LR request {run_dir}/set_lr.json rejected (')
+  assert sorted(os.listdir(run_dir)) == ['plan.json', manual_lr.REJECTED]
+  rejected = open(os.path.join(run_dir, manual_lr.REJECTED), 'rb').read()
+  assert rejected == (MALFORMED[kind] if isinstance(MALFORMED[kind], bytes)
+                      else MALFORMED[kind].encode())
+  assert manual_lr.read_request(run_dir) is None  # the run goes on
+
+
+def test_acknowledge_deletes_the_request_it_names(run_dir):
+  sent = manual_lr.request(run_dir, 0.02)
+  assert manual_lr.acknowledge(run_dir, sent.id)
+  assert manual_lr.read_request(run_dir) is None
+
+
+def test_acknowledge_keeps_a_newer_request(run_dir):
+  old = manual_lr.request(run_dir, 0.02)
+  new = manual_lr.request(run_dir, 0.005)
+  assert not manual_lr.acknowledge(run_dir, old.id)
+  assert manual_lr.read_request(run_dir) == new
+
+
+class _Run:
+  """The loop's side of the protocol: its checkpointed state holds the id applied last."""
+
+  def __init__(self, run_dir: str, checkpointed: dict):
+    self.run_dir, self.state, self.applied = run_dir, dict(checkpointed), []
+
+  def poll(self) -> None:
+    pending = manual_lr.read_request(self.run_dir)
+    if pending is not None and pending.id != self.state.get('manual_request'):
+      self.applied.append(pending.learning_rate)
+      self.state.update(manual_request=pending.id, learning_rate=pending.learning_rate)
+
+  def checkpoint(self) -> dict:
+    saved = dict(self.state)
+    if saved.get('manual_request'):
+      manual_lr.acknowledge(self.run_dir, saved['manual_request'])
+    return saved
+
+
+def test_a_kill_before_the_checkpoint_applies_the_request_again_on_resume(run_dir):
+  manual_lr.request(run_dir, 0.01)
+  checkpointed = {'learning_rate': 0.1}
+  first = _Run(run_dir, checkpointed)
+  first.poll()
+  assert first.applied == [0.01]  # then kill -9: no checkpoint holds the change
+  resumed = _Run(run_dir, checkpointed)
+  resumed.poll()
+  resumed.poll()
+  assert resumed.applied == [0.01]
+  assert resumed.checkpoint()['learning_rate'] == 0.01
+  assert manual_lr.read_request(run_dir) is None
+
+
+def test_a_kill_after_the_checkpoint_does_not_apply_the_request_twice(run_dir):
+  manual_lr.request(run_dir, 0.01)
+  first = _Run(run_dir, {'learning_rate': 0.1})
+  first.poll()
+  checkpointed = dict(first.state)  # saved; then kill -9 before the acknowledgement
+  resumed = _Run(run_dir, checkpointed)
+  resumed.poll()
+  assert resumed.applied == [] and resumed.state['learning_rate'] == 0.01
+  resumed.checkpoint()
+  assert manual_lr.read_request(run_dir) is None
+
+
+def test_a_hand_written_request_is_known_by_its_content_and_time(run_dir):
+  path = _write(run_dir, '{"learning_rate": 0.01}')
+  os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+  first = manual_lr.read_request(run_dir)
+  assert first.id.startswith('sha256:') and manual_lr.read_request(run_dir) == first
+  _write(run_dir, '{"learning_rate": 0.01}')  # the same request, written again later
+  os.utime(path, ns=(2_000_000_000, 2_000_000_000))
+  assert manual_lr.read_request(run_dir).id != first.id
+
+
+def test_requests_work_on_a_ram_run_directory():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
+  ram_dir = f'ram://test_manual_lr/{uuid.uuid4().hex}'
+  run_files.make_dirs(ram_dir)
+  run_files.write_json(os.path.join(ram_dir, run_files.PLAN), {'phases': []})
+  sent = manual_lr.request(ram_dir, 0.03)
+  assert manual_lr.read_request(ram_dir) == sent
+  assert manual_lr.acknowledge(ram_dir, sent.id)
+  run_files.write_atomic(os.path.join(ram_dir, manual_lr.REQUEST), '{"learning_rate": -1}')
+  assert manual_lr.read_request(ram_dir) is None
+  assert run_files.exists(os.path.join(ram_dir, manual_lr.REJECTED))
