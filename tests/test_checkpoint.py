@@ -252,3 +252,42 @@ def test_checkpoints_on_ram_are_a_config_error():
                      r'writes local paths and gs:// only, not ram://$'):
     checkpoint.save('ram://run', 1, _state(1), _loop_state(1))
   assert not run_files.exists('ram://run')
+
+
+_TWO_PROCESSES = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {root!r})
+    import jax
+    from jax.experimental import multihost_utils
+    from lr_study.runtime import hosts
+    hosts.initialize({address!r}, 2, int(sys.argv[1]))
+    from tests.test_checkpoint import _loop_state, _state
+    from lr_study.training import checkpoint
+    if jax.process_index() == 0:  # the writer alone, as in the loop
+      checkpoint.save({run_dir!r}, 3, _state(3), _loop_state(3))
+      assert checkpoint.restore({run_dir!r}, _state(0)).step == 3
+    multihost_utils.sync_global_devices('done')
+    print('done', jax.process_index())
+''')
+
+
+def _free_port() -> int:
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_the_writing_process_saves_and_restores_alone_among_several(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = _TWO_PROCESSES.format(root=root, address=f'127.0.0.1:{_free_port()}',
+                                 run_dir=str(tmp_path))
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+  processes = [subprocess.Popen([sys.executable, '-c', script, str(i)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  outputs = [p.communicate(timeout=300) for p in processes]
+  for i, (process, (out, err)) in enumerate(zip(processes, outputs)):
+    assert process.returncode == 0 and out.endswith(f'done {i}\n'), err[-2000:]
+  assert sorted(os.listdir(checkpoint.directory(str(tmp_path)))) == ['3']
