@@ -247,7 +247,6 @@ def test_a_killed_save_is_ignored_by_restore_and_cleaned_up_by_the_next_save(tmp
 
 
 def test_checkpoints_on_ram_are_a_config_error():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
   with pytest.raises(ConfigError, match=r"^checkpoints cannot be kept in 'ram://run': orbax "
                      r'writes local paths and gs:// only, not ram://$'):
     checkpoint.save('ram://run', 1, _state(1), _loop_state(1))

@@ -116,7 +116,6 @@ def test_a_stale_lock_file_of_a_dead_pid_is_taken_over(tmp_path):
 
 
 def test_a_lock_file_on_ram_names_its_live_holder():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
   run_dir = f'ram://test_lock/{uuid.uuid4().hex}'
   with lock.RunLock(run_dir):
     with pytest.raises(ConfigError, match=rf'^run_dir {run_dir} is in use by pid '
@@ -126,7 +125,6 @@ def test_a_lock_file_on_ram_names_its_live_holder():
 
 
 def test_a_lock_file_on_ram_of_a_dead_pid_is_taken_over():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
   run_dir = f'ram://test_lock/{uuid.uuid4().hex}'
   dead = _dead_pid()
   run_files.write_atomic(os.path.join(run_dir, lock.LOCK), _lock_content(dead))
@@ -143,7 +141,6 @@ def test_a_lock_file_of_a_reused_pid_is_stale():
 
 
 def test_a_lock_file_on_ram_from_another_host_is_held_and_names_the_file_to_delete():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
   run_dir = f'ram://test_lock/{uuid.uuid4().hex}'
   path = os.path.join(run_dir, lock.LOCK)
   run_files.write_atomic(path, _lock_content(_dead_pid(), host='elsewhere'))

@@ -195,7 +195,6 @@ def test_a_hand_written_request_is_known_by_its_content_and_time(run_dir):
 
 
 def test_requests_work_on_a_ram_run_directory():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import  (ram://)
   ram_dir = f'ram://test_manual_lr/{uuid.uuid4().hex}'
   run_files.make_dirs(ram_dir)
   run_files.write_json(os.path.join(ram_dir, run_files.PLAN), {'phases': []})
