@@ -1,149 +1,204 @@
-r"""The study table and figure, rebuilt from the run logs alone.
+r"""The study table and figure, rebuilt from the run logs alone, over one or many studies.
 
     python -m analysis.study_results --workdir=runs/digits_study-20261121-120000
+    python -m analysis.study_results --workdir=runs/a --workdir=runs/b --out_dir=runs/ab
 
-reads ``WORKDIR/<variant>/seed_<k>/{metrics.jsonl,summary.json}`` and writes
-``table.md``, ``table.csv`` and ``figure.png`` to WORKDIR: per schedule, the mean and
-standard deviation over seeds of the final test accuracy, with the parameter updates,
-examples seen and wall time; and test accuracy against epochs and against parameter
-updates, one curve per schedule (Smith et al. 2018, Figure 2).
+reads every run under each WORKDIR (``analysis.runs``: ``<variant>/seed_<k>/`` of a
+study, ``<point>/<variant>/seed_<k>/`` of a sweep) and writes to OUT_DIR (default: the
+first WORKDIR):
+
+* ``table.csv``: one row per run (pandas: ``pd.read_csv``), with ``workdir``,
+  ``point`` (the sweep point's directory name, empty outside a sweep), one column per
+  swept key (its dotted name, e.g. ``learning_rate``), ``variant``, ``seed``,
+  ``status`` (``finished`` or ``diverged``), ``diverged_at_update``,
+  ``final_test_accuracy`` (a fraction) and ``final_test_loss`` (empty for a diverged
+  run), ``updates``, ``examples_seen``, ``epochs`` and ``wall_time`` (seconds);
+* ``table.md``: one row per (swept values, variant), the final test accuracy as mean ±
+  standard deviation over its seeds, with parameter updates, examples seen and wall
+  time; a diverged run counts in no mean and is shown as "diverged at update U";
+* ``figure.png`` and ``figure.pdf``: ``analysis.figures``' ``accuracy`` figure, test
+  accuracy against epochs and against parameter updates (Smith et al. 2018, Figure 2).
+
+The swept values of a run come from its ``metadata.json`` (``"sweep"``), else from its
+point's directory name. Runs still training (no ``summary.json``) are left out.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import os
+import math
 import statistics
-from typing import Any, Sequence
+import sys
+from typing import Any, Mapping, Sequence
 
 from absl import app, flags
 
-from lr_study.runtime import run_files
+from analysis import figures
+from analysis import runs as runs_lib
+from analysis.runs import Run
 
-OUTPUTS = ('table.md', 'table.csv', 'figure.png')
-
-
-@dataclasses.dataclass
-class Run:
-  variant: str
-  seed: int
-  summary: dict[str, Any]
-  metrics: list[dict[str, Any]]
+OUTPUTS = ('table.md', 'table.csv', 'figure.png', 'figure.pdf')
+FIGURE = 'figure'
+RUN_COLUMNS = ('variant', 'seed', 'status', 'diverged_at_update', 'final_test_accuracy',
+               'final_test_loss', 'updates', 'examples_seen', 'epochs', 'wall_time')
+TABLE_STATUSES = ('finished', 'diverged')
 
 
-def load_runs(workdir: str) -> dict[str, list[Run]]:
-  """The finished runs under ``workdir``, by variant, in the study's run order."""
-  order = []
-  config_path = os.path.join(workdir, 'study_config.json')
-  if os.path.exists(config_path):
-    order = list(run_files.read_json(config_path).get('run_variants', ()))
-  found = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d)))
-  runs: dict[str, list[Run]] = {}
-  for variant in [v for v in order if v in found] + [v for v in found if v not in order]:
-    vdir = os.path.join(workdir, variant)
-    for seed_dir in sorted(os.listdir(vdir)):
-      summary_path = os.path.join(vdir, seed_dir, run_files.SUMMARY)
-      if not os.path.exists(summary_path):
-        continue
-      summary = run_files.read_json(summary_path)
-      runs.setdefault(variant, []).append(Run(
-          variant, int(summary['seed']), summary,
-          run_files.read_jsonl(os.path.join(vdir, seed_dir, run_files.METRICS))))
-  return runs
+def finished_runs(workdirs: str | Sequence[str]) -> list[Run]:
+  """The runs under ``workdirs`` that have a summary (finished or diverged)."""
+  return [r for r in runs_lib.load_runs(workdirs) if r.status in TABLE_STATUSES]
+
+
+def _sweep_columns(runs: Sequence[Run]) -> dict[str, str]:
+  """Each swept key and its CSV column: the key, or ``sweep.<key>`` where it would
+  collide with a run column."""
+  taken = {'workdir', 'point', *RUN_COLUMNS}
+  return {key: f'sweep.{key}' if key in taken else key for key in runs_lib.swept_keys(runs)}
+
+
+def _cell(value: Any) -> Any:
+  """A CSV cell: '' for None or a non-finite number, lists as their JSON-like text."""
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return ''
+  if isinstance(value, (list, tuple)):
+    return '(' + ', '.join(str(v) for v in value) + ')'
+  return value
+
+
+def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+  """One row per run, the CSV's columns in order."""
+  sweep_columns = _sweep_columns(runs)
+  rows = []
+  for run in runs:
+    summary = run.summary or {}
+    row = {'workdir': run.workdir, 'point': run.point_name}
+    row.update({column: run.point.get(key) for key, column in sweep_columns.items()})
+    row.update({
+        'variant': run.variant, 'seed': run.seed, 'status': run.status,
+        'diverged_at_update': run.diverged_at_update,
+        'final_test_accuracy': run.final('test_accuracy'),
+        'final_test_loss': run.final('test_loss'),
+        'updates': summary.get('updates'), 'examples_seen': summary.get('examples_seen'),
+        'epochs': summary.get('epochs'), 'wall_time': summary.get('wall_time'),
+    })
+    rows.append(row)
+  return rows
+
+
+def format_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+  """``rows`` as CSV text with a plain header (empty cells for missing values)."""
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator='\n')
+  writer.writeheader()
+  writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+  return out.getvalue()
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
   return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def table_rows(runs: dict[str, list[Run]]) -> list[dict[str, Any]]:
+def _span(values: Sequence[Any], fmt: str) -> str:
+  """The one value all runs share, or ``low–high``; '' when none is known."""
+  known = sorted({v for v in values if isinstance(v, (int, float)) and math.isfinite(v)})
+  if not known:
+    return ''
+  if len(known) == 1:
+    return format(known[0], fmt)
+  return f'{format(known[0], fmt)}–{format(known[-1], fmt)}'
+
+
+def _accuracy_cell(group: Sequence[Run]) -> str:
+  healthy = [100 * r.final('test_accuracy') for r in group if not r.diverged]
+  healthy = [a for a in healthy if math.isfinite(a)]
+  diverged = [r for r in group if r.diverged]
+  parts = []
+  if healthy:
+    mean, std = _mean_std(healthy)
+    parts.append(f'{mean:.2f} ± {std:.2f}'
+                 + (f' ({len(healthy)} seed{"s" * (len(healthy) > 1)})' if diverged else ''))
+  for run in diverged:
+    update = run.diverged_at_update
+    where = f'diverged at update {update:,}' if update is not None else 'diverged'
+    parts.append(where if len(group) == 1 else f'seed {run.seed} {where}')
+  return '; '.join(parts)
+
+
+def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+  """One row per (sweep point, variant): the markdown table's cells."""
+  keys = runs_lib.swept_keys(runs)
   rows = []
-  for variant, vruns in runs.items():
-    acc, acc_std = _mean_std([100 * r.summary['final_test_accuracy'] for r in vruns])
+  for group in runs_lib.group_runs(runs).values():
+    summaries = [r.summary or {} for r in group]
+    healthy = [s for r, s in zip(group, summaries) if not r.diverged] or summaries
     rows.append({
-        'schedule': variant, 'seeds': len(vruns),
-        'test_accuracy_mean': acc, 'test_accuracy_std': acc_std,
-        'epochs': vruns[0].summary['epochs'],
-        'updates': vruns[0].summary['updates'],
-        'examples_seen': vruns[0].summary['examples_seen'],
-        'wall_time_s': statistics.fmean(r.summary['wall_time'] for r in vruns),
+        **{key: _point_text(group[0].point.get(key)) for key in keys},
+        'schedule': group[0].variant,
+        'final test accuracy (%)': _accuracy_cell(group),
+        'seeds': str(len(group)),
+        'epochs': _span([s.get('epochs') for s in healthy], ''),
+        'parameter updates': _span([s.get('updates') for s in healthy], ','),
+        'examples seen': _span([s.get('examples_seen') for s in healthy], ','),
+        'wall time (s)': _wall_time([s.get('wall_time') for s in summaries]),
     })
   return rows
 
 
-def format_markdown(rows: list[dict[str, Any]]) -> str:
-  lines = ['| schedule | final test accuracy (%) | seeds | epochs | parameter updates | '
-           'examples seen | wall time (s) |', '|---|---|---|---|---|---|---|']
-  for r in rows:
-    lines.append(f"| {r['schedule']} | {r['test_accuracy_mean']:.2f} ± {r['test_accuracy_std']:.2f} "
-                 f"| {r['seeds']} | {r['epochs']} | {r['updates']:,} | {r['examples_seen']:,} "
-                 f"| {r['wall_time_s']:.1f} |")
+def _point_text(value: Any) -> str:
+  if value is None:
+    return ''
+  return str(_cell(value))
+
+
+def _wall_time(values: Sequence[Any]) -> str:
+  known = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+  return f'{statistics.fmean(known):.1f}' if known else ''
+
+
+def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+  """``rows`` as a markdown table (mean ± standard deviation over seeds)."""
+  header = list(rows[0])
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines.extend('| ' + ' | '.join(str(row[h]) for h in header) + ' |' for row in rows)
   return '\n'.join(lines)
 
 
-def format_csv(rows: list[dict[str, Any]]) -> str:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  return out.getvalue()
+def write_study_outputs(workdirs: str | Sequence[str], out_dir: str | None = None) -> str:
+  """Writes table.md, table.csv, figure.png and figure.pdf; returns the markdown table.
 
+  ``workdirs``: one study directory or several; ``out_dir`` defaults to the first.
 
-def plot_study(runs: dict[str, list[Run]], path: str) -> None:
-  """Test accuracy against epochs and against parameter updates; mean over seeds with its
-  range shaded."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-  for variant, vruns in runs.items():
-    length = min(len(r.metrics) for r in vruns)
-    acc = 100 * np.array([[m['test_accuracy'] for m in r.metrics[:length]] for r in vruns])
-    for ax, key in zip(axes, ('epoch', 'update')):
-      x = np.array([m[key] for m in vruns[0].metrics[:length]])
-      line, = ax.plot(x, acc.mean(0), label=variant)
-      if len(vruns) > 1:
-        ax.fill_between(x, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
-  axes[0].set_xlabel('epochs')
-  axes[1].set_xlabel('parameter updates')
-  axes[1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
-  axes[0].set_ylabel('test accuracy (%)')
-  seeds = max(len(v) for v in runs.values())
-  for ax in axes:
-    ax.grid(alpha=0.3)
-    ax.legend()
-  fig.suptitle(f'Test accuracy by schedule (mean over {seeds} seed{"s" * (seeds > 1)}'
-               f'{", range shaded" if seeds > 1 else ""})')
-  fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=120)
-  plt.close(fig)
-  run_files.write_atomic(path, buffer.getvalue())
-
-
-def write_study_outputs(workdir: str) -> str:
-  """Writes table.md, table.csv and figure.png to ``workdir``; returns the table."""
-  runs = load_runs(workdir)
+  Raises:
+    FileNotFoundError: no finished run under ``workdirs``.
+  """
+  if isinstance(workdirs, str):
+    workdirs = [workdirs]
+  runs = finished_runs(workdirs)
   if not runs:
-    raise FileNotFoundError(f'no finished runs under {workdir}')
-  rows = table_rows(runs)
-  table = format_markdown(rows)
-  run_files.write_atomic(os.path.join(workdir, 'table.md'), table + '\n')
-  run_files.write_atomic(os.path.join(workdir, 'table.csv'), format_csv(rows))
-  plot_study(runs, os.path.join(workdir, 'figure.png'))
+    raise FileNotFoundError(f'no finished runs under {", ".join(workdirs)}')
+  out_dir = (out_dir or workdirs[0]).rstrip('/')
+  runs_lib.make_dirs(out_dir)
+  table = format_markdown(table_rows(runs))
+  runs_lib.write_bytes(f'{out_dir}/table.md', table + '\n')
+  runs_lib.write_bytes(f'{out_dir}/table.csv', format_csv(run_rows(runs)))
+  figure = figures.accuracy_figure(runs)
+  if figure is not None:
+    figures.save(figure, out_dir, FIGURE)
   return table
 
 
 def main(argv: list[str]) -> None:
   del argv
-  print(write_study_outputs(flags.FLAGS.workdir))
+  try:
+    print(write_study_outputs(flags.FLAGS.workdir, flags.FLAGS.out_dir))
+  except FileNotFoundError as e:
+    sys.exit(f'analysis.study_results: error: {e}')
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'A study directory written by launch.py.', required=True)
+  flags.DEFINE_multi_string('workdir', None, 'A study directory written by launch.py '
+                            '(repeat for several).', required=True)
+  flags.DEFINE_string('out_dir', None, 'Where the table and figure go (default: the first '
+                      'WORKDIR).')
   app.run(main)

@@ -1,0 +1,202 @@
+"""analysis.study_results: the table (markdown and CSV) and figure over one or many
+study directories, from run logs alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from analysis import runs as runs_lib
+from analysis import study_results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(variant: str, optimizer: str = 'momentum', dataset: str = 'digits') -> dict[str, Any]:
+  return {'variant': variant, 'seeds': [0, 1, 2],
+          'dataset': {'name': dataset, 'train_split': 'train', 'data_dir': '/somewhere'},
+          'model': {'name': 'mlp', 'widths': [128, 128]},
+          'optimizer': {'name': optimizer, 'momentum': 0.9}}
+
+
+def write_run(root: str, variant: str, seed: int, accuracy: float, *, point_dir: str = '',
+              sweep: dict[str, Any] | None = None, updates_per_epoch: int = 10,
+              epochs: int = 4, diverged_at: int | None = None,
+              config: dict[str, Any] | None = None) -> str:
+  """A run directory with the files a run writes: metrics, summary, metadata, plan."""
+  run_dir = os.path.join(root, point_dir, variant, f'seed_{seed}')
+  os.makedirs(run_dir)
+  rows = []
+  for epoch in range(1, epochs + 1):
+    update = epoch * updates_per_epoch
+    if diverged_at is not None and update > diverged_at:
+      rows.append({'epoch': float(epoch), 'update': update, 'train_loss': None,
+                   'test_loss': None, 'test_accuracy': 0.1, 'wall_time': epoch * 0.5})
+      break
+    rows.append({'epoch': float(epoch), 'update': update, 'examples_seen': update * 8,
+                 'learning_rate': 0.1, 'batch_size': 8, 'noise_scale': 100.0,
+                 'train_loss': 1.0 / epoch, 'test_loss': 1.0 / epoch,
+                 'test_accuracy': accuracy - 0.1 * (epochs - epoch), 'wall_time': epoch * 0.5})
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in rows)
+  summary = {'variant': variant, 'seed': seed, 'epochs': epochs,
+             'updates': rows[-1]['update'], 'examples_seen': rows[-1]['update'] * 8,
+             'final_test_accuracy': rows[-1]['test_accuracy'],
+             'final_test_loss': rows[-1]['test_loss'], 'wall_time': rows[-1]['wall_time']}
+  if diverged_at is not None:
+    summary.update(status='diverged', diverged_at_update=diverged_at)
+  metadata = {'config': config or _config(variant), 'seed': seed}
+  if sweep is not None:
+    metadata['sweep'] = sweep
+  for name, obj in (('summary.json', summary), ('metadata.json', metadata),
+                    ('plan.json', {'phases': [], 'total_updates': epochs * updates_per_epoch})):
+    with open(os.path.join(run_dir, name), 'w') as f:
+      json.dump(obj, f)
+  return run_dir
+
+
+def _study(root: str) -> str:
+  for seed, accuracy in enumerate((0.96, 0.97, 0.98)):
+    write_run(root, 'decay', seed, accuracy, updates_per_epoch=20)
+    write_run(root, 'increase', seed, accuracy - 0.01, updates_per_epoch=5)
+  with open(os.path.join(root, 'study_config.json'), 'w') as f:
+    json.dump({'run_variants': ['increase', 'decay']}, f)
+  return root
+
+
+def _csv(text: str) -> list[dict[str, str]]:
+  return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_markdown_has_one_row_per_variant_with_mean_and_std_over_seeds(tmp_path):
+  table = study_results.write_study_outputs(_study(str(tmp_path)))
+  lines = table.splitlines()
+  assert lines[0] == ('| schedule | final test accuracy (%) | seeds | epochs | parameter updates '
+                      '| examples seen | wall time (s) |')
+  assert lines[2] == '| increase | 96.00 ± 1.00 | 3 | 4 | 20 | 160 | 2.0 |'  # study order
+  assert lines[3] == '| decay | 97.00 ± 1.00 | 3 | 4 | 80 | 640 | 2.0 |'
+
+
+def test_csv_has_one_row_per_run_under_a_plain_header(tmp_path):
+  study_results.write_study_outputs(_study(str(tmp_path)))
+  text = open(tmp_path / 'table.csv').read()
+  rows = _csv(text)
+  assert text.splitlines()[0] == ('workdir,point,variant,seed,status,diverged_at_update,'
+                                  'final_test_accuracy,final_test_loss,updates,examples_seen,'
+                                  'epochs,wall_time')
+  assert [(r['variant'], int(r['seed'])) for r in rows] == [
+      ('increase', 0), ('increase', 1), ('increase', 2), ('decay', 0), ('decay', 1), ('decay', 2)]
+  assert float(rows[3]['final_test_accuracy']) == pytest.approx(0.96)
+  assert (rows[3]['status'], rows[3]['diverged_at_update'], rows[3]['updates']) == (
+      'finished', '', '80')
+
+
+def test_swept_values_come_from_metadata_and_group_the_table(tmp_path):
+  for lr, shift in ((0.02, 0.0), (0.05, 0.01)):
+    for seed in (0, 1):
+      write_run(str(tmp_path), 'decay', seed, 0.9 + shift + 0.01 * seed,
+                point_dir=f'learning_rate={lr}', sweep={'learning_rate': lr})
+  lines = study_results.write_study_outputs(str(tmp_path)).splitlines()
+  assert lines[0].startswith('| learning_rate | schedule | final test accuracy (%) |')
+  assert lines[2].startswith('| 0.02 | decay | 90.50 ± 0.71 | 2 |')
+  assert lines[3].startswith('| 0.05 | decay | 91.50 ± 0.71 | 2 |')
+  rows = _csv(open(tmp_path / 'table.csv').read())
+  assert [(r['point'], r['learning_rate']) for r in rows] == [
+      ('learning_rate=0.02', '0.02')] * 2 + [('learning_rate=0.05', '0.05')] * 2
+
+
+def test_swept_values_fall_back_to_the_point_directory_name(tmp_path):
+  write_run(str(tmp_path), 'decay', 0, 0.9, point_dir='batch_size=16,learning_rate=0.1')
+  (run,) = runs_lib.load_runs(str(tmp_path))
+  assert run.point == {'batch_size': 16, 'learning_rate': 0.1}
+  assert run.point_name == 'batch_size=16,learning_rate=0.1'
+
+
+def test_points_sort_by_value_not_by_name(tmp_path):
+  for lr in (0.1, 0.02):
+    write_run(str(tmp_path), 'decay', 0, 0.9, point_dir=f'learning_rate={lr}')
+  assert [r.point['learning_rate'] for r in runs_lib.load_runs(str(tmp_path))] == [0.02, 0.1]
+
+
+def test_a_diverged_run_shows_its_update_and_no_accuracy(tmp_path):
+  write_run(str(tmp_path), 'decay', 0, 0.95)
+  write_run(str(tmp_path), 'decay', 1, 0.97)
+  write_run(str(tmp_path), 'decay', 2, 0.97, diverged_at=25)
+  write_run(str(tmp_path), 'increase', 0, 0.97, diverged_at=15)
+  lines = study_results.write_study_outputs(str(tmp_path)).splitlines()
+  assert lines[2].startswith('| decay | 96.00 ± 1.41 (2 seeds); seed 2 diverged at update 25 | 3 |')
+  assert lines[3].startswith('| increase | diverged at update 15 | 1 |')
+  rows = {(r['variant'], r['seed']): r for r in _csv(open(tmp_path / 'table.csv').read())}
+  assert rows['decay', '2']['status'] == 'diverged'
+  assert rows['decay', '2']['diverged_at_update'] == '25'
+  assert rows['decay', '2']['final_test_accuracy'] == ''
+  assert rows['decay', '2']['final_test_loss'] == ''
+
+
+def test_json_null_reads_as_a_missing_value(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, 0.95)
+  summary = json.load(open(os.path.join(run_dir, 'summary.json')))
+  summary['final_test_loss'] = None
+  json.dump(summary, open(os.path.join(run_dir, 'summary.json'), 'w'))
+  study_results.write_study_outputs(str(tmp_path))
+  (row,) = _csv(open(tmp_path / 'table.csv').read())
+  assert row['final_test_loss'] == '' and float(row['final_test_accuracy']) == 0.95
+
+
+def test_several_workdirs_of_one_config_pool_their_seeds(tmp_path):
+  first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
+  write_run(first, 'decay', 0, 0.96)
+  write_run(second, 'decay', 1, 0.98)
+  lines = study_results.write_study_outputs([first, second], str(tmp_path / 'out')).splitlines()
+  assert lines[2].startswith('| decay | 97.00 ± 1.41 | 2 |')
+  assert os.path.exists(tmp_path / 'out' / 'table.csv')
+  assert not os.path.exists(os.path.join(first, 'table.md'))
+
+
+def test_workdirs_of_different_configs_stay_apart_named_by_workdir(tmp_path):
+  first, second = str(tmp_path / 'sgd_study'), str(tmp_path / 'adam_study')
+  write_run(first, 'decay', 0, 0.96, config=_config('decay', 'sgd'))
+  write_run(second, 'decay', 0, 0.98, config=_config('decay', 'adam'))
+  lines = study_results.write_study_outputs([first, second], str(tmp_path)).splitlines()
+  assert lines[0].startswith('| study | schedule |')
+  assert sorted(line.split('|')[1].strip() for line in lines[2:]) == ['adam_study', 'sgd_study']
+
+
+def test_runs_still_training_are_left_out_of_the_table(tmp_path):
+  _study(str(tmp_path))
+  os.remove(tmp_path / 'decay' / 'seed_2' / 'summary.json')
+  lines = study_results.write_study_outputs(str(tmp_path)).splitlines()
+  assert lines[3].startswith('| decay | 96.50 ± 0.71 | 2 |')
+
+
+def test_outputs_are_the_table_and_the_accuracy_figure_as_png_and_pdf(tmp_path):
+  study_results.write_study_outputs(_study(str(tmp_path)))
+  for name in study_results.OUTPUTS:
+    assert os.path.getsize(tmp_path / name) > 0
+  assert open(tmp_path / 'figure.png', 'rb').read(4) == b'\x89PNG'
+  assert open(tmp_path / 'figure.pdf', 'rb').read(4) == b'%PDF'
+
+
+def test_no_finished_run_is_an_error_naming_the_workdir(tmp_path):
+  with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+    study_results.write_study_outputs(str(tmp_path))
+
+
+def test_cli_rebuilds_the_outputs_of_several_workdirs_into_out_dir(tmp_path):
+  first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
+  write_run(first, 'decay', 0, 0.96)
+  write_run(second, 'decay', 1, 0.98)
+  result = subprocess.run(
+      [sys.executable, '-m', 'analysis.study_results', f'--workdir={first}',
+       f'--workdir={second}', f'--out_dir={tmp_path}/out'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert '| decay | 97.00 ± 1.41 | 2 |' in result.stdout
+  assert sorted(os.listdir(tmp_path / 'out')) == sorted(study_results.OUTPUTS)
