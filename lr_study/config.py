@@ -23,7 +23,8 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
 * ``num_epochs``; ``max_per_device_batch`` (above it, gradient accumulation; 0: no
   limit); ``ghost_batch_size`` (0: batch norm over each device's micro-batch).
 * ``eval_every_epochs``, ``train_log_every_updates`` (0: no train log),
-  ``checkpoint_every_epochs`` (0: none but the last), ``updates_per_dispatch`` (updates
+  ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
+  newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
   the compiled step runs per call), ``gradient_noise_decay`` (of the moving averages of
   the measured gradient noise scale, ``lr_study.training.gradient_noise``).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
@@ -45,7 +46,7 @@ DATASET_MODES = ('in_memory', 'streaming')
 # Keys whose values must be whole numbers >= the given minimum.
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
           'eval_every_epochs': 1, 'train_log_every_updates': 0, 'checkpoint_every_epochs': 0,
-          'updates_per_dispatch': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
+          'updates_per_dispatch': 1, 'checkpoints_to_keep': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
 
 
 def dataset_defaults(name: str = 'digits', **overrides: Any) -> ml_collections.ConfigDict:
@@ -75,6 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1
   config.train_log_every_updates = 0
   config.checkpoint_every_epochs = 1
+  config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
   config.gradient_noise_decay = 0.99
   config.variants = ml_collections.ConfigDict()

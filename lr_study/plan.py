@@ -10,7 +10,8 @@ The plan is a list of phases, split at every epoch where the batch size or the L
 multiplier changes and at every boundary of an epoch-clock LR schedule, so that each
 phase has one batch size and, for a piecewise-constant LR, one LR. The global batch is
 split evenly over the devices; a per-device batch above ``max_per_device_batch`` is
-reached by accumulating ``accumulation_steps`` micro-batches of ``max_per_device_batch``.
+reached by accumulating ``accumulation_steps`` micro-batches, as few as keep every global
+micro-batch a whole number of ghost batches (``ghost_batch_norm.accumulation_split``).
 
 The effective LR of update u is ``lr_schedule(t) · k(e)`` with t the epoch (fractional,
 0-based) or the update count, as the schedule's clock says, and k the batch schedule's
@@ -31,6 +32,7 @@ import numpy as np
 
 from lr_study import checks
 from lr_study.errors import ConfigError
+from lr_study.models.ghost_batch_norm import DeviceSplit, accumulation_split
 from lr_study.schedules import LRSchedule, build_lr_schedule, clock
 from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.schedules.noise_scale import noise_scale
@@ -83,6 +85,7 @@ class TrainingPlan:
   num_devices: int
   momentum: float
   max_per_device_batch: int
+  ghost_batch_size: int
   lr_schedule: LRSchedule = dataclasses.field(compare=False, repr=False)
   batch_schedule: BatchSchedule = dataclasses.field(compare=False, repr=False)
 
@@ -153,7 +156,7 @@ class TrainingPlan:
     mults = [p.lr_multiplier for p in self.phases for _ in range(p.num_epochs)]
     return _plan_from_epochs(sizes, mults, self.lr_schedule, self.batch_schedule,
                              self.num_train_examples, self.num_devices, self.momentum,
-                             self.max_per_device_batch)
+                             self.max_per_device_batch, self.ghost_batch_size)
 
   def to_json(self) -> dict[str, Any]:
     """A JSON-ready dict: the phases (every field) and the totals."""
@@ -166,6 +169,7 @@ class TrainingPlan:
         'num_devices': self.num_devices,
         'momentum': self.momentum,
         'max_per_device_batch': self.max_per_device_batch,
+        'ghost_batch_size': self.ghost_batch_size,
         'lr_schedule': self.lr_schedule.name,
         'lr_clock': self.lr_schedule.clock,
         'batch_schedule': self.batch_schedule.name,
@@ -201,22 +205,13 @@ class TrainingPlan:
 
 
 def _device_split(batch_size: int, num_devices: int, max_per_device_batch: int,
-                  where: str) -> tuple[int, int, int]:
-  """(per-device batch, micro-batch, accumulation steps) of a global batch; ``where``
-  ends the error message (which epoch or rule gave the batch)."""
-  per_device = batch_size // num_devices
-  if per_device == 0:
-    raise ConfigError(f'global batch {batch_size} leaves a per-device batch of 0 on '
-                      f'{num_devices} devices {where}')
-  if batch_size % num_devices:
-    raise ConfigError(f'global batch {batch_size} does not divide over {num_devices} devices '
-                      f'{where}')
-  if max_per_device_batch <= 0 or per_device <= max_per_device_batch:
-    return per_device, per_device, 1
-  if per_device % max_per_device_batch:
-    raise ConfigError(f'per-device batch {per_device} is not a multiple of max_per_device_batch '
-                      f'{max_per_device_batch} {where}')
-  return per_device, max_per_device_batch, per_device // max_per_device_batch
+                  ghost_batch_size: int, where: str) -> DeviceSplit:
+  """``ghost_batch_norm.accumulation_split``, its error ending with ``where`` (the rule and
+  epoch that gave the batch)."""
+  try:
+    return accumulation_split(batch_size, num_devices, max_per_device_batch, ghost_batch_size)
+  except ConfigError as e:
+    raise ConfigError(f'{e} {where}') from None
 
 
 def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
@@ -234,7 +229,8 @@ def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
 
 def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule: LRSchedule,
                       batch_schedule: BatchSchedule, num_train_examples: int, num_devices: int,
-                      momentum: float, max_per_device_batch: int) -> TrainingPlan:
+                      momentum: float, max_per_device_batch: int,
+                      ghost_batch_size: int) -> TrainingPlan:
   """The plan from each epoch's batch size and LR multiplier."""
   n = num_train_examples
   cuts = _split_epochs(sizes, mults, lr_schedule)
@@ -245,7 +241,7 @@ def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule:
       raise ConfigError(f'batch_schedule: batch size {b} at epoch {start} is larger than the '
                         f'{n} training examples')
     per_device, micro, accum = _device_split(b, num_devices, max_per_device_batch,
-                                              f'(batch_schedule at epoch {start})')
+                                             ghost_batch_size, f'(batch_schedule at epoch {start})')
     per_epoch = n // b
     phases.append(Phase(
         start_epoch=start, end_epoch=end, batch_size=b, per_device_batch=per_device,
@@ -262,7 +258,8 @@ def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule:
             for p, lr in zip(phases, lrs)]
   return TrainingPlan(tuple(phases), num_train_examples=n, num_epochs=len(sizes),
                       num_devices=num_devices, momentum=momentum,
-                      max_per_device_batch=max_per_device_batch, lr_schedule=lr_schedule,
+                      max_per_device_batch=max_per_device_batch,
+                      ghost_batch_size=ghost_batch_size, lr_schedule=lr_schedule,
                       batch_schedule=batch_schedule)
 
 
@@ -288,6 +285,7 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
   devices = checks.integer('num_devices', num_devices, 1)
   num_epochs = checks.integer('num_epochs', config.num_epochs, 1)
   max_pdb = checks.integer('max_per_device_batch', config.max_per_device_batch, 0)
+  ghost = checks.integer('ghost_batch_size', config.ghost_batch_size, 0)
   momentum = momentum_of(config.optimizer)
   lr_schedule = build_lr_schedule(config.lr_schedule)
   batch_schedule = build_batch_schedule(config.batch_schedule, num_examples=n)
@@ -299,13 +297,13 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
     raise ConfigError(f'batch_schedule.max_batch_size {cap} is larger than the {n} training '
                       'examples')
   for b in batch_schedule.reachable_batch_sizes():
-    _device_split(b, devices, max_pdb, '(batch_schedule, reachable on plateau)')
+    _device_split(b, devices, max_pdb, ghost, '(batch_schedule, reachable on plateau)')
   try:
     steps = [batch_schedule.fn(e) for e in range(num_epochs)]
   except ConfigError as e:
     raise ConfigError(f'batch_schedule.{e}') from None
   plan = _plan_from_epochs([b for b, _ in steps], [k for _, k in steps], lr_schedule,
-                           batch_schedule, n, devices, momentum, max_pdb)
+                           batch_schedule, n, devices, momentum, max_pdb, ghost)
   if lr_schedule.clock == 'update':
     _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, plan.total_updates,
                   'updates')

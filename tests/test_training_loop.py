@@ -4,31 +4,33 @@ plan's books exactly, dynamic schedules act between updates, and a resume is exa
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from lr_study.training import checkpoint
-from lr_study.training import manual_lr
+from lr_study import config as schema
+from lr_study.data.feeds import load_feed
 from lr_study.runtime import run_files
-from lr_study.config import dataset_defaults
-from lr_study.training.loop import prepare_run, train_and_evaluate
-from lr_study.data.feeds import load_training_data
+from lr_study.training import checkpoint, manual_lr
+from lr_study.training.loop import train_and_evaluate
+from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler, init_train_state
 
 
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict(dict(
-      seeds=(0,), variant='test',
-      dataset=dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
+  config = schema.get_config()
+  del config['variants'], config['run_variants']
+  config.update(dict(
+      variant='test',
+      dataset=schema.dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
       model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
       optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
       lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),
       batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2, 4), factor=2),
-      num_epochs=6, max_per_device_batch=0, ghost_batch_size=0, eval_every_epochs=1,
-      train_log_every_updates=0, checkpoint_every_epochs=1))
+      num_epochs=6, checkpoints_to_keep=10))
   with config.ignore_type():
     for key, value in overrides.items():
       config[key] = value
@@ -37,10 +39,18 @@ def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
 
 def _run(config: ml_collections.ConfigDict, run_dir: str):
   setup = prepare_run(config)
-  data = load_training_data(config.dataset, setup.spec)
-  compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, seed=0, augment=False)
-  summary = train_and_evaluate(setup, data, run_dir, 0, compiler)
+  feed = load_feed(config.dataset, setup.spec)
+  compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, augment=False)
+  summary = train_and_evaluate(setup, feed, run_dir, 0, compiler)
   return setup, summary, run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))
+
+
+def _rewind(run_dir: str, epochs: int, updates_per_epoch: int) -> None:
+  """Deletes the checkpoints after ``epochs`` epochs: the run as if killed just after
+  that checkpoint."""
+  for step in os.listdir(os.path.join(run_dir, 'checkpoints')):
+    if int(step) > epochs * updates_per_epoch:
+      shutil.rmtree(os.path.join(run_dir, 'checkpoints', step))
 
 
 def _events(run_dir: str) -> list[dict]:
@@ -105,8 +115,9 @@ def test_manual_learning_rate_change_of_a_stopped_run_takes_effect_on_resume(
     digits_data_dir, tmp_path):
   constant = dict(name='manual', init_value=0.05)
   batch = dict(name='constant', batch_size=64)
-  _run(_config(digits_data_dir, num_epochs=2, lr_schedule=constant, batch_schedule=batch),
+  _run(_config(digits_data_dir, num_epochs=4, lr_schedule=constant, batch_schedule=batch),
        str(tmp_path))
+  _rewind(str(tmp_path), 2, 1437 // 64)
   manual_lr.request(str(tmp_path), 0.01)
   _, _, log = _run(_config(digits_data_dir, num_epochs=4, lr_schedule=constant,
                            batch_schedule=batch), str(tmp_path))
@@ -123,13 +134,14 @@ def test_resumed_run_continues_exactly_where_an_uninterrupted_run_would_be(
                 batch_schedule=dict(name='constant', batch_size=64))
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
   _, _, log_straight = _run(_config(digits_data_dir, num_epochs=4, **kwargs), straight)
-  _run(_config(digits_data_dir, num_epochs=2, **kwargs), resumed)
+  _run(_config(digits_data_dir, num_epochs=4, **kwargs), resumed)
+  _rewind(resumed, 2, 1437 // 64)
   setup, _, log_resumed = _run(_config(digits_data_dir, num_epochs=4, **kwargs), resumed)
   drop = ('wall_time',)
   assert ([{k: v for k, v in r.items() if k not in drop} for r in log_resumed] ==
           [{k: v for k, v in r.items() if k not in drop} for r in log_straight])
   template = init_train_state(setup.model, setup.tx, 0, setup.spec.image_shape)
-  (a, _), (b, _) = checkpoint.restore(straight, template), checkpoint.restore(resumed, template)
+  a, b = (checkpoint.restore(d, template).state for d in (straight, resumed))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
@@ -180,10 +192,12 @@ def test_long_epochs_on_eight_cpu_devices_do_not_deadlock(digits_data_dir, tmp_p
 
 def test_manual_learning_rate_request_rescales_a_decaying_schedule_from_its_update(
     digits_data_dir, tmp_path):
-  manual_lr.request(str(tmp_path), 0.01)  # read before the first update
-  _, _, log = _run(_config(digits_data_dir, num_epochs=4,
-                           batch_schedule=dict(name='constant', batch_size=64)), str(tmp_path))
+  batch = dict(name='constant', batch_size=64)
+  _run(_config(digits_data_dir, num_epochs=4, batch_schedule=batch), str(tmp_path))
+  _rewind(str(tmp_path), 1, 1437 // 64)
+  manual_lr.request(str(tmp_path), 0.01)  # read when the run resumes, before update 22
+  _, _, log = _run(_config(digits_data_dir, num_epochs=4, batch_schedule=batch), str(tmp_path))
   # multistep 0.05 ÷ 5 at epoch 3: the request sets 0.01 now and the later step still acts.
-  assert [r['learning_rate'] for r in log] == pytest.approx([0.01, 0.01, 0.01, 0.002], rel=1e-6)
+  assert [r['learning_rate'] for r in log] == pytest.approx([0.05, 0.01, 0.01, 0.002], rel=1e-6)
   (event,) = _events(str(tmp_path))
-  assert (event['update'], event['old_learning_rate']) == (0, pytest.approx(0.05))
+  assert (event['update'], event['old_learning_rate']) == (1437 // 64, pytest.approx(0.05))

@@ -116,8 +116,9 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
         files.write_json(run_files.PLAN, controllers.plan.to_json())
       every = config.checkpoint_every_epochs
       if files.writer and every and (loop.epoch % every == 0 or loop.epoch == plan.num_epochs):
-        checkpoint.save(run_dir, devices.unreplicate(state), {
-            'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()})
+        checkpoint.save(run_dir, loop.update, devices.unreplicate(state), {
+            'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
+                        keep=config.checkpoints_to_keep)
   finally:
     files.close()
   summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
@@ -134,11 +135,14 @@ def _restore(files: RunDirectory, host_state: Any, controllers: Controllers
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
   fresh ones."""
   restored = checkpoint.restore(files.path, host_state) if files.writer else None
-  saved = hosts.from_writer(restored[1] if restored else None)
+  if restored and restored.skipped:
+    print(f'{files.path}: {restored.skipped}', flush=True)
+  saved = hosts.from_writer(restored.loop_state if restored else None)
   if saved is None:
     return host_state, Loop()
   controllers.load_state_dict(saved['controllers'])
-  return hosts.arrays_from_writer(restored[0] if restored else host_state), Loop(**saved['loop'])
+  return (hosts.arrays_from_writer(restored.state if restored else host_state),
+          Loop(**saved['loop']))
 
 
 def _inputs(seed: int, controllers: Controllers) -> StepInputs:

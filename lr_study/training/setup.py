@@ -12,7 +12,8 @@ import ml_collections
 from lr_study import config as schema
 from lr_study.data.sources import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
-from lr_study.models import build_model, ghost_size
+from lr_study.models import build_model
+from lr_study.runtime.devices import AXIS
 from lr_study.plan import TrainingPlan, build_plan
 from lr_study.training.optimizers import build_optimizer
 
@@ -38,10 +39,9 @@ def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = Non
   plan = build_plan(config, num_devices=num_devices or jax.device_count(),
                     num_train_examples=spec.num_train_examples)
   _check_plateau_metrics(plan, config.dataset.validation_size)
-  for phase in plan.phases:  # each micro-batch is split into whole ghost batches
-    ghost_size(config.ghost_batch_size, phase.micro_batch_size)
   return RunSetup(config=config, spec=spec, plan=plan,
-                  model=build_model(config.model, spec.num_classes, config.ghost_batch_size),
+                  model=build_model(config.model, spec.num_classes, config.ghost_batch_size,
+                                    axis_name=AXIS),
                   tx=build_optimizer(config.optimizer))
 
 
