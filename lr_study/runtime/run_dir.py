@@ -5,7 +5,10 @@
 (every change a dynamic schedule makes), ``metadata.json``, ``plan.json``,
 ``summary.json`` and the checkpoints (``lr_study.runtime.run_files``,
 ``lr_study.training.checkpoint``). On several processes only process 0 writes
-(``lr_study.runtime.hosts``); the others write nowhere.
+(``lr_study.runtime.hosts``); the others write nowhere. The writer holds the directory's
+lock (``lr_study.runtime.lock``) while the run is open: a second run into it is refused.
+Every record is strict JSON; a non-finite value is written as null and named in the
+record's ``non_finite`` field.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from typing import Any
 
 from lr_study.runtime import hosts, run_files
+from lr_study.runtime.lock import RunLock
 
 LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
 
@@ -25,8 +29,23 @@ class RunDirectory:
     self.path = path
     self.writer = hosts.is_writer()
     self._logs: dict[str, run_files.JsonlWriter] = {}
-    if self.writer:
-      os.makedirs(path, exist_ok=True)
+    self._lock = RunLock(path) if self.writer else None
+
+  def __enter__(self) -> 'RunDirectory':
+    if self._lock:
+      self._lock.acquire()
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self.close()
+    if self._lock:
+      self._lock.release()
+
+  def read_json(self, name: str) -> Any:
+    """Process 0's copy of ``name`` (None if absent), on every process."""
+    path = self.file(name)
+    return hosts.from_writer(run_files.read_json(path) if self.writer and run_files.exists(path)
+                             else None)
 
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
@@ -40,7 +59,7 @@ class RunDirectory:
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
 
   def log(self, name: str, record: dict[str, Any]) -> None:
-    self._logs[name].write(record)
+    self._logs[name].write(run_files.mark_non_finite(record))
 
   def write_json(self, name: str, obj: Any) -> None:
     if self.writer:
@@ -51,6 +70,11 @@ class RunDirectory:
     return hosts.from_writer(run_files.read_jsonl(self.file(run_files.METRICS))[-1]
                              if self.writer else None)
 
+  def remove(self, name: str) -> None:
+    if self.writer:
+      run_files.remove(self.file(name))
+
   def close(self) -> None:
     for log in self._logs.values():
       log.close()
+    self._logs = {}

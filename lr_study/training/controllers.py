@@ -2,8 +2,10 @@
 
 * reduce-on-plateau (``lr_schedule.name='reduce_on_plateau'``): at an evaluation, cuts the
   LR multiplier when the watched metric plateaus;
-* manual (``lr_schedule.name='manual'``): sets the LR when a request arrives
-  (``python -m lr_study.training.manual_lr``) and at the scripted ``changes``;
+* manual (``lr_schedule.name='manual'``): sets the LR at the scripted ``changes``; any
+  run takes a request (``python -m lr_study.training.manual_lr``) exactly once: it
+  records the update it takes it at in the request, keeps its id in the checkpointed
+  state, and a run resumed from before that update applies it again at that update;
 * increase-on-plateau (``batch_schedule.name='increase_on_plateau'``): at an evaluation,
   raises the batch size from the next epoch and re-plans the remaining epochs.
 
@@ -22,18 +24,23 @@ from typing import Any, Callable
 
 from lr_study.plan import TrainingPlan
 from lr_study.schedules import plateau_controller
+from lr_study.training.manual_lr import Request
 
 Event = dict[str, Any]
-RequestReader = Callable[[], float | None]  # the next manual LR request, or None
+RequestReader = Callable[[], Request | None]  # the pending manual LR request, or None
+RequestMarker = Callable[[Request, int], Request]  # records the update a request applies from
 
 
 class Controllers:
   """The run-time state of a run's dynamic schedules."""
 
-  def __init__(self, plan: TrainingPlan, read_request: RequestReader):
+  def __init__(self, plan: TrainingPlan, read_request: RequestReader,
+               mark_taken: RequestMarker):
     self.plan = plan
     self.lr_multiplier = 1.0
-    self._read_request = read_request
+    self.applied_request: str | None = None  # the id of the last manual request applied
+    self.pending_at: int | None = None  # a taken request's update, not reached yet
+    self._read_request, self._mark_taken = read_request, mark_taken
     self._lr = plan.lr_schedule
     self._lr_plateau = (plateau_controller(self._lr) if self._lr.dynamic == 'reduce_on_plateau'
                         else None)
@@ -50,9 +57,18 @@ class Controllers:
     return events + self.poll(update)
 
   def poll(self, update: int) -> list[Event]:
-    """A manual LR request, if one waits: it applies from the next update."""
-    learning_rate = self._read_request()
-    return [] if learning_rate is None else [self._set_lr(update, learning_rate, 'manual')]
+    """A manual LR request, if a new one waits: it applies from the next update, or from
+    the update it was taken at (by a run that stopped before its next checkpoint)."""
+    pending, self.pending_at = self._read_request(), None
+    if pending is None or pending.id == self.applied_request:
+      return []
+    if pending.taken_at_update is None:
+      pending = self._mark_taken(pending, update)
+    if pending.taken_at_update > update:
+      self.pending_at = pending.taken_at_update
+      return []
+    self.applied_request = pending.id
+    return [self._set_lr(update, pending.learning_rate, 'manual')]
 
   def _set_lr(self, update: int, learning_rate: float, reason: str) -> Event:
     """η = ``learning_rate`` now; the schedule's later changes scale with it."""
@@ -86,11 +102,12 @@ class Controllers:
 
   def state_dict(self) -> dict[str, Any]:
     return {'lr_multiplier': self.lr_multiplier, 'batch_changes': self._batch_changes,
+            'applied_request': self.applied_request,
             'lr_plateau': self._lr_plateau.state_dict() if self._lr_plateau else None,
             'batch_plateau': self._batch_plateau.state_dict() if self._batch_plateau else None}
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    self.lr_multiplier = state['lr_multiplier']
+    self.lr_multiplier, self.applied_request = state['lr_multiplier'], state['applied_request']
     for epoch, batch_size in state['batch_changes']:
       self._batch_changes.append((epoch, batch_size))
       self.plan = self.plan.with_batch_size_from(epoch, batch_size)

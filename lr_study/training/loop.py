@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from lr_study.data.feeds import Feed
-from lr_study.runtime import devices, hosts, run_files
+from lr_study.runtime import devices, fingerprint, hosts, run_files
 from lr_study.runtime.metadata import run_metadata
 from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
@@ -68,11 +68,16 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
                        compiler: StepCompiler, label: str = '') -> dict[str, Any]:
   """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
-  config, files, label = setup.config, RunDirectory(run_dir), label or run_dir
-  controllers = Controllers(setup.plan, lambda: hosts.from_writer(
-      manual_lr.take_request(run_dir) if files.writer else None))
+  with RunDirectory(run_dir) as files:
+    return _train(setup, feed, files, seed, compiler, label or run_dir)
+
+
+def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
+           compiler: StepCompiler, label: str) -> dict[str, Any]:
+  config = setup.config
+  controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
-  host_state, loop = _restore(files, host_state, controllers)
+  host_state, loop = _restore(files, config, host_state, controllers)
   files.open_logs(loop.update)
   files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
@@ -80,47 +85,46 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
   evaluate, progress = feed.evaluator(setup.model), Progress(label, controllers.plan.examples_seen)
   chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
   started, mark, diverged_at = time.monotonic() - loop.wall_time, _sums(state), 0
-  try:
-    while loop.epoch < controllers.plan.num_epochs and not diverged_at:
-      plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
-      if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch)):
-        inputs = _inputs(seed, controllers)
-      dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
-                                     feed.streaming)
-      for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
-                                      phase.updates_per_epoch):
-        for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit):
-          state = dispatch(state, args, inputs, k)
-          loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
-          if max_in_flight():
-            jax.block_until_ready(state)
-          if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
-            mark = _write_train_log(files, state, mark, loop.update, plan)
-          if progress.due():
-            if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
-              inputs = _inputs(seed, controllers)
-            loss, _, count = np.subtract(_sums(state), mark)
-            progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
-                          phase=plan.phases.index(phase), num_phases=len(plan.phases),
-                          batch_size=phase.batch_size, learning_rate=_lr(state),
-                          loss=loss / max(count, 1), examples_seen=loop.examples_seen)
-      loop.epoch += 1
-      diverged_at = int(state.diverged_at[0])
-      if loop.epoch % config.eval_every_epochs and loop.epoch < plan.num_epochs:
-        continue
+  while loop.epoch < controllers.plan.num_epochs and not diverged_at:
+    plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
+    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch)):
+      inputs = _inputs(seed, controllers)
+    dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
+                                   feed.streaming)
+    for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
+                                    phase.updates_per_epoch):
+      for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
+                       controllers.pending_at):
+        state = dispatch(state, args, inputs, k)
+        loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
+        if max_in_flight():
+          jax.block_until_ready(state)
+        if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
+          mark = _write_train_log(files, state, mark, loop.update, plan)
+        if progress.due() or loop.update == controllers.pending_at:
+          if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
+            inputs = _inputs(seed, controllers)
+          loss, _, count = np.subtract(_sums(state), mark)
+          progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
+                        phase=plan.phases.index(phase), num_phases=len(plan.phases),
+                        batch_size=phase.batch_size, learning_rate=_lr(state),
+                        loss=loss / max(count, 1), examples_seen=loop.examples_seen)
+    loop.epoch += 1
+    diverged_at = int(state.diverged_at[0])
+    if loop.epoch % config.eval_every_epochs == 0 or loop.epoch == plan.num_epochs:
       metrics = _evaluate(evaluate, state, loop, plan, config, seed, started)
       files.log(run_files.METRICS, metrics)
       state, mark = reset_metrics(state), (0.0, 0.0, 0)
       if _log_events(files, controllers.on_eval(metrics, loop.update, loop.epoch)):
         inputs, progress.total_examples = _inputs(seed, controllers), controllers.plan.examples_seen
         files.write_json(run_files.PLAN, controllers.plan.to_json())
-      every = config.checkpoint_every_epochs
-      if files.writer and every and (loop.epoch % every == 0 or loop.epoch == plan.num_epochs):
-        checkpoint.save(run_dir, loop.update, devices.unreplicate(state), {
-            'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
-                        keep=config.checkpoints_to_keep)
-  finally:
-    files.close()
+    every = config.checkpoint_every_epochs
+    if files.writer and (loop.epoch == phase.end_epoch or (every and loop.epoch % every == 0)):
+      checkpoint.save(files.path, loop.update, devices.unreplicate(state), {
+          'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
+                      keep=config.checkpoints_to_keep)
+      if controllers.applied_request:
+        manual_lr.acknowledge(files.path, controllers.applied_request)
   summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
   files.write_json(run_files.SUMMARY, summary)
   progress.close(f'{label}: ' + (f'diverged at update {diverged_at}' if diverged_at else
@@ -130,11 +134,34 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
   return summary
 
 
-def _restore(files: RunDirectory, host_state: Any, controllers: Controllers
+def _manual_requests(files: RunDirectory) -> tuple[Any, Any]:
+  """The controllers' reader and marker of manual LR requests: process 0 reads and
+  writes the request file, every process gets what it read."""
+
+  def read() -> manual_lr.Request | None:
+    found = manual_lr.read_request(files.path) if files.writer else None
+    shared = hosts.from_writer(dataclasses.asdict(found) if found else None)
+    return manual_lr.Request(**shared) if shared else None
+
+  def mark(request: manual_lr.Request, update: int) -> manual_lr.Request:
+    if files.writer:
+      return manual_lr.mark_taken(files.path, request, update)
+    return dataclasses.replace(request, taken_at_update=update)
+
+  return read, mark
+
+
+def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Controllers
              ) -> tuple[Any, Loop]:
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
-  fresh ones."""
+  fresh ones. A checkpoint of another config is a ConfigError, before any file changes."""
   restored = checkpoint.restore(files.path, host_state) if files.writer else None
+  recorded = files.read_json(run_files.METADATA) if restored else None
+  if recorded:
+    fingerprint.check_same(files.path, recorded['config'], config,
+                           fingerprint.NOT_RESULTS + ('num_epochs',))
+  if not restored:
+    files.remove(run_files.SUMMARY)
   if restored and restored.skipped:
     print(f'{files.path}: {restored.skipped}', flush=True)
   saved = hosts.from_writer(restored.loop_state if restored else None)
@@ -154,14 +181,17 @@ def _inputs(seed: int, controllers: Controllers) -> StepInputs:
       lr_multiplier=np.float32(controllers.lr_multiplier)))
 
 
-def _chunks(update: int, updates: int, log_every: int, limit: int) -> Iterator[int]:
-  """Dispatch sizes for ``updates`` updates after ``update``: at most ``limit`` each, and
-  one ending at every multiple of ``log_every`` (0: none)."""
+def _chunks(update: int, updates: int, log_every: int, limit: int,
+            stop: int | None) -> Iterator[int]:
+  """Dispatch sizes for ``updates`` updates after ``update``: at most ``limit`` each, one
+  ending at every multiple of ``log_every`` (0: none) and one at update ``stop``."""
   end = update + updates
   while update < end:
     k = min(limit, end - update)
     if log_every:
       k = min(k, log_every - update % log_every)
+    if stop is not None and update < stop:
+      k = min(k, stop - update)
     yield k
     update += k
 
@@ -213,12 +243,12 @@ def _evaluate(evaluate: Any, state: Any, loop: Loop, plan: Any, config: Any, see
 
 def _summary(config: Any, files: RunDirectory, seed: int, loop: Loop, plan: Any,
              compiler: StepCompiler, diverged_at: int) -> dict[str, Any]:
-  final = files.last_metrics()
+  final = {} if diverged_at else files.last_metrics()
   return {'variant': config.get('variant', ''), 'seed': seed,
           'status': 'diverged' if diverged_at else 'finished',
           'diverged_at_update': diverged_at or None,
-          'final_test_accuracy': None if diverged_at else final['test_accuracy'],
-          'final_test_loss': None if diverged_at else final['test_loss'],
+          'final_test_accuracy': final.get('test_accuracy'),
+          'final_test_loss': final.get('test_loss'),
           'updates': loop.update, 'examples_seen': loop.examples_seen,
           'epochs': plan.num_epochs, 'wall_time': loop.wall_time,
           'planned_updates': plan.total_updates, 'compiles': compiler.traces}

@@ -17,7 +17,9 @@ The run side, exactly once across kills:
    finite number > 0) is renamed ``set_lr.json.rejected`` with one warning line, and
    the run goes on.
 2. The loop applies a request whose ``id`` differs from the last one it applied, and
-   keeps that id in its checkpointed state.
+   keeps that id in its checkpointed state. Before it applies it, ``mark_taken`` writes
+   the update it applies it from into the file (``taken_at_update``), so a run resumed
+   from an older checkpoint applies it again at exactly that update.
 3. ``acknowledge(run_dir, id)`` deletes the file once a checkpoint holding the change
    is saved (not a newer request written meanwhile). Killed before that checkpoint, the
    run resumes from an older one without the change and applies the request again;
@@ -49,15 +51,17 @@ from lr_study.runtime import run_files
 
 REQUEST = 'set_lr.json'
 REJECTED = REQUEST + '.rejected'
-_FIELDS = frozenset({'id', 'learning_rate', 'requested_at'})
+_FIELDS = frozenset({'id', 'learning_rate', 'requested_at', 'taken_at_update'})
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-  """A manual LR request: its identity and the LR asked for."""
+  """A manual LR request: its identity, the LR asked for, and the update from which a
+  run applied it (None until one takes it)."""
 
   id: str
   learning_rate: float
+  taken_at_update: int | None = None
 
 
 def _check_learning_rate(learning_rate: object, name: str) -> float:
@@ -104,7 +108,17 @@ def _parse(data: bytes, mtime: str) -> Request:
     request_id = 'sha256:' + hashlib.sha256(data + mtime.encode()).hexdigest()[:32]
   elif not isinstance(request_id, str) or not request_id:
     raise ValueError(f'id must be a non-empty string, got {request_id!r}')
-  return Request(id=request_id, learning_rate=learning_rate)
+  taken = fields.get('taken_at_update')
+  if taken is not None and (isinstance(taken, bool) or not isinstance(taken, int) or taken < 0):
+    raise ValueError(f'taken_at_update must be a whole number >= 0, got {taken!r}')
+  return Request(id=request_id, learning_rate=learning_rate, taken_at_update=taken)
+
+
+def mark_taken(run_dir: str, pending: Request, update: int) -> Request:
+  """Records in the request file that ``pending`` applies from ``update``, atomically."""
+  taken = dataclasses.replace(pending, taken_at_update=update)
+  run_files.write_json(os.path.join(run_dir, REQUEST), dataclasses.asdict(taken))
+  return taken
 
 
 def read_request(run_dir: str) -> Request | None:
@@ -135,19 +149,6 @@ def acknowledge(run_dir: str, request_id: str) -> bool:
   if pending is None or pending.id != request_id:
     return False
   return run_files.remove(os.path.join(run_dir, REQUEST))
-
-
-def take_request(run_dir: str) -> float | None:
-  """The requested LR, the request deleted at once; None when there is none.
-
-  For the loop that predates ``read_request``/``acknowledge``: a kill between this call
-  and the next checkpoint loses the request.
-  """
-  pending = read_request(run_dir)
-  if pending is None:
-    return None
-  run_files.remove(os.path.join(run_dir, REQUEST))
-  return pending.learning_rate
 
 
 def main(argv: list[str]) -> int:
