@@ -92,9 +92,13 @@ class Curve:
   seeds: int
 
 
-def mean_curve(runs: Sequence[Run], x_key: str, y_key: str, source: str = 'metrics',
+def mean_curve(runs: Sequence[Run], x_key: str, y_key: str,
+               source: str | Callable[[Run], Sequence[Mapping[str, Any]]] = 'metrics',
                scale: float = 1.0) -> Curve | None:
   """The mean and standard deviation over ``runs`` of ``y_key`` against ``x_key``.
+
+  ``source``: ``'metrics'`` or ``'train_log'`` (``Run.rows``), or a function of a run
+  that returns its rows.
 
   Rows are matched across runs by their epoch; at each, the mean is over the runs whose
   value there is finite (null is NaN), and ``x`` is the runs' mean ``x_key`` (the same
@@ -103,7 +107,7 @@ def mean_curve(runs: Sequence[Run], x_key: str, y_key: str, source: str = 'metri
   """
   by_epoch: dict[float, list[tuple[float, float]]] = {}
   for run in runs:
-    for row in run.rows(source):
+    for row in (source(run) if callable(source) else run.rows(source)):
       epoch = runs_lib.number(row.get('epoch'))
       if np.isnan(epoch):
         continue
@@ -123,10 +127,14 @@ def mean_curve(runs: Sequence[Run], x_key: str, y_key: str, source: str = 'metri
   return Curve(np.array(x), np.array(mean), np.array(std), len(runs))
 
 
+def _positive(values: Sequence[np.ndarray]) -> np.ndarray:
+  flat = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values] or [np.zeros(0)])
+  return flat[np.isfinite(flat) & (flat > 0)]
+
+
 def spans_decade(values: Sequence[np.ndarray]) -> bool:
   """Whether the positive finite values span more than a factor DECADE."""
-  flat = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values] or [np.zeros(0)])
-  flat = flat[np.isfinite(flat) & (flat > 0)]
+  flat = _positive(values)
   return flat.size > 1 and flat.max() / flat.min() > DECADE
 
 
@@ -220,7 +228,8 @@ def new_figure(panels: int, title: Sequence[str], width: float = 5.6, height: fl
 
 
 def draw_curve(ax: Any, curve: Curve, style: Style, label: str | None, band: bool = True,
-               drawstyle: str = 'default', linewidth: float = 1.6, alpha: float = 1.0) -> None:
+               drawstyle: str = 'default', linewidth: float = 1.6, alpha: float = 1.0,
+               band_alpha: float = 0.15) -> None:
   """The mean as a line with staggered markers, ± one std shaded."""
   ax.plot(curve.x, curve.mean, color=style.color, linestyle=style.linestyle,
           marker=style.marker, markersize=5, markevery=markevery(style, len(curve.x)),
@@ -229,7 +238,7 @@ def draw_curve(ax: Any, curve: Curve, style: Style, label: str | None, band: boo
   if band and curve.seeds > 1 and np.any(curve.std > 0):
     step = {'steps-pre': 'pre', 'steps-post': 'post'}.get(drawstyle)
     ax.fill_between(curve.x, curve.mean - curve.std, curve.mean + curve.std,
-                    color=style.color, alpha=0.15, linewidth=0, step=step)
+                    color=style.color, alpha=band_alpha, linewidth=0, step=step)
 
 
 def draw_diverged(ax: Any, run: Run, style: Style, x_key: str, y_key: str,
@@ -252,7 +261,13 @@ def set_log_if_wide(ax: Any, axis: str, values: Sequence[np.ndarray],
   """A log scale on ``axis`` when ``values`` span more than a decade; else, with
   ``wide_numbers``, tick labels with thousands separators."""
   if spans_decade(values):
-    (ax.set_xscale if axis == 'x' else ax.set_yscale)('log')
+    if axis == 'x':
+      ax.set_xscale('log')
+    else:
+      # A band whose mean − std falls to 0 or below would pull a log axis down by
+      # decades: the axis starts just below the lowest curve, the band runs off it.
+      ax.set_yscale('log')
+      ax.set_ylim(bottom=_positive(values).min() / 1.5)
   elif axis == 'x' and wide_numbers:
     _thousands(ax.xaxis)
 
@@ -260,6 +275,21 @@ def set_log_if_wide(ax: Any, axis: str, values: Sequence[np.ndarray],
 def _thousands(axis: Any) -> None:
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
+
+
+def batch_size_axis(ax: Any, values: Sequence[np.ndarray]) -> None:
+  """A base-2 log y axis labelled with the batch sizes' powers of 2, at least 1:4."""
+  import matplotlib.ticker as ticker  # pylint: disable=g-import-not-at-top
+  flat = _positive(values)
+  if not flat.size:
+    return
+  ax.set_yscale('log', base=2)
+  low, high = flat.min(), flat.max()
+  if high / low < 4:
+    ax.set_ylim(low / 2, high * 2)
+  ax.yaxis.set_major_locator(ticker.LogLocator(base=2))
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _plain(value: float, _: Any = None) -> str:
@@ -272,8 +302,8 @@ def tidy_log_axes(fig: Any) -> None:
   import matplotlib.ticker as ticker  # pylint: disable=g-import-not-at-top
   for ax in fig.axes:
     for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-      if axis.get_scale() != 'log':
-        continue
+      if axis.get_scale() != 'log' or getattr(axis.get_transform(), 'base', 10) != 10:
+        continue  # linear, or a base-2 batch-size axis (batch_size_axis)
       low, high = sorted(limits)
       decades = np.log10(high / low) if low > 0 else np.inf
       axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3
@@ -336,7 +366,7 @@ def _panels(ax_list: Sequence[Any], runs: Sequence[Run], y_key: str, x_keys: Seq
 
 
 def _finish_axes(axes: Sequence[Any], x_keys: Sequence[str], ylabel: str,
-                 runs: Sequence[Run], log_y: bool = False) -> None:
+                 runs: Sequence[Run]) -> None:
   groups = _metric_groups(runs)
   for ax, x_key in zip(axes, x_keys):
     xs = [runs_lib.column(r.rows('metrics'), x_key) for g in groups.values() for r in g]
@@ -346,9 +376,7 @@ def _finish_axes(axes: Sequence[Any], x_keys: Sequence[str], ylabel: str,
       set_log_if_wide(ax, 'x', xs, wide_numbers=x_key in ('update', 'examples_seen'))
     ax.set_xlabel(AXIS_LABELS.get(x_key, x_key))
     ax.set_ylabel(ylabel)
-    if log_y:
-      ax.set_yscale('log')
-    ax.grid(alpha=0.3, which='both' if log_y else 'major')
+    ax.grid(alpha=0.3)
 
 
 def accuracy_figure(runs: Sequence[Run]) -> Any | None:
@@ -373,7 +401,10 @@ def loss_figure(runs: Sequence[Run]) -> Any | None:
   fig, axes = new_figure(2, ['Training cross-entropy (averaged over each epoch\'s updates)',
                              describe(runs), seeds_note(groups)], sharey=True)
   means = _panels(axes, runs, 'train_loss', ('epoch', 'update'), 1.0, styles(runs))
-  _finish_axes(axes, ('epoch', 'update'), 'training loss', runs, log_y=spans_decade(means))
+  _finish_axes(axes, ('epoch', 'update'), 'training loss', runs)
+  set_log_if_wide(axes[0], 'y', means)  # the panels share their y axis
+  axes[0].grid(alpha=0.3, which='both')
+  axes[1].grid(alpha=0.3, which='both')
   add_legend(fig, axes)
   return fig
 
@@ -440,9 +471,13 @@ def _schedule_series(members: Sequence[Run], key: str) -> tuple[Curve | None, st
   """A group's ``key`` (learning_rate, batch_size or noise_scale) over epochs, and the
   drawstyle: from the train log (the LR), the metrics, or the plan."""
   healthy = [r for r in members if not r.diverged] or list(members)
-  if key == 'learning_rate' and all(any('learning_rate' in row for row in r.train_log)
-                                    for r in healthy):
+  logged = all(any('learning_rate' in row for row in r.train_log) for r in healthy)
+  if key == 'learning_rate' and logged:
     curve = mean_curve(healthy, 'epoch', key, source='train_log')
+    if curve is not None:
+      return curve, 'default'
+  if key == 'noise_scale' and logged and all(_noise_constants(r) for r in healthy):
+    curve = mean_curve(healthy, 'epoch', key, source=train_log_noise_scale)
     if curve is not None:
       return curve, 'default'
   if any(r.metrics for r in healthy):
@@ -451,6 +486,30 @@ def _schedule_series(members: Sequence[Run], key: str) -> tuple[Curve | None, st
   if key != 'noise_scale' and all(r.plan for r in healthy):
     return _mean_of_steps([_plan_curve(r.plan, key) for r in healthy]), 'steps-post'
   return None, 'default'
+
+
+def _noise_constants(run: Run) -> tuple[int, float] | None:
+  """(N, m) of a run's plan, when it records both."""
+  plan = run.plan or {}
+  n, m = plan.get('num_train_examples'), plan.get('momentum')
+  if isinstance(n, int) and isinstance(m, (int, float)) and plan.get('phases') and m < 1:
+    return n, float(m)
+  return None
+
+
+def train_log_noise_scale(run: Run) -> list[dict[str, float]]:
+  """g = ε(N/B − 1)/(1 − m) at each train-log row: ε logged, B from the plan's phase at
+  that epoch, N and m from the plan (what the metrics log, at every logged update)."""
+  n, m = _noise_constants(run)
+  phases = run.plan['phases']
+  rows = []
+  for row in run.rows('train_log'):
+    epoch, lr = runs_lib.number(row.get('epoch')), runs_lib.number(row.get('learning_rate'))
+    # A row at the end of epoch e belongs to the phase that trained epoch e - 1.
+    phase = next((p for p in phases if p['start_epoch'] < epoch <= p['end_epoch']), phases[0])
+    rows.append({'epoch': epoch,
+                 'noise_scale': lr * (n / phase['batch_size'] - 1) / (1 - m)})
+  return rows
 
 
 def _mean_of_steps(series: Sequence[tuple[np.ndarray, np.ndarray]]) -> Curve | None:
@@ -489,7 +548,10 @@ def schedules_figure(runs: Sequence[Run]) -> Any | None:
         continue
       draw_curve(ax, curve, style_of[group], members[0].label, drawstyle=drawstyle)
       drawn.append(curve.mean)
-    set_log_if_wide(ax, 'y', drawn)
+    if key == 'batch_size':
+      batch_size_axis(ax, drawn)
+    else:
+      set_log_if_wide(ax, 'y', drawn)
     ax.set(xlabel='epochs', ylabel=label)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3, which='both')
@@ -523,9 +585,12 @@ def gradient_noise_figure(runs: Sequence[Run]) -> Any | None:
   if not measured:
     return None
   groups = runs_lib.group_runs(measured)
-  fig, axes = new_figure(1, ['Gradient noise scale B_simple (markers) and batch size '
-                             '(thin dashed)', describe(measured), seeds_note(groups)],
-                         width=7.5)
+  note = seeds_note(groups)
+  if 'std' in note:
+    note += '; a band that reaches the bottom has std ≥ mean'
+  fig, axes = new_figure(1, ['Gradient noise scale B_simple (markers) and batch size B '
+                             '(dashed, same colour)', describe(measured), note],
+                         width=7.5, height=4.8)
   ax = axes[0]
   style_of = styles(runs)
   drawn = []
@@ -534,17 +599,18 @@ def gradient_noise_figure(runs: Sequence[Run]) -> Any | None:
     healthy = [r for r in members if not r.diverged]
     noise = mean_curve(healthy, 'epoch', 'gradient_noise_scale') if healthy else None
     if noise is not None:
-      draw_curve(ax, noise, style, f'{members[0].label}: B_simple')
+      draw_curve(ax, noise, style, members[0].label, band_alpha=0.1)
       drawn.append(noise.mean)
     batch = mean_curve(healthy, 'epoch', 'batch_size') if healthy else None
     if batch is not None:
       ax.plot(np.concatenate([[0.0], batch.x]), np.concatenate([batch.mean[:1], batch.mean]),
-              color=style.color, linestyle='--', linewidth=1.0, drawstyle='steps-pre',
-              label=f'{members[0].label}: batch size')
+              color=style.color, linestyle='--', linewidth=1.0, drawstyle='steps-pre')
       drawn.append(batch.mean)
     for run in members:
       if run.diverged:
         draw_diverged(ax, run, style, 'epoch', 'gradient_noise_scale')
+  ax.plot([], [], color='0.3', linestyle='--', linewidth=1.0,
+          label='batch size B (dashed)')
   set_log_if_wide(ax, 'y', drawn)
   ax.set(xlabel='epochs', ylabel='examples')
   ax.set_xlim(left=0)
@@ -560,7 +626,7 @@ BUILDERS: dict[str, Callable[[Sequence[Run]], Any | None]] = {
 }
 
 SKIPPED = {
-    'gradient_noise': 'no metrics row has gradient_noise_scale (B_simple)',
+    'gradient_noise': 'no metrics row has a measured gradient_noise_scale (B_simple)',
 }
 
 

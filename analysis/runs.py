@@ -164,7 +164,7 @@ class Run:
 def _read_json(path: str) -> Any:
   try:
     return run_files.read_json(path)
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):
     return None
 
 
@@ -238,8 +238,19 @@ def point_order(point: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _variant_order(workdir: str) -> list[str]:
-  study = _read_json(f'{workdir.rstrip("/")}/{STUDY_CONFIG}') or {}
-  return list(study.get('run_variants') or ())
+  """The study's run order of variants: its ``study_config.json``'s ``run_variants``, or
+  (a sweep) those of its points' ``study_config.json`` files, in point order."""
+  root = workdir.rstrip('/')
+  configs = [f'{root}/{STUDY_CONFIG}'] + [f'{root}/{name}/{STUDY_CONFIG}'
+                                           for name in list_dir(root)
+                                           if is_dir(f'{root}/{name}')]
+  order: list[str] = []
+  for path in configs:
+    study = _read_json(path)
+    for variant in (study or {}).get('run_variants') or ():
+      if variant not in order:
+        order.append(variant)
+  return order
 
 
 def load_runs(workdirs: str | Sequence[str]) -> list[Run]:

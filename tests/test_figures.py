@@ -36,7 +36,8 @@ def write_run(root: str, variant: str, seed: int, *, updates_per_epoch: int,
               batch_sizes: tuple[int, ...] = (8, 8, 8, 8), noise: bool = False,
               diverged_at: int | None = None, optimizer: str = 'momentum',
               accuracy: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9),
-              train_log: list[dict[str, Any]] | None = None) -> str:
+              train_log: list[dict[str, Any]] | None = None,
+              plan: dict[str, Any] | None = None) -> str:
   """A finished (or diverged) run: one metrics row per epoch."""
   run_dir = os.path.join(root, variant, f'seed_{seed}')
   os.makedirs(run_dir)
@@ -56,6 +57,8 @@ def write_run(root: str, variant: str, seed: int, *, updates_per_epoch: int,
     rows.append(row)
   _write(run_dir, 'metrics.jsonl', rows)
   _write(run_dir, 'train_log.jsonl', train_log or [])
+  if plan is not None:
+    _write(run_dir, 'plan.json', plan)
   summary = {'variant': variant, 'seed': seed, 'epochs': 4, 'updates': rows[-1]['update'],
              'examples_seen': 0, 'final_test_accuracy': rows[-1]['test_accuracy'],
              'final_test_loss': rows[-1]['test_loss'], 'wall_time': rows[-1]['wall_time']}
@@ -99,7 +102,7 @@ def test_gradient_noise_is_skipped_with_a_line_when_no_run_logs_it(tmp_path):
   lines = []
   paths = figures.make_figures(runs, str(tmp_path / 'out'), ['gradient_noise'], log=lines.append)
   assert paths == []
-  assert lines == ['gradient_noise: skipped, no metrics row has gradient_noise_scale (B_simple)']
+  assert lines == ['gradient_noise: skipped, no metrics row has a measured gradient_noise_scale (B_simple)']
 
 
 def test_curves_are_the_mean_and_std_over_seeds_matched_by_epoch(tmp_path):
@@ -205,6 +208,16 @@ def test_schedules_take_the_lr_from_the_train_log_where_it_is_logged(tmp_path):
   assert len(line.get_xdata()) == 16
 
 
+def test_schedules_compute_the_noise_scale_at_every_train_log_row(tmp_path):
+  log = [{'epoch': e / 4, 'update': 25 * e, 'learning_rate': 0.01 * e} for e in range(1, 17)]
+  plan = {'num_train_examples': 808, 'momentum': 0.9,
+          'phases': [{'start_epoch': 0, 'end_epoch': 4, 'batch_size': 8}]}
+  write_run(str(tmp_path), 'triangular', 0, updates_per_epoch=100, train_log=log, plan=plan)
+  fig = figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
+  (line,) = fig.axes[2].get_lines()  # g = ε (N/B − 1)/(1 − m) = 1000 ε
+  np.testing.assert_allclose(line.get_ydata(), [10.0 * e for e in range(1, 17)])
+
+
 def test_schedules_of_a_dry_run_come_from_its_plans(tmp_path):
   phases = [{'start_epoch': 0, 'end_epoch': 10, 'batch_size': 128, 'learning_rate': 0.1},
             {'start_epoch': 10, 'end_epoch': 20, 'batch_size': 640, 'learning_rate': 0.1}]
@@ -221,9 +234,12 @@ def test_schedules_of_a_dry_run_come_from_its_plans(tmp_path):
 def test_gradient_noise_draws_b_simple_and_the_batch_size_on_one_axis(tmp_path):
   fig = figures.gradient_noise_figure(runs_lib.load_runs(_paper_study(str(tmp_path), noise=True)))
   (ax,) = fig.axes
-  labels = [line.get_label() for line in ax.get_lines()]
-  assert {'decay: B_simple', 'decay: batch size', 'increase: B_simple',
-          'increase: batch size'} <= set(labels)
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  np.testing.assert_allclose(lines['decay'].get_ydata(), [20, 40, 60, 80])  # B_simple
+  dashed = [list(line.get_ydata()) for line in ax.get_lines()
+            if line.get_linestyle() == '--' and len(line.get_ydata())]
+  assert [8, 8, 32, 128, 512] in dashed and [8, 8, 8, 8, 8] in dashed
+  assert ax.get_yscale() == 'log'
 
 
 def test_cli_draws_the_requested_figure_of_several_workdirs(tmp_path):

@@ -200,3 +200,12 @@ def test_cli_rebuilds_the_outputs_of_several_workdirs_into_out_dir(tmp_path):
   assert result.returncode == 0, result.stderr
   assert '| decay | 97.00 ± 1.41 | 2 |' in result.stdout
   assert sorted(os.listdir(tmp_path / 'out')) == sorted(study_results.OUTPUTS)
+
+
+def test_a_sweep_keeps_the_run_order_of_its_points_study_configs(tmp_path):
+  for variant in ('decay', 'increase'):
+    write_run(str(tmp_path), variant, 0, 0.9, point_dir='learning_rate=0.1',
+              sweep={'learning_rate': 0.1})
+  with open(tmp_path / 'learning_rate=0.1' / 'study_config.json', 'w') as f:
+    json.dump({'run_variants': ['increase', 'decay']}, f)
+  assert [r.variant for r in runs_lib.load_runs(str(tmp_path))] == ['increase', 'decay']
