@@ -78,9 +78,10 @@ def styles(runs: Sequence[Run]) -> dict[tuple[str, str], Style]:
 
 
 def markevery(style: Style, n: int) -> tuple[int, int]:
-  """About MARKERS_PER_CURVE markers, each group's shifted so coinciding curves alternate."""
-  step = max(1, n // MARKERS_PER_CURVE)
-  return (style.index * step // max(style.count, 1)) % step, step
+  """About MARKERS_PER_CURVE markers (fewer when there are more groups), each group's at
+  its own offset, so that the markers of coinciding curves alternate and never overlap."""
+  step = max(1, n // MARKERS_PER_CURVE, style.count)
+  return style.index % step, step
 
 
 @dataclasses.dataclass
