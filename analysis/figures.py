@@ -371,10 +371,10 @@ def _finish_axes(axes: Sequence[Any], x_keys: Sequence[str], ylabel: str,
   groups = _metric_groups(runs)
   for ax, x_key in zip(axes, x_keys):
     xs = [runs_lib.column(r.rows('metrics'), x_key) for g in groups.values() for r in g]
-    if x_key == 'epoch':
+    if x_key in ('update', 'examples_seen'):  # counts: log where they span a decade
+      set_log_if_wide(ax, 'x', xs, wide_numbers=True)
+    else:  # epochs and seconds: linear from 0
       ax.set_xlim(left=0)
-    else:
-      set_log_if_wide(ax, 'x', xs, wide_numbers=x_key in ('update', 'examples_seen'))
     ax.set_xlabel(AXIS_LABELS.get(x_key, x_key))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
