@@ -6,7 +6,8 @@ import pytest
 
 from experiments import cifar10_wrn
 from lr_study.errors import ConfigError
-from lr_study.schedules.noise_scale import scale_batch_with_lr, scale_batch_with_momentum
+from lr_study.schedules.noise_scale import (noise_scale, scale_batch_with_lr,
+                                            scale_batch_with_momentum)
 from lr_study.plan import build_plan
 from lr_study.study import resolve_variant
 
@@ -16,6 +17,21 @@ PAPER_5_2 = ('increased_initial_lr', 'increased_momentum')
 
 def plan_of(variant: str, num_devices: int = 1):
   return build_plan(resolve_variant(cifar10_wrn.get_config(), variant), num_devices, N)
+
+
+def g_at_epoch(plan, epoch: int, approximate: bool = False) -> float:
+  """g at the start of ``epoch`` in float64: the epoch-clock LR schedule there times the
+  phase's LR multiplier (the plan's own LR, ``plan.lr_at_update``, goes through the
+  clock's float32 multiplier column: see ``test_plan_noise_scale_is_g_at_the_epoch``)."""
+  assert plan.lr_schedule.clock == 'epoch'
+  phase = plan.phase_at_epoch(epoch)
+  lr = float(plan.lr_schedule(float(epoch))) * phase.lr_multiplier
+  return noise_scale(lr, phase.batch_size, N, plan.momentum, approximate=approximate)
+
+
+def first_update_of_epoch(plan, epoch: int) -> int:
+  phase = plan.phase_at_epoch(epoch)
+  return phase.first_update + (epoch - phase.start_epoch) * phase.updates_per_epoch
 
 
 def test_docstring_opens_with_the_command_that_runs_it():
@@ -61,20 +77,37 @@ def test_decay_hybrid_and_increase_have_equal_noise_scale_at_every_epoch():
   """
   plans = {v: plan_of(v) for v in ('decay', 'hybrid', 'increase')}
   for epoch in range(200):
-    g = {v: p.noise_scale_at_epoch(epoch, approximate=True) for v, p in plans.items()}
+    g = {v: g_at_epoch(p, epoch, approximate=True) for v, p in plans.items()}
     assert g['increase'] == pytest.approx(g['decay'], rel=1e-12), epoch
     assert g['hybrid'] == pytest.approx(g['decay'], rel=1e-12), epoch
-  assert plans['increase'].noise_scale_at_epoch(160) < plans['decay'].noise_scale_at_epoch(160)
+  assert g_at_epoch(plans['increase'], 160) < g_at_epoch(plans['decay'], 160)
+  assert plans['increase'].phase_at_epoch(160).noise_scale < (
+      plans['decay'].phase_at_epoch(160).noise_scale)
+
+
+@pytest.mark.parametrize('variant', ('decay', 'hybrid', 'increase') + PAPER_5_2)
+def test_plan_noise_scale_is_g_at_the_epoch(variant):
+  """The plan's g (each phase's, and that of the LR it gives each epoch's first update) is
+  the float64 g of the schedule, to the float32 precision of the clock's LR multiplier."""
+  plan = plan_of(variant)
+  for epoch in range(200):
+    lr = plan.lr_at_update(first_update_of_epoch(plan, epoch))
+    g = noise_scale(lr, plan.batch_size_at_epoch(epoch), N, plan.momentum)
+    assert g == pytest.approx(g_at_epoch(plan, epoch), rel=1e-6), epoch
+    assert plan.phase_at_epoch(epoch).noise_scale_approx == pytest.approx(
+        g_at_epoch(plan, epoch, approximate=True), rel=1e-6), epoch
 
 
 @pytest.mark.parametrize('variant', PAPER_5_2)
 def test_section_5_2_variants_keep_the_noise_scale_of_decay(variant):
   decay, plan = plan_of('decay'), plan_of(variant)
-  assert plan.noise_scale_at_epoch(0, approximate=True) == pytest.approx(
-      decay.noise_scale_at_epoch(0, approximate=True), rel=1e-12)
+  assert plan.phases[0].noise_scale_approx == pytest.approx(
+      decay.phases[0].noise_scale_approx, rel=1e-12)
+  assert g_at_epoch(plan, 0, approximate=True) == pytest.approx(
+      decay.phases[0].noise_scale_approx, rel=1e-12)
   for epoch in range(200):  # past the 16000 cap too, where the LR decays instead
-    assert plan.noise_scale_at_epoch(epoch, approximate=True) == pytest.approx(
-        decay.noise_scale_at_epoch(epoch, approximate=True), rel=1e-12), epoch
+    assert g_at_epoch(plan, epoch, approximate=True) == pytest.approx(
+        g_at_epoch(decay, epoch, approximate=True), rel=1e-12), epoch
 
 
 def test_section_5_2_initial_batches_follow_the_rules():

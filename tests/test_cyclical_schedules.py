@@ -82,7 +82,7 @@ def test_lr_range_exponential_ramp_is_geometric():
     (dict(name='lr_range', min_lr=0.0, max_lr=1.0, num_updates=100, mode='exponential'),
      r'lr_schedule\.min_lr must be > 0 for the exponential ramp'),
     (dict(name='lr_range', min_lr=0.0, max_lr=1.0, num_updates=1),
-     r'lr_schedule\.num_updates must be an integer >= 2, got 1'),
+     r'lr_schedule\.num_updates must be a whole number >= 2, got 1'),
     (dict(name='lr_range', min_lr=0.0, max_lr=1.0, num_updates=100, mode='log'),
      r"lr_schedule\.mode must be one of 'linear', 'exponential', got 'log'"),
 ])

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lr_study import rng
 from lr_study.data import in_memory
+from lr_study.runtime import devices
 
 N = 1437  # the digits training split
 MEAN, STD = np.array([0.5, 0.25, 0.1], np.float32), np.array([0.2, 0.5, 1.0], np.float32)
@@ -22,10 +24,19 @@ def _split(n: int, shape=(4, 4, 3)) -> tuple[jax.Array, jax.Array]:
   return jnp.asarray(images), jnp.arange(n, dtype=jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('size', 'augment'))
-def _take(images, labels, perm, start, size, augment=False, seed=0, epoch=0):
-  return in_memory.take_batch(images, labels, perm, start, size, MEAN, STD,
-                              augment=augment, seed=seed, epoch=epoch)
+def _data(images, labels, perm, local_device=0, first_index=0) -> in_memory.DeviceData:
+  return in_memory.DeviceData(images, labels, jnp.asarray(MEAN), jnp.asarray(STD),
+                              jnp.int32(first_index), perm, jnp.int32(local_device))
+
+
+@functools.partial(jax.jit, static_argnames=('per_device', 'accumulation', 'num_local_devices',
+                                             'augment'))
+def _take(split, position, per_device, accumulation=1, num_local_devices=1, augment=False,
+          seed=0, epoch=0):
+  """``take_micro_batches`` outside a pmap: ``split.local_device`` names the device."""
+  return in_memory.take_micro_batches(split, position, per_device, accumulation,
+                                      num_local_devices, augment=augment, seed=seed,
+                                      epoch=epoch)
 
 
 def test_same_seed_and_epoch_give_the_same_permutation():
@@ -33,6 +44,8 @@ def test_same_seed_and_epoch_give_the_same_permutation():
   b = jax.jit(in_memory.epoch_permutation, static_argnums=2)(3, 7, N)
   assert a.dtype == jnp.int32
   np.testing.assert_array_equal(a, b)
+  # The order is drawn with the data_order stream of lr_study.rng.
+  np.testing.assert_array_equal(a, jax.random.permutation(rng.data_order_key(3, 7), N))
   np.testing.assert_array_equal(np.sort(a), np.arange(N))
 
 
@@ -49,64 +62,103 @@ def test_epoch_uses_each_example_at_most_once_and_floor_n_over_b_batches(batch_s
   images, labels = _split(N)
   perm = in_memory.epoch_permutation(0, 4, N)
   steps = N // batch_size
-  used = np.concatenate([
-      np.asarray(_take(images, labels, perm, jnp.int32(i * batch_size), batch_size)[1])
-      for i in range(steps)])
+  split = _data(images, labels, perm)
+  take = lambda i: _take(split, i, batch_size)[1]
+  used = np.asarray(jax.vmap(take)(jnp.arange(steps, dtype=jnp.int32))).reshape(-1)
   assert len(used) == steps * batch_size
   assert len(np.unique(used)) == len(used)
   # Any batch size cuts the same order: the used examples are the head of the permutation.
   np.testing.assert_array_equal(used, np.asarray(perm)[:steps * batch_size])
 
 
+def _pmapped_take(per_device: int, accumulation: int, perm: jax.Array):
+  """(step_fn, split): the labels of every local device's micro-batches of an update,
+  [devices, accumulation, m], read inside a pmap as the train step reads them."""
+  num_devices = jax.local_device_count()
+  images, labels = _split(N)
+  split = devices.replicate(in_memory.DeviceData(images, labels, MEAN, STD, np.int32(0), perm))
+  split = split.replace(local_device=devices.shard(np.arange(num_devices, dtype=np.int32)))
+
+  def device_batch(split, position):
+    return in_memory.take_micro_batches(split, position, per_device, accumulation,
+                                        num_devices, augment=False, seed=1, epoch=0)[1]
+
+  return jax.pmap(device_batch, axis_name=devices.AXIS, in_axes=(0, None)), split
+
+
 def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   num_devices, per_device = jax.local_device_count(), 5
   global_batch = num_devices * per_device
-  images, labels = _split(N)
   perm = in_memory.epoch_permutation(1, 0, N)
-
-  def device_batch(images, labels, perm, step):
-    start = in_memory.batch_start(step, jax.lax.axis_index('d'), per_device, num_devices)
-    return in_memory.take_batch(images, labels, perm, start, per_device, MEAN, STD,
-                                augment=False, seed=1, epoch=0)[1]
-
-  stacked = lambda x: jnp.broadcast_to(x, (num_devices, *x.shape))
-  step_fn = jax.pmap(device_batch, axis_name='d', in_axes=(0, 0, 0, None))
-  args = stacked(images), stacked(labels), stacked(perm)
-  used = np.concatenate([np.asarray(step_fn(*args, step)).reshape(-1)
+  step_fn, split = _pmapped_take(per_device, 1, perm)
+  used = np.concatenate([np.asarray(step_fn(split, jnp.int32(step))).reshape(-1)
                          for step in range(N // global_batch)])
   np.testing.assert_array_equal(used, np.asarray(perm)[:len(used)])
 
 
-@pytest.mark.parametrize('num_local_devices, per_device', [(1, 8), (2, 3), (4, 5)])
-def test_local_devices_read_their_process_share_of_the_epoch_once(num_local_devices, per_device):
+def test_micro_batches_are_consecutive_slices_of_the_global_batch():
+  # 8 devices, 6 examples each as 3 micro-batches of m = 2: a global batch of 48 whose
+  # micro-batch j is positions [16j, 16j + 16), device d reading 16j + 2d and 16j + 2d + 1.
+  num_devices = jax.local_device_count()
+  assert num_devices == 8
+  step_fn, split = _pmapped_take(6, 3, jnp.arange(N, dtype=jnp.int32))
+  y = np.asarray(step_fn(split, jnp.int32(1)))  # update 1: positions 48..95
+  assert y.shape == (8, 3, 2)
+  np.testing.assert_array_equal(y[1, 2], [82, 83])  # 48 + 2·16 + 1·2
+  np.testing.assert_array_equal(y[0, 0], [48, 49])
+  np.testing.assert_array_equal(y[7, 2], [94, 95])
+  for j in range(3):
+    np.testing.assert_array_equal(y[:, j].reshape(-1), np.arange(48 + 16 * j, 64 + 16 * j))
+  # Through a permutation: perm[i·B + j·D·m + d·m + r].
+  perm = in_memory.epoch_permutation(2, 5, N)
+  step_fn, split = _pmapped_take(6, 3, perm)
+  y = np.asarray(step_fn(split, jnp.int32(4)))
+  i, d, j, r = np.meshgrid(4, np.arange(8), np.arange(3), np.arange(2), indexing='ij')
+  np.testing.assert_array_equal(y, np.asarray(perm)[i * 48 + j * 16 + d * 2 + r][0])
+
+
+@pytest.mark.parametrize('num_local_devices, per_device, accumulation',
+                         [(1, 8, 1), (2, 3, 1), (4, 5, 1), (2, 6, 3), (4, 4, 2)])
+def test_local_devices_read_their_process_share_of_the_epoch_once(num_local_devices, per_device,
+                                                                   accumulation):
   # Whatever the number of processes, a process's devices cut its own permutation into
-  # consecutive, disjoint slices: update i, device d reads [i·B_local + d·P, ... + P).
+  # consecutive, disjoint slices: update i, micro-batch j, device d reads
+  # [i·B_local + j·D·m + d·m, ... + m).
   updates = 7
-  read = np.concatenate([
-      in_memory.batch_start(i, d, per_device, num_local_devices) + np.arange(per_device)
-      for i in range(updates) for d in range(num_local_devices)])
-  np.testing.assert_array_equal(read, np.arange(updates * num_local_devices * per_device))
+  n = updates * num_local_devices * per_device
+  images, labels = _split(n)
+  identity = jnp.arange(n, dtype=jnp.int32)
+  reads = [[np.asarray(_take(_data(images, labels, identity, local_device=d), jnp.int32(i),
+                             per_device, accumulation, num_local_devices)[1])
+            for d in range(num_local_devices)] for i in range(updates)]
+  read = np.concatenate([reads[i][d][j] for i in range(updates) for j in range(accumulation)
+                         for d in range(num_local_devices)])
+  np.testing.assert_array_equal(read, np.arange(n))
 
 
-def test_take_batch_normalizes_each_channel():
+def test_take_micro_batches_normalizes_each_channel():
   images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (10, 4, 4, 3)), jnp.uint8)
-  x, y = _take(images, jnp.arange(10, dtype=jnp.int32), jnp.arange(10, dtype=jnp.int32),
-               jnp.int32(2), 3)
+  perm = jnp.asarray((np.arange(10) + 9) % 10, jnp.int32)  # perm[3:6] = 2, 3, 4
+  x, y = _take(_data(images, jnp.arange(10, dtype=jnp.int32), perm), jnp.int32(1), 3)
   expected = (np.asarray(images[2:5], np.float32) / 255.0 - MEAN) / STD
   assert x.dtype == jnp.float32 and y.dtype == jnp.int32
-  np.testing.assert_allclose(x, expected, atol=1e-6)
-  np.testing.assert_array_equal(y, [2, 3, 4])
+  assert x.shape == (1, 3, 4, 4, 3) and y.shape == (1, 3)
+  np.testing.assert_allclose(x[0], expected, atol=1e-6)
+  np.testing.assert_array_equal(y[0], [2, 3, 4])
 
 
-def test_take_batch_augments_an_example_alike_whatever_the_batch_size():
+def test_take_micro_batches_augments_an_example_alike_whatever_the_batch_size():
   images = jnp.asarray(np.random.RandomState(1).randint(0, 256, (64, 32, 32, 3)), jnp.uint8)
   labels = jnp.arange(64, dtype=jnp.int32)
-  perm = in_memory.epoch_permutation(0, 2, 64)
-  whole, _ = _take(images, labels, perm, jnp.int32(0), 16, augment=True, seed=0, epoch=2)
-  half, _ = _take(images, labels, perm, jnp.int32(8), 8, augment=True, seed=0, epoch=2)
-  np.testing.assert_array_equal(whole[8:], half)
-  plain, _ = _take(images, labels, perm, jnp.int32(0), 16)
-  next_epoch, _ = _take(images, labels, perm, jnp.int32(0), 16, augment=True, seed=0, epoch=3)
+  split = _data(images, labels, in_memory.epoch_permutation(0, 2, 64))
+  whole, _ = _take(split, jnp.int32(0), 16, augment=True, seed=0, epoch=2)
+  half, _ = _take(split, jnp.int32(1), 8, augment=True, seed=0, epoch=2)  # perm[8:16]
+  np.testing.assert_array_equal(whole[0, 8:], half[0])
+  # ... and whatever the accumulation: micro-batch 1 of 2 is perm[8:16] too.
+  accumulated, _ = _take(split, jnp.int32(0), 16, 2, augment=True, seed=0, epoch=2)
+  np.testing.assert_array_equal(accumulated[1], half[0])
+  plain, _ = _take(split, jnp.int32(0), 16)
+  next_epoch, _ = _take(split, jnp.int32(0), 16, augment=True, seed=0, epoch=3)
   assert not np.array_equal(whole, plain) and not np.array_equal(whole, next_epoch)
 
 
@@ -114,12 +166,14 @@ def test_a_process_slice_augments_its_examples_as_the_whole_split_does():
   images = jnp.asarray(np.random.RandomState(2).randint(0, 256, (64, 32, 32, 3)), jnp.uint8)
   labels = jnp.arange(64, dtype=jnp.int32)
   everything = jnp.arange(64, dtype=jnp.int32)
-  whole, _ = _take(images, labels, everything, jnp.int32(0), 64, augment=True, seed=0, epoch=1)
+  whole, _ = _take(_data(images, labels, everything), jnp.int32(0), 64, augment=True, seed=0,
+                   epoch=1)
   # The second of two processes holds examples 32..63 at local positions 0..31.
   local = jnp.arange(32, dtype=jnp.int32)
-  second, _ = in_memory.take_batch(images[32:], labels[32:], local, jnp.int32(0), 32, MEAN,
-                                   STD, augment=True, seed=0, epoch=1, first_index=32)
-  np.testing.assert_allclose(second, whole[32:], atol=1e-6)  # same crops and flips
+  second, y = _take(_data(images[32:], labels[32:], local, first_index=32), jnp.int32(0), 32,
+                    augment=True, seed=0, epoch=1)
+  np.testing.assert_array_equal(y[0], np.arange(32, 64))
+  np.testing.assert_allclose(second[0], whole[0, 32:], atol=1e-6)  # same crops and flips
 
 
 @pytest.mark.parametrize('num_examples', [1, 360, 10000])

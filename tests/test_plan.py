@@ -8,18 +8,21 @@ import ml_collections
 import numpy as np
 import pytest
 
+from lr_study import config as schema
 from lr_study.errors import ConfigError
 from lr_study.plan import build_plan
+from lr_study.schedules.noise_scale import noise_scale
 
 
 def make_config(lr_schedule=None, batch_schedule=None, num_epochs=4, optimizer=None,
-                max_per_device_batch=0) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+                max_per_device_batch=0, ghost_batch_size=0) -> ml_collections.ConfigDict:
+  config = schema.get_config()
   config.lr_schedule = lr_schedule or dict(name='constant', init_value=0.1)
   config.batch_schedule = batch_schedule or dict(name='constant', batch_size=100)
   config.num_epochs = num_epochs
   config.optimizer = optimizer or dict(name='momentum', momentum=0.9)
   config.max_per_device_batch = max_per_device_batch
+  config.ghost_batch_size = ghost_batch_size
   return config
 
 
@@ -84,8 +87,11 @@ def test_queries_by_epoch():
   assert [plan.batch_size_at_epoch(e) for e in range(6)] == [100, 100, 100, 200, 200, 200]
   assert plan.phase_index_at_epoch(3.5) == 2 and plan.phase_at_epoch(3.5).first_update == 30
   assert plan.lr_multiplier_at_epoch(5) == 1.0
-  assert plan.noise_scale_at_epoch(4) == pytest.approx(0.025 * (1050 / 200 - 1) / 0.1)
-  assert plan.noise_scale_at_epoch(4, approximate=True) == pytest.approx(0.025 * 1050 / 20)
+  assert plan.phase_at_epoch(4).noise_scale == pytest.approx(0.025 * (1050 / 200 - 1) / 0.1)
+  assert plan.phase_at_epoch(4).noise_scale_approx == pytest.approx(0.025 * 1050 / 20)
+  # A phase's g is that of the LR at its first update (epoch 4 = update 35 for phase 3).
+  assert plan.phase_at_epoch(5.5).noise_scale == pytest.approx(
+      noise_scale(plan.lr_at_update(35), 200, 1050, 0.9))
 
 
 def test_update_clock_lr_changes_inside_a_phase():
@@ -114,8 +120,8 @@ def test_hybrid_lr_multiplier_enters_the_lr_and_the_noise_scale():
   assert plan.phases[2].first_update == 30  # 2·10 + 2·5
   assert (plan.lr_at_update(29), plan.lr_at_update(30)) == (pytest.approx(0.1),
                                                             pytest.approx(0.05))
-  assert plan.noise_scale_at_epoch(4, approximate=True) == pytest.approx(
-      plan.noise_scale_at_epoch(0, approximate=True) / 4)
+  assert plan.phase_at_epoch(4).noise_scale_approx == pytest.approx(
+      plan.phase_at_epoch(0).noise_scale_approx / 4)
 
 
 def test_big_per_device_batch_is_split_into_accumulated_micro_batches():
@@ -123,6 +129,19 @@ def test_big_per_device_batch_is_split_into_accumulated_micro_batches():
   # B = 100 on 2 devices: 50 each, no split; B = 200: 100 each as 2 x 50.
   assert [(p.per_device_batch, p.micro_batch_size, p.accumulation_steps)
           for p in plan.phases] == [(50, 50, 1), (50, 50, 1), (100, 50, 2), (100, 50, 2)]
+
+
+def test_split_takes_the_fewest_micro_batches_under_the_limit_and_keeps_ghosts_whole():
+  def splits(**overrides):
+    return [(p.per_device_batch, p.micro_batch_size, p.accumulation_steps)
+            for p in small_plan(**overrides).phases]
+  # 30 does not divide 100 or 200: the fewest micro-batches of at most 30 are 4 x 25, 8 x 25.
+  assert splits(max_per_device_batch=30) == [(100, 25, 4), (100, 25, 4), (200, 25, 8),
+                                             (200, 25, 8)]
+  # Ghost batches of 20: micro-batches of 25 would split them; 5 x 20 and 10 x 20 do not.
+  assert small_plan(max_per_device_batch=30, ghost_batch_size=20).ghost_batch_size == 20
+  assert splits(max_per_device_batch=30, ghost_batch_size=20) == [
+      (100, 20, 5), (100, 20, 5), (200, 20, 10), (200, 20, 10)]
 
 
 def test_with_batch_size_from_replans_the_remaining_epochs():
@@ -135,6 +154,16 @@ def test_with_batch_size_from_replans_the_remaining_epochs():
   assert new.lr_at_update(35) == pytest.approx(0.025)
 
 
+def test_with_batch_size_from_keeps_the_device_split_rules():
+  plan = small_plan(batch_schedule=dict(name='increase_on_plateau', batch_size=100, factor=2,
+                                        max_batch_size=400), max_per_device_batch=30,
+                    ghost_batch_size=20)
+  new = plan.with_batch_size_from(3, 200)
+  assert (new.max_per_device_batch, new.ghost_batch_size) == (30, 20)
+  assert [(p.batch_size, p.micro_batch_size, p.accumulation_steps) for p in new.phases] == [
+      (100, 20, 5), (100, 20, 5), (200, 20, 10), (200, 20, 10)]
+
+
 def test_to_json_holds_every_phase_and_the_totals():
   out = json.loads(json.dumps(small_plan().to_json()))
   assert {'start_epoch', 'end_epoch', 'batch_size', 'learning_rate', 'updates', 'noise_scale',
@@ -142,6 +171,9 @@ def test_to_json_holds_every_phase_and_the_totals():
           'first_update', 'updates_per_epoch', 'lr_multiplier'} <= set(out['phases'][0])
   assert (out['total_updates'], out['examples_seen'], out['num_train_examples'],
           out['num_epochs'], out['num_devices']) == (45, 6000, 1050, 6, 1)
+  out = json.loads(json.dumps(small_plan(max_per_device_batch=30,
+                                         ghost_batch_size=20).to_json()))
+  assert (out['max_per_device_batch'], out['ghost_batch_size']) == (30, 20)
 
 
 def test_format_table_has_a_row_per_phase_and_a_totals_row():
@@ -170,9 +202,21 @@ def test_momentum_counts_only_for_heavy_ball_optimizers():
      r'^lr_schedule.boundaries \(2.0, 8.0\) must lie inside the 6 epochs'),
     (dict(), 8, r'^global batch 100 does not divide over 8 devices \(batch_schedule at epoch 0\)$'),
     (dict(batch_schedule=dict(name='constant', batch_size=4)), 8,
-     r'^global batch 4 leaves a per-device batch of 0 on 8 devices'),
-    (dict(max_per_device_batch=30), 1,
-     r'^per-device batch 100 is not a multiple of max_per_device_batch 30'),
+     r'^global batch 4 does not divide over 8 devices \(batch_schedule at epoch 0\)$'),
+    # Micro-batches of at most 30 (25, 20, ...) cut ghosts of 50; 50 or 100 would not.
+    (dict(max_per_device_batch=30, ghost_batch_size=50), 1,
+     r'^no accumulation split keeps ghost batches of 50 whole for global batch 100 on 1 device '
+     r'with max_per_device_batch 30: use a max_per_device_batch of at least 50 or a '
+     r'ghost_batch_size dividing 25 \(batch_schedule at epoch 0\)$'),
+    (dict(ghost_batch_size=16), 2,
+     r'^no accumulation split keeps ghost batches of 16 whole for global batch 100 on 2 devices '
+     r'\(50 each\) with max_per_device_batch 0: use a ghost_batch_size dividing 100 '
+     r'\(batch_schedule at epoch 0\)$'),
+    (dict(batch_schedule=dict(name='increase_on_plateau', batch_size=100, factor=2,
+                              max_batch_size=400), max_per_device_batch=50,
+          ghost_batch_size=100), 1,
+     r'^no accumulation split keeps ghost batches of 100 whole for global batch 100 on 1 device '
+     r'with max_per_device_batch 50: .* \(batch_schedule, reachable on plateau\)$'),
     (dict(batch_schedule=dict(name='hybrid', batch_size=100, boundaries=(3,),
                               max_batch_size=2000)), 1,
      r'^batch_schedule.max_batch_size 2000 is larger than the 1050 training examples$'),
