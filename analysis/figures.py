@@ -17,13 +17,15 @@ and writes each figure as ``<name>.png`` and ``<name>.pdf`` to OUT_DIR (default
   compared within each, test accuracy against epochs;
 * ``gradient_noise``: the measured gradient noise scale B_simple
   (``gradient_noise_scale`` in ``metrics.jsonl``) over training, the batch size on the
-  same axis; skipped, with a printed line, when no run logs it.
+  same axis; skipped, with a printed line, when no run logs a measured value.
 
 Every curve is the mean over seeds, the band ± one standard deviation (said in each
 figure's title). Each variant keeps one colour, line style and marker throughout, the
 markers staggered, so that curves which coincide (decay and hybrid follow increase
-until the first boundary) stay visible. An axis whose values span more than a decade
-is logarithmic (parameter updates, as in the paper's Figure 5; batch sizes; losses).
+until the first boundary) stay visible. Parameter updates (as in the paper's Figure 5),
+learning rates, losses and noise scales are drawn on a log axis where they span more
+than a decade; batch sizes on a base-2 axis; epochs and seconds linearly from 0. One
+legend per figure, below its panels, so that it covers no curve.
 Titles name the dataset, model and optimizer from each run's ``metadata.json``. A run
 whose summary says ``"status": "diverged"`` is drawn alone, up to its divergence, and
 labelled "diverged at update U"; it never enters a mean.
@@ -154,7 +156,7 @@ def describe_dataset(config: Mapping[str, Any]) -> str:
   if split and split != 'train':
     name += f' {split}'
   if dataset.get('validation_size'):
-    name += f' (−{dataset["validation_size"]:,} validation)'
+    name += f' ({dataset["validation_size"]:,} held out for validation)'
   return name
 
 
@@ -167,7 +169,7 @@ def describe_model(config: Mapping[str, Any]) -> str:
                               ('dropout', _any_dropout(model.get('dropout')))) if on]
     return text + (f' ({", ".join(extras)})' if extras else '')
   if name == 'wide_resnet':
-    return f'WRN-{model.get("depth", "?")}-{model.get("width", model.get("widen_factor", "?"))}'
+    return f'WRN-{model.get("depth", "?")}-{model.get("width", "?")}'
   return name.upper() if name == 'cnn' else name
 
 
@@ -228,18 +230,23 @@ def new_figure(panels: int, title: Sequence[str], width: float = 5.6, height: fl
   return fig, list(axes[0])
 
 
-def draw_curve(ax: Any, curve: Curve, style: Style, label: str | None, band: bool = True,
-               drawstyle: str = 'default', linewidth: float = 1.6, alpha: float = 1.0,
-               band_alpha: float = 0.15) -> None:
+def draw_curve(ax: Any, curve: Curve, style: Style, label: str | None,
+               drawstyle: str = 'default', band_alpha: float = 0.15) -> None:
   """The mean as a line with staggered markers, ± one std shaded."""
   ax.plot(curve.x, curve.mean, color=style.color, linestyle=style.linestyle,
           marker=style.marker, markersize=5, markevery=markevery(style, len(curve.x)),
           markerfacecolor='white' if style.index % 2 else style.color,
-          linewidth=linewidth, drawstyle=drawstyle, label=label, alpha=alpha)
-  if band and curve.seeds > 1 and np.any(curve.std > 0):
+          linewidth=1.6, drawstyle=drawstyle, label=label)
+  if curve.seeds > 1 and np.any(curve.std > 0):
     step = {'steps-pre': 'pre', 'steps-post': 'post'}.get(drawstyle)
     ax.fill_between(curve.x, curve.mean - curve.std, curve.mean + curve.std,
                     color=style.color, alpha=band_alpha, linewidth=0, step=step)
+
+
+def diverged_text(run: Run) -> str:
+  """``diverged at update U`` (``diverged`` where the update is unknown)."""
+  update = run.diverged_at_update
+  return 'diverged' if update is None else f'diverged at update {update:,}'
 
 
 def draw_diverged(ax: Any, run: Run, style: Style, x_key: str, y_key: str,
@@ -248,8 +255,7 @@ def draw_diverged(ax: Any, run: Run, style: Style, x_key: str, y_key: str,
   rows = run.rows(source)
   x = runs_lib.column(rows, x_key)
   y = scale * runs_lib.column(rows, y_key)
-  text = (f'{run.label} seed {run.seed}: diverged at update {run.diverged_at_update:,}'
-          if label else None)
+  text = f'{run.label} seed {run.seed}: {diverged_text(run)}' if label else None
   ax.plot(x, y, color=style.color, linestyle=':', linewidth=1.0, label=text)
   finite = np.isfinite(x) & np.isfinite(y)
   if finite.any():
@@ -539,7 +545,8 @@ def schedules_figure(runs: Sequence[Run]) -> Any | None:
   fig, axes = new_figure(len(keys), [
       'Schedules ' + ('as planned (plan.json)' if planned else
                       'as trained (the LR from the train log where logged, else at each '
-                      'evaluation)'), describe(runs), seeds_note(groups)], width=4.8)
+                      'evaluation)'), describe(runs), '' if planned else seeds_note(groups)],
+                         width=4.8)
   style_of = styles(runs)
   for ax, (key, label) in zip(axes, keys):
     drawn = []
@@ -562,8 +569,8 @@ def schedules_figure(runs: Sequence[Run]) -> Any | None:
         epoch = _epoch_at_update(run, run.diverged_at_update)
         if epoch is not None:
           ax.axvline(epoch, color=style_of[run.group].color, linestyle=':', linewidth=1.0,
-                     label=f'{run.label} seed {run.seed}: diverged at update '
-                           f'{run.diverged_at_update:,}' if ax is axes[0] else None)
+                     label=f'{run.label} seed {run.seed}: {diverged_text(run)}'
+                     if ax is axes[0] else None)
   add_legend(fig, axes)
   return fig
 

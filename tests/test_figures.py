@@ -260,3 +260,13 @@ def test_cli_bad_input_fails(flag, tmp_path):
                            f'--out_dir={tmp_path}/out'], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
   assert result.returncode != 0
+
+
+def test_a_diverged_run_without_its_update_is_labelled_diverged(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, updates_per_epoch=100)
+  _write(run_dir, 'metrics.jsonl', [])
+  _write(run_dir, 'summary.json', {'variant': 'decay', 'seed': 0, 'status': 'diverged'})
+  write_run(str(tmp_path), 'increase', 0, updates_per_epoch=100)
+  runs = runs_lib.load_runs(str(tmp_path))
+  assert figures.diverged_text(runs[0]) == 'diverged'
+  assert figures.make_figures(runs, str(tmp_path / 'out'), ['accuracy', 'schedules'])
