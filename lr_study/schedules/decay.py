@@ -56,7 +56,7 @@ def clock_fn(schedule: optax.Schedule) -> Callable[[Any], Any]:
   def fn(t: Any) -> Any:
     if isinstance(t, jax.Array):
       return jnp.broadcast_to(schedule(t), jnp.shape(t))
-    with jax.enable_x64(True), jax.default_device(jax.devices('cpu')[0]):
+    with jax.enable_x64(True), jax.default_device(jax.local_devices(backend='cpu')[0]):
       count = jnp.asarray(t)
       return np.asarray(jnp.broadcast_to(schedule(count), count.shape))
 
