@@ -17,9 +17,8 @@ from lr_study.models.cnn import CNN
 from lr_study.models.ghost_batch_norm import (DeviceSplit, GhostBatchNorm, GhostLayout,
                                                accumulation_split, ghost_layout, ghost_size)
 from lr_study.models.mlp import MLP
-from lr_study.models.registry import build_model, model_parameters, registered_models
+from lr_study.models.registry import MODELS, build_model
 from lr_study.models.wide_resnet import WideResNet
 
 __all__ = ['CNN', 'DeviceSplit', 'GhostBatchNorm', 'GhostLayout', 'MLP', 'WideResNet',
-           'accumulation_split', 'build_model', 'ghost_layout', 'ghost_size', 'model_parameters',
-           'registered_models']
+           'accumulation_split', 'build_model', 'ghost_layout', 'ghost_size', 'MODELS']

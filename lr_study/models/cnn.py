@@ -14,7 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 
-from lr_study.models.checks import boolean, dropout_rate, positive_ints
+from lr_study import checks
 from lr_study.models.layers import dropout, norm_relu
 from lr_study.models.registry import register
 
@@ -59,8 +59,8 @@ class CNN(nn.Module):
 def cnn(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
         features: Sequence[int] = (32, 64), dense_widths: Sequence[int] = (128,),
         batch_norm: bool = False, dropout: float = 0.0) -> CNN:
-  return CNN(features=positive_ints('model.features', features),
-             dense_widths=positive_ints('model.dense_widths', dense_widths),
-             num_classes=num_classes, batch_norm=boolean('model.batch_norm', batch_norm),
-             dropout=dropout_rate('model.dropout', dropout), ghost_batch_size=ghost_batch_size,
+  return CNN(features=checks.integers('features', features, 1),
+             dense_widths=checks.integers('dense_widths', dense_widths, 1),
+             num_classes=num_classes, batch_norm=checks.boolean('batch_norm', batch_norm),
+             dropout=checks.fraction('dropout', dropout), ghost_batch_size=ghost_batch_size,
              axis_name=axis_name)

@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from lr_study.errors import ConfigError
-from lr_study.models.checks import non_negative_int, positive_int
+from lr_study import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +101,9 @@ def ghost_layout(global_micro_batch: int, num_devices: int,
     ConfigError: a number is not a whole number in range, ``D`` does not divide ``M``,
       or ``ghost_batch_size`` is below ``M`` and does not divide it.
   """
-  total = positive_int('global micro-batch', global_micro_batch)
-  devices = positive_int('num_devices', num_devices)
-  ghost = non_negative_int('ghost_batch_size', ghost_batch_size)
+  total = checks.integer('global micro-batch', global_micro_batch, 1)
+  devices = checks.integer('num_devices', num_devices, 1)
+  ghost = checks.integer('ghost_batch_size', ghost_batch_size, 0)
   if total % devices:
     raise ConfigError(f'global micro-batch {total} does not divide over {devices} devices')
   per_device = total // devices
@@ -159,10 +159,10 @@ def accumulation_split(batch_size: int, num_devices: int, max_per_device_batch: 
       ``ghost_batch_size``, with a fix, when ``D`` does not divide ``B`` or no split
       exists.
   """
-  total = positive_int('batch_size', batch_size)
-  devices = positive_int('num_devices', num_devices)
-  limit = non_negative_int('max_per_device_batch', max_per_device_batch)
-  ghost = non_negative_int('ghost_batch_size', ghost_batch_size)
+  total = checks.integer('batch_size', batch_size, 1)
+  devices = checks.integer('num_devices', num_devices, 1)
+  limit = checks.integer('max_per_device_batch', max_per_device_batch, 0)
+  ghost = checks.integer('ghost_batch_size', ghost_batch_size, 0)
   if total % devices:
     raise ConfigError(f'global batch {total} does not divide over {devices} devices')
   per_device = total // devices

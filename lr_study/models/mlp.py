@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 
 from lr_study.errors import ConfigError
-from lr_study.models.checks import boolean, dropout_rate, positive_ints
+from lr_study import checks
 from lr_study.models.layers import dropout, norm_relu
 from lr_study.models.registry import register
 
@@ -63,14 +63,14 @@ def mlp(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
         widths: Sequence[int] = (128,), batch_norm: bool = False,
         dropout: float | Sequence[float] = 0.0) -> MLP:
   """``widths``: hidden widths; ``dropout``: one probability for all, or one per layer."""
-  widths = positive_ints('model.widths', widths)
+  widths = checks.integers('widths', widths, 1)
   if isinstance(dropout, Sequence) and not isinstance(dropout, str):
     if len(dropout) != len(widths):
       raise ConfigError(
-          f'model.dropout {tuple(dropout)} does not match model.widths {widths}')
-    rates = tuple(dropout_rate('model.dropout', r) for r in dropout)
+          f'dropout {tuple(dropout)} does not match widths {widths}')
+    rates = tuple(checks.fraction('dropout', r) for r in dropout)
   else:
-    rates = (dropout_rate('model.dropout', dropout),) * len(widths)
+    rates = (checks.fraction('dropout', dropout),) * len(widths)
   return MLP(widths=widths, num_classes=num_classes,
-             batch_norm=boolean('model.batch_norm', batch_norm), dropout=rates,
+             batch_norm=checks.boolean('batch_norm', batch_norm), dropout=rates,
              ghost_batch_size=ghost_batch_size, axis_name=axis_name)

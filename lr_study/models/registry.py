@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import ml_collections
 
-from lr_study.models.checks import non_negative_int, positive_int
-from lr_study.registry import BY_NAME, Registry
+from lr_study import checks, registry
 
 # Builders are ``builder(num_classes, ghost_batch_size, axis_name, **params) -> nn.Module``.
 # ``num_classes`` comes from the dataset, ``ghost_batch_size`` from
 # ``config.ghost_batch_size`` and ``axis_name`` from the train step, never from
-# ``config.model``; the builders' messages name the full path (``model.widths ...``)
-# themselves.
-_MODELS: Registry[nn.Module] = Registry(
-    'model', messages=BY_NAME, caller_parameters=('num_classes', 'ghost_batch_size', 'axis_name'),
-    prefix_errors=False)
-register = _MODELS.register
+# ``config.model``.
+MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def registered_models() -> list[str]:
-  return _MODELS.names()
-
-
-def model_parameters(name: str) -> list[str]:
-  """The parameters ``config.model`` may set for model ``name``."""
-  return sorted(_MODELS.parameters(name))
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+  return registry.register(MODELS, name)
 
 
 def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_classes: int,
@@ -44,7 +34,7 @@ def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_cl
     ConfigError: one line naming the bad name or parameter, e.g.
       ``model.name: unknown model 'foo' (known: cnn, mlp, wide_resnet)``.
   """
-  return _MODELS.build(model_cfg, 'model',
-                       num_classes=positive_int('num_classes', num_classes),
-                       ghost_batch_size=non_negative_int('ghost_batch_size', ghost_batch_size),
-                       axis_name=axis_name)
+  return registry.build(MODELS, model_cfg, 'model', 'model',
+                        num_classes=checks.integer('num_classes', num_classes, 1),
+                        ghost_batch_size=checks.integer('ghost_batch_size', ghost_batch_size, 0),
+                        axis_name=axis_name).value

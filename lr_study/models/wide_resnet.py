@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 
 from lr_study.errors import ConfigError
-from lr_study.models.checks import dropout_rate, positive_int
+from lr_study import checks
 from lr_study.models.layers import dropout, norm_relu
 from lr_study.models.registry import register
 
@@ -84,10 +84,10 @@ def wide_resnet(num_classes: int, ghost_batch_size: int, axis_name: str | None =
                 depth: int = 16, width: int = 4, dropout: float = 0.0) -> WideResNet:
   """``depth`` d = 6N + 4 (10, 16, 22, 28, ...), ``width`` k; ``dropout`` between the convs
   of each block (Zagoruyko & Komodakis use 0.3 in some CIFAR runs)."""
-  depth = positive_int('model.depth', depth)
+  depth = checks.integer('depth', depth, 1)
   if depth < 10 or (depth - 4) % 6:
-    raise ConfigError(f'model.depth must be 6N + 4 with N >= 1 (10, 16, 22, 28, ...), '
+    raise ConfigError(f'depth must be 6N + 4 with N >= 1 (10, 16, 22, 28, ...), '
                       f'got {depth}')
-  return WideResNet(depth=depth, width=positive_int('model.width', width),
-                    num_classes=num_classes, dropout=dropout_rate('model.dropout', dropout),
+  return WideResNet(depth=depth, width=checks.integer('width', width, 1),
+                    num_classes=num_classes, dropout=checks.fraction('dropout', dropout),
                     ghost_batch_size=ghost_batch_size, axis_name=axis_name)

@@ -28,8 +28,8 @@ from lr_study.errors import ConfigError
 # changes a run's updates. The caller adds its own (e.g. 'num_epochs' to let a resume
 # extend a run).
 NOT_RESULTS = ('seeds', 'variants', 'run_variants', 'train_log_every_updates',
-               'checkpoint_every_epochs', 'dataset.data_dir', 'dataset.manual_dir',
-               'dataset.download')
+               'checkpoint_every_epochs', 'checkpoints_to_keep', 'updates_per_dispatch',
+               'dataset.data_dir', 'dataset.manual_dir', 'dataset.download')
 SHOWN = 3  # differences a message names before "and N more"
 ABSENT = object()  # a key missing on one side of a difference
 

@@ -15,7 +15,7 @@ Schedules are jnp-traceable: the training step evaluates them on the device from
 update counter, so the LR reaches the compiled step as data and never recompiles it.
 The same function evaluates Python floats and NumPy arrays on the host (the plan).
 
-Builders are registered with :func:`register` (an ``lr_study.registry.Registry``) and
+Builders are registered with :func:`register` (in ``SCHEDULES``, ``lr_study.registry``) and
 raise ``ConfigError`` with a message that starts with the bad parameter's name;
 :func:`build_lr_schedule` prefixes it with the config path, e.g.
 ``lr_schedule.boundaries must increase, got (60, 30)``.
@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 
 from lr_study.errors import ConfigError
-from lr_study.registry import Registry
+from lr_study import registry
 
 Clock = Literal['epoch', 'update']
 Stepping = Literal['per_epoch', 'continuous']
@@ -115,7 +115,8 @@ def make_schedule(name: str, fn: ScalarFn, *, clock: Clock, stepping: Stepping,
 
 
 Builder = Callable[..., LRSchedule]
-_SCHEDULES: Registry[LRSchedule] = Registry('schedule')
+SCHEDULES: dict[str, Builder] = {}
+EXAMPLES: dict[str, tuple[dict[str, Any], float]] = {}  # name -> (example params, span)
 
 
 def register(name: str, *, example: Mapping[str, Any] | None = None,
@@ -126,18 +127,19 @@ def register(name: str, *, example: Mapping[str, Any] | None = None,
   shows it well) feed the gallery of ``analysis.plot_schedules`` and the tests that
   run every registered schedule.
   """
-  return _SCHEDULES.register(name, example=dict(example or {}), span=float(span))
+  EXAMPLES[name] = (dict(example or {}), float(span))
+  return registry.register(SCHEDULES, name)
 
 
 def registered_schedules() -> list[str]:
-  return _SCHEDULES.names()
+  return sorted(SCHEDULES)
 
 
 def schedule_example(name: str) -> tuple[dict[str, Any], float]:
   """``(config, span)``: a typical config of schedule ``name`` (with its ``name`` key) and
   the clock span that shows it."""
-  metadata = _SCHEDULES.metadata(name)
-  return {'name': name, **metadata['example']}, metadata['span']
+  example, span = EXAMPLES[name]
+  return {'name': name, **example}, span
 
 
 def build_lr_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
@@ -149,7 +151,7 @@ def build_lr_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
       ``lr_schedule.name: unknown schedule 'foo' (known: constant, ...)`` or
       ``lr_schedule.init_value must be >= 0, got -0.1``.
   """
-  built = _SCHEDULES.build_with_arguments(config, prefix)
+  built = registry.build(SCHEDULES, config, prefix, 'schedule')
   schedule = built.value
   return dataclasses.replace(schedule, name=built.name,
                              params={**built.arguments, **schedule.params})

@@ -49,7 +49,7 @@ import numpy as np
 from lr_study.schedules import noise_scale as ns
 from lr_study.errors import ConfigError
 from lr_study.schedules.plateau import METRICS, PlateauDetector
-from lr_study.registry import AS_PYTHON, Registry
+from lr_study import checks, registry
 from lr_study.schedules import LRSchedule, build_lr_schedule
 
 Step = tuple[int, float]  # (global batch size, LR multiplier) of one epoch
@@ -119,25 +119,9 @@ def _whole_epoch(epoch: Any) -> int:
 
 # --- parameter checks (messages start with the parameter's name; the registry adds the prefix)
 
-def _positive_int(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-      float(value).is_integer() and value > 0):
-    raise ConfigError(f'{name} must be a positive whole number, got {value!r}')
-  return int(value)
-
-
-def _positive(name: str, value: Any) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-    raise ConfigError(f'{name} must be > 0, got {value!r}')
-  return float(value)
-
-
 def _boundaries(boundaries: Sequence[Any]) -> tuple[int, ...]:
   bounds = tuple(boundaries) if isinstance(boundaries, (list, tuple)) else (boundaries,)
-  for b in bounds:
-    if isinstance(b, bool) or not isinstance(b, (int, float, np.number)) or not (
-        float(b).is_integer() and b > 0):
-      raise ConfigError(f'boundaries must be whole epochs >= 1, got {bounds}')
+  checks.integers('boundaries', bounds, 1)
   if any(b1 <= b0 for b0, b1 in zip(bounds, bounds[1:])):
     raise ConfigError(f'boundaries must increase, got {bounds}')
   return tuple(int(b) for b in bounds)
@@ -147,16 +131,13 @@ def _factors(factor: float | Sequence[float], num: int) -> tuple[float, ...]:
   fs = tuple(factor) if isinstance(factor, (list, tuple)) else (factor,) * num
   if len(fs) != num:
     raise ConfigError(f'factor {fs} does not match the {num} boundaries')
-  if any(isinstance(f, bool) or not isinstance(f, (int, float, np.number)) or not f > 0
-         for f in fs):
-    raise ConfigError(f'factor must be > 0, got {factor!r}')
-  return tuple(float(f) for f in fs)
+  return tuple(checks.positive('factor', f) for f in fs)
 
 
 def _cap(max_batch_size: Any, batch_size: int, multiple: int = 1) -> int | None:
   if max_batch_size is None:
     return None
-  cap = _positive_int('max_batch_size', max_batch_size)
+  cap = checks.integer('max_batch_size', max_batch_size, 1)
   if cap < batch_size:
     raise ConfigError(f'max_batch_size must be >= batch_size {batch_size}, got {cap}')
   if cap % multiple:
@@ -185,13 +166,11 @@ def _realize(target: float, cap: int | None, multiple: int, num_examples: int | 
 
 # --- the registry
 
-_BATCH_SCHEDULES: Registry[BatchSchedule] = Registry(
-    'batch schedule', messages=AS_PYTHON, caller_parameters=('num_examples',))
-register = _BATCH_SCHEDULES.register
+BATCH_SCHEDULES: dict[str, Callable[..., BatchSchedule]] = {}
 
 
-def registered_batch_schedules() -> list[str]:
-  return _BATCH_SCHEDULES.names()
+def register(name: str) -> Callable[[Callable[..., BatchSchedule]], Callable[..., BatchSchedule]]:
+  return registry.register(BATCH_SCHEDULES, name)
 
 
 def build_batch_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
@@ -206,20 +185,21 @@ def build_batch_schedule(config: ml_collections.ConfigDict | Mapping[str, Any],
     ConfigError: one line naming the bad name or parameter, e.g.
       ``batch_schedule.boundaries must increase, got (60, 30)``.
   """
-  return _BATCH_SCHEDULES.build(config, prefix, num_examples=num_examples)
+  return registry.build(BATCH_SCHEDULES, config, prefix, 'batch schedule',
+                        num_examples=num_examples).value
 
 
 @register('constant')
 def constant(batch_size: int) -> BatchSchedule:
   """B(e) = B0."""
-  b0 = _positive_int('batch_size', batch_size)
+  b0 = checks.integer('batch_size', batch_size, 1)
   return BatchSchedule('constant', lambda e: (b0, 1.0), init_value=b0,
                        params={'batch_size': b0})
 
 
 def _stepped(name: str, batch_size: int, boundaries: Sequence[int],
              factor: float | Sequence[float], max_batch_size: int | None) -> BatchSchedule:
-  b0 = _positive_int('batch_size', batch_size)
+  b0 = checks.integer('batch_size', batch_size, 1)
   bounds = _boundaries(boundaries)
   fs = _factors(factor, len(bounds))
   cap = _cap(max_batch_size, b0)
@@ -264,12 +244,12 @@ def geometric(batch_size: int, growth: float, every: int = 1, max_batch_size: in
   The batch-size counterpart of an exponential LR decay (PyTorch ``ExponentialLR``):
   ``growth = 1/γ`` follows the approximate noise scale of ``η0·γ^e`` at constant LR.
   """
-  m = _positive_int('multiple', multiple)
-  b0 = _positive_int('batch_size', batch_size)
+  m = checks.integer('multiple', multiple, 1)
+  b0 = checks.integer('batch_size', batch_size, 1)
   if b0 % m:
     raise ConfigError(f'batch_size must be a multiple of multiple={m}, got {b0}')
-  g = _positive('growth', growth)
-  k = _positive_int('every', every)
+  g = checks.positive('growth', growth)
+  k = checks.integer('every', every, 1)
   cap = _cap(max_batch_size, b0, m)
   return BatchSchedule('geometric', lambda e: _realize(b0 * g ** (e // k), cap, m),
                        init_value=b0, max_batch_size=cap,
@@ -295,8 +275,8 @@ def match_noise(batch_size: int, reference: Mapping[str, Any] | LRSchedule, exac
   ``lr_study.schedules.build_lr_schedule``) or an ``LRSchedule``, on the epoch clock, read
   at the start of each epoch.
   """
-  m = _positive_int('multiple', multiple)
-  b0 = _positive_int('batch_size', batch_size)
+  m = checks.integer('multiple', multiple, 1)
+  b0 = checks.integer('batch_size', batch_size, 1)
   if b0 % m:
     raise ConfigError(f'batch_size must be a multiple of multiple={m}, got {b0}')
   cap = _cap(max_batch_size, b0, m)
@@ -335,11 +315,11 @@ def increase_on_plateau(batch_size: int, max_batch_size: int, factor: float = 5.
   ``lr_study.schedules.plateau.PlateauDetector``). ``max_batch_size`` is required so that every
   batch size the run can reach is checked before training (``reachable_batch_sizes``).
   """
-  b0 = _positive_int('batch_size', batch_size)
+  b0 = checks.integer('batch_size', batch_size, 1)
   if max_batch_size is None:
     raise ConfigError('max_batch_size must be set for increase_on_plateau')
   cap = _cap(max_batch_size, b0)
-  f = _positive('factor', factor)
+  f = checks.positive('factor', factor)
   if f <= 1:
     raise ConfigError(f'factor must be > 1 to increase the batch, got {factor!r}')
   if metric not in METRICS:

@@ -58,7 +58,7 @@ class PhaseTable:
     return cls(first_update=column('first_update', np.int32, _NEVER),
                start_epoch=column('start_epoch', np.int32, last.start_epoch),
                updates_per_epoch=column('updates_per_epoch', np.int32, last.updates_per_epoch),
-               lr_multiplier=column('lr_multiplier', np.float32, last.lr_multiplier))
+               lr_multiplier=column('lr_multiplier', np.float64, last.lr_multiplier))
 
 
 def phase_index(table: PhaseTable, update: Any) -> Any:

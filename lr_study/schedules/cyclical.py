@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from lr_study.errors import ConfigError
-from lr_study.schedules import checks
+from lr_study import checks
 from lr_study.schedules.base import LRSchedule, make_schedule, register
 from lr_study.schedules.decay import clock_fn, exponential_rate
 

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from lr_study.errors import ConfigError
-from lr_study.schedules import checks
+from lr_study import checks
 from lr_study.schedules.base import LRSchedule, make_schedule, register
 
 

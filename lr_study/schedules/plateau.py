@@ -23,6 +23,7 @@ import dataclasses
 import math
 from typing import Any, Literal, Mapping
 
+from lr_study import checks
 from lr_study.errors import ConfigError
 
 Mode = Literal['min', 'max']
@@ -47,17 +48,11 @@ class PlateauDetector:
   cooldown_left: int = 0
 
   def __post_init__(self) -> None:
-    if self.mode not in ('min', 'max'):
-      raise ConfigError(f"plateau mode must be 'min' or 'max', got {self.mode!r}")
-    if self.threshold_mode not in ('rel', 'abs'):
-      raise ConfigError(
-          f"plateau threshold_mode must be 'rel' or 'abs', got {self.threshold_mode!r}")
-    if self.patience < 0:
-      raise ConfigError(f'plateau patience must be >= 0, got {self.patience}')
-    if self.cooldown < 0:
-      raise ConfigError(f'plateau cooldown must be >= 0, got {self.cooldown}')
-    if self.threshold < 0:
-      raise ConfigError(f'plateau threshold must be >= 0, got {self.threshold}')
+    checks.choice('mode', self.mode, ('min', 'max'))
+    checks.choice('threshold_mode', self.threshold_mode, ('rel', 'abs'))
+    checks.integer('patience', self.patience, 0)
+    checks.integer('cooldown', self.cooldown, 0)
+    checks.nonnegative('threshold', self.threshold)
 
   @classmethod
   def from_params(cls, params: Mapping[str, Any]) -> 'PlateauDetector':
@@ -114,9 +109,8 @@ class ReduceLROnPlateau:
 
   def __post_init__(self) -> None:
     if not 0.0 < self.factor < 1.0:
-      raise ConfigError(f'reduce_on_plateau factor must be in (0, 1), got {self.factor}')
-    if self.min_lr < 0:
-      raise ConfigError(f'reduce_on_plateau min_lr must be >= 0, got {self.min_lr}')
+      raise ConfigError(f'factor must be in (0, 1), got {self.factor}')
+    checks.nonnegative('min_lr', self.min_lr)
 
   def update(self, value: float, base_lr: float) -> bool:
     """Feeds one evaluation; True when the multiplier changed."""

@@ -156,17 +156,16 @@ def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Con
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
   fresh ones. A checkpoint of another config is a ConfigError, before any file changes."""
   restored = checkpoint.restore(files.path, host_state) if files.writer else None
-  recorded = files.read_json(run_files.METADATA) if restored else None
+  saved = hosts.from_writer(restored.loop_state if restored else None)
+  if saved is None:
+    files.remove(run_files.SUMMARY)
+    return host_state, Loop()
+  recorded = files.read_json(run_files.METADATA)
   if recorded:
     fingerprint.check_same(files.path, recorded['config'], config,
                            fingerprint.NOT_RESULTS + ('num_epochs',))
-  if not restored:
-    files.remove(run_files.SUMMARY)
   if restored and restored.skipped:
     print(f'{files.path}: {restored.skipped}', flush=True)
-  saved = hosts.from_writer(restored.loop_state if restored else None)
-  if saved is None:
-    return host_state, Loop()
   controllers.load_state_dict(saved['controllers'])
   return (hosts.arrays_from_writer(restored.state if restored else host_state),
           Loop(**saved['loop']))
@@ -176,8 +175,9 @@ def _inputs(seed: int, controllers: Controllers) -> StepInputs:
   """The step's data: the seed, the plan's phase table (padded to one shape whatever the
   re-planning) and the dynamic LR multiplier."""
   plan = controllers.plan
+  table = clock.PhaseTable.from_phases(plan.phases, plan.num_epochs)
   return devices.replicate(StepInputs(
-      seed=np.int32(seed), table=clock.PhaseTable.from_phases(plan.phases, plan.num_epochs),
+      seed=np.int32(seed), table=table.replace(lr_multiplier=table.lr_multiplier.astype(np.float32)),
       lr_multiplier=np.float32(controllers.lr_multiplier)))
 
 

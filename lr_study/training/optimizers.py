@@ -36,11 +36,10 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from lr_study.errors import ConfigError
-from lr_study.registry import BY_NAME, Registry
+from lr_study import checks, registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +52,7 @@ class _Optimizer:
   momentum: float = 0.0
 
 
-_OPTIMIZERS: Registry[_Optimizer] = Registry('optimizer', messages=BY_NAME)
+OPTIMIZERS: dict[str, Callable[..., _Optimizer]] = {}
 
 
 def _coupled_l2(weight_decay: jax.Array, inner: optax.GradientTransformation
@@ -78,61 +77,39 @@ def _adam(learning_rate: jax.Array, b1: jax.Array, b2: jax.Array, eps: jax.Array
 
 # --- hyperparameter checks (messages start with the name; the registry adds ``optimizer.``)
 
-def _number(name: str, value: Any) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-    raise ConfigError(f'{name} must be a number, got {value!r}')
-  return float(value)
-
-
-def _decay(weight_decay: Any) -> float:
-  wd = _number('weight_decay', weight_decay)
-  if not wd >= 0:
-    raise ConfigError(f'weight_decay must be >= 0, got {wd}')
-  return wd
-
-
-def _below_one(name: str, value: Any) -> float:
-  v = _number(name, value)
-  if not 0 <= v < 1:
-    raise ConfigError(f'{name} must be in [0, 1), got {v}')
-  return v
-
-
 # --- the registry
 
-@_OPTIMIZERS.register('sgd')
+@registry.register(OPTIMIZERS, 'sgd')
 def _sgd_optimizer(momentum: float = 0.0, weight_decay: float = 0.0) -> _Optimizer:
-  m = _below_one('momentum', momentum)
+  m = checks.fraction('momentum', momentum)
   if m != 0:
     raise ConfigError(f"momentum must be 0 for 'sgd', got {m} (use name 'momentum' or "
                       "'nesterov')")
-  return _Optimizer(_sgd, {'weight_decay': _decay(weight_decay)})
+  return _Optimizer(_sgd, {'weight_decay': checks.nonnegative('weight_decay', weight_decay)})
 
 
 def _heavy_ball_optimizer(momentum: Any, weight_decay: Any, nesterov: bool) -> _Optimizer:
-  m = _below_one('momentum', momentum)
-  return _Optimizer(_heavy_ball, {'momentum': m, 'weight_decay': _decay(weight_decay),
+  m = checks.fraction('momentum', momentum)
+  return _Optimizer(_heavy_ball, {'momentum': m, 'weight_decay': checks.nonnegative('weight_decay', weight_decay),
                                   'nesterov': nesterov}, momentum=m)
 
 
-@_OPTIMIZERS.register('momentum')
+@registry.register(OPTIMIZERS, 'momentum')
 def _momentum_optimizer(momentum: float = 0.9, weight_decay: float = 0.0) -> _Optimizer:
   return _heavy_ball_optimizer(momentum, weight_decay, nesterov=False)
 
 
-@_OPTIMIZERS.register('nesterov')
+@registry.register(OPTIMIZERS, 'nesterov')
 def _nesterov_optimizer(momentum: float = 0.9, weight_decay: float = 0.0) -> _Optimizer:
   return _heavy_ball_optimizer(momentum, weight_decay, nesterov=True)
 
 
-@_OPTIMIZERS.register('adam')
+@registry.register(OPTIMIZERS, 'adam')
 def _adam_optimizer(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                     weight_decay: float = 0.0) -> _Optimizer:
-  e = _number('eps', eps)
-  if not e > 0:
-    raise ConfigError(f'eps must be > 0, got {e}')
-  return _Optimizer(_adam, {'b1': _below_one('b1', b1), 'b2': _below_one('b2', b2), 'eps': e,
-                            'weight_decay': _decay(weight_decay)})
+  e = checks.positive('eps', eps)
+  return _Optimizer(_adam, {'b1': checks.fraction('b1', b1), 'b2': checks.fraction('b2', b2), 'eps': e,
+                            'weight_decay': checks.nonnegative('weight_decay', weight_decay)})
 
 
 def build_optimizer(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
@@ -143,7 +120,7 @@ def build_optimizer(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
     ConfigError: one line naming the bad name or hyperparameter, e.g.
       ``optimizer.momentum must be in [0, 1), got 1.0``.
   """
-  optimizer = _OPTIMIZERS.build(optimizer_cfg, 'optimizer')
+  optimizer = registry.build(OPTIMIZERS, optimizer_cfg, 'optimizer', 'optimizer').value
   return optax.inject_hyperparams(optimizer.factory, hyperparam_dtype=jnp.float32)(
       learning_rate=0.0, **optimizer.kwargs)
 
@@ -155,7 +132,7 @@ def momentum_of(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]) ->
   ``b1`` averages gradients (``(1 − b1)``-weighted, not summed) so it does not enlarge the
   step as heavy-ball momentum does by ``1/(1 − m)``.
   """
-  return _OPTIMIZERS.build(optimizer_cfg, 'optimizer').momentum
+  return registry.build(OPTIMIZERS, optimizer_cfg, 'optimizer', 'optimizer').value.momentum
 
 
 def with_learning_rate(opt_state: optax.OptState, learning_rate: jax.typing.ArrayLike
