@@ -129,7 +129,8 @@ def test_increase_on_plateau_starts_at_the_batch_and_steps_to_the_cap():
 
 
 def test_increase_on_plateau_validates_the_detector_parameters():
-  with pytest.raises(ConfigError, match='plateau patience must be >= 0, got -1'):
+  with pytest.raises(ConfigError,
+                     match=r'^batch_schedule\.patience must be a whole number >= 0, got -1$'):
     build(name='increase_on_plateau', batch_size=128, max_batch_size=640, patience=-1)
 
 
@@ -139,7 +140,7 @@ def test_increase_on_plateau_validates_the_detector_parameters():
     (dict(name='multistep', batch_size=128, boundaries=(60, 60)),
      r'^batch_schedule.boundaries must increase, got \(60, 60\)$'),
     (dict(name='multistep', batch_size=128, boundaries=(60.5,)),
-     r'^batch_schedule.boundaries must be whole epochs >= 1, got \(60.5,\)$'),
+     r'^batch_schedule.boundaries must be a sequence of whole numbers >= 1, got \(60.5,\)$'),
     (dict(name='multistep', batch_size=128, boundaries=(60,), factor=0),
      r'^batch_schedule.factor must be > 0, got 0$'),
     (dict(name='hybrid', batch_size=128, boundaries=(60,), factor=-5, max_batch_size=640),
@@ -149,12 +150,13 @@ def test_increase_on_plateau_validates_the_detector_parameters():
     (dict(name='increase_on_plateau', batch_size=128, max_batch_size=640, factor=0),
      r'^batch_schedule.factor must be > 0, got 0$'),
     (dict(name='constant', batch_size=0),
-     r'^batch_schedule.batch_size must be a positive whole number, got 0$'),
+     r'^batch_schedule.batch_size must be a whole number >= 1, got 0$'),
     (dict(name='hybrid', batch_size=128, boundaries=(60,), max_batch_size=64),
      r'^batch_schedule.max_batch_size must be >= batch_size 128, got 64$'),
     (dict(name='nope', batch_size=128), r"^batch_schedule.name: unknown batch schedule 'nope'"),
     (dict(name='constant', batch_size=128, factor=2),
-     r"^batch_schedule \(constant\): got an unexpected keyword argument 'factor'$"),
+     r"^batch_schedule\.factor: unknown parameter of batch schedule 'constant' "
+     r"\(known: batch_size\)$"),
 ])
 def test_bad_parameters_are_rejected_with_one_line(params, message):
   with pytest.raises(ConfigError, match=message):

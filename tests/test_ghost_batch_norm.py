@@ -214,9 +214,9 @@ def test_ghost_layout_slices_the_global_micro_batch(args, layout, local):
     ((600, 8, 128), r'^ghost_batch_size 128 does not divide the micro-batch of 600 examples on '
                     r'8 devices \(75 each\)$'),
     ((100, 8, 4), r'^global micro-batch 100 does not divide over 8 devices$'),
-    ((0, 8, 4), r'^global micro-batch must be a positive integer, got 0$'),
-    ((64, 0, 4), r'^num_devices must be a positive integer, got 0$'),
-    ((64, 8, -1), r'^ghost_batch_size must be an integer >= 0, got -1$'),
+    ((0, 8, 4), r'^global micro-batch must be a whole number >= 1, got 0$'),
+    ((64, 0, 4), r'^num_devices must be a whole number >= 1, got 0$'),
+    ((64, 8, -1), r'^ghost_batch_size must be a whole number >= 0, got -1$'),
 ])
 def test_ghost_layout_errors_name_the_numbers(args, message):
   with pytest.raises(ConfigError, match=message):

@@ -386,7 +386,7 @@ def test_init_value_is_the_lr_at_zero():
     (dict(name='reduce_on_plateau', init_value=0.1, threshold=-1e-4),
      r'lr_schedule\.threshold must be >= 0'),
     (dict(name='reduce_on_plateau', init_value=0.1, threshold_mode='relative'),
-     r"lr_schedule\.threshold_mode must be 'rel' or 'abs', got 'relative'"),
+     r"lr_schedule\.threshold_mode must be one of 'rel', 'abs', got 'relative'"),
     (dict(name='reduce_on_plateau', init_value=0.1, min_lr=-1e-5), r'min_lr must be >= 0'),
     (dict(name='reduce_on_plateau', init_value=0.1, min_lr=0.5),
      r'lr_schedule\.min_lr must be <= init_value=0\.1, got 0\.5'),

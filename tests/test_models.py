@@ -124,8 +124,10 @@ def test_unknown_model_name_is_an_error_naming_it():
 
 
 @pytest.mark.parametrize('cfg, num_classes, ghost, message', [
-    (dict(name='mlp', depth=3), 10, 0, r"model \(mlp\): unknown parameter 'depth'"),
-    (dict(name='mlp', num_classes=3), 10, 0, r"model \(mlp\): unknown parameter 'num_classes'"),
+    (dict(name='mlp', depth=3), 10, 0, r"^model\.depth: unknown parameter of model 'mlp' "
+     r'\(known: widths, batch_norm, dropout\)$'),
+    (dict(name='mlp', num_classes=3), 10, 0, r"^model\.num_classes: unknown parameter of model "
+     r"'mlp' \(known: widths, batch_norm, dropout\)$"),
     (dict(name='mlp', widths=(75, 0)), 10, 0, r'model.widths .* got \(75, 0\)'),
     (dict(name='mlp', widths=(75, 45), dropout=(0.5,)), 10, 0, r'model.dropout \(0.5,\)'),
     (dict(name='mlp', dropout=1.0), 10, 0, r'model.dropout .* got 1.0'),

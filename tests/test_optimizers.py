@@ -106,9 +106,11 @@ def test_momentum_of_is_the_heavy_ball_momentum_or_zero(cfg, m):
     (dict(name='momentum', momentum=1.0), r'optimizer.momentum must be in \[0, 1\), got 1.0'),
     (dict(name='nesterov', momentum=-0.1), r'optimizer.momentum must be in \[0, 1\), got -0.1'),
     (dict(name='sgd', momentum=0.9), r"optimizer.momentum must be 0 for 'sgd', got 0.9"),
-    (dict(name='adam', momentum=0.9), r"optimizer \(adam\): unknown parameter 'momentum'"),
+    (dict(name='adam', momentum=0.9), r"^optimizer\.momentum: unknown parameter of optimizer "
+     r"'adam' \(known: b1, b2, eps, weight_decay\)$"),
     (dict(name='momentum', learning_rate=0.1),
-     r"optimizer \(momentum\): unknown parameter 'learning_rate'"),
+     r"^optimizer\.learning_rate: unknown parameter of optimizer 'momentum' "
+     r'\(known: momentum, weight_decay\)$'),
     (dict(name='adam', b2=1.0), r'optimizer.b2 must be in \[0, 1\), got 1.0'),
     (dict(name='adam', eps=0.0), r'optimizer.eps must be > 0, got 0.0'),
     (dict(name='momentum', momentum='0.9'), r"optimizer.momentum must be a number, got '0.9'"),

@@ -90,10 +90,10 @@ def test_state_dict_resumes_the_same_sequence():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(mode='up'), r"plateau mode must be 'min' or 'max', got 'up'"),
-    (dict(threshold_mode='relative'), r"threshold_mode must be 'rel' or 'abs'"),
-    (dict(patience=-1), r'patience must be >= 0, got -1'),
-    (dict(cooldown=-1), r'cooldown must be >= 0, got -1'),
+    (dict(mode='up'), r"^mode must be one of 'min', 'max', got 'up'$"),
+    (dict(threshold_mode='relative'), r"threshold_mode must be one of 'rel', 'abs'"),
+    (dict(patience=-1), r'patience must be a whole number >= 0, got -1'),
+    (dict(cooldown=-1), r'cooldown must be a whole number >= 0, got -1'),
     (dict(threshold=-0.1), r'threshold must be >= 0, got -0.1'),
 ])
 def test_bad_detector_parameter_raises_config_error(kwargs, message):
