@@ -4,13 +4,17 @@ r"""Runs a learning-rate / batch-size schedule study from an experiment config.
     python launch.py --config=experiments/mnist_decay_vs_batch.py --workdir=runs/mnist
     python launch.py --config=experiments/cifar10_wrn.py:hybrid --config.num_epochs=50
     python launch.py --config=experiments/cifar10_wrn.py --dry_run   # the plan only
+    python launch.py --sweep=learning_rate=0.02,0.05 --sweep=batch_size=8,16
     python launch.py --config=experiments/cifar10_wrn.py --distributed  # on every host
 
 A config without a variant runs all its variants, each for every seed in
-``config.seeds``, into ``WORKDIR/<variant>/seed_<k>/``; then it prints the study table
-and writes ``table.md``, ``table.csv`` and ``figure.png`` to WORKDIR. A run directory
-that holds a checkpoint is resumed. Bad flags or config values stop with a one-line
-error and exit status 2 before any data is loaded.
+``config.seeds``, into ``WORKDIR/<variant>/seed_<k>/`` (``WORKDIR/<point>/...`` for each
+point of a sweep); then it prints the study table and writes ``table.md``, ``table.csv``
+and ``figure.{png,pdf}`` to WORKDIR. WORKDIR defaults to ``runs/<config>[-<variants>]``,
+so the same command resumes the same study: a run directory that holds a checkpoint
+continues from it, a finished one trains nothing. ``--restart`` moves the old runs aside
+first. Each config key may be overridden once (``--config.seeds=0,1,2``). Bad flags or
+config values stop with a one-line error and exit status 2 before any data is loaded.
 
 ``--distributed`` runs one study over several processes (every host of a TPU pod slice,
 or several GPU machines): each runs the same command, ``jax.distributed.initialize``
@@ -21,13 +25,15 @@ process 0 writes WORKDIR.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import sys
 from typing import NoReturn
 
 from absl import app, flags, logging
-import ml_collections
+from ml_collections import config_flags
 
 DEFAULT_CONFIG = 'experiments/digits_study.py'
 
@@ -37,33 +43,34 @@ def _fail(message: str) -> NoReturn:
   sys.exit(2)
 
 
-def _one_line(error: BaseException, argv: list[str]) -> str:
-  """A one-line message naming the flag or config value at fault."""
-  if isinstance(error, (AttributeError, KeyError)):  # an override of a key the config lacks
-    key = str(error).strip('"\'')
-    flag = next((a for a in argv if a.startswith('--config.')
-                 and key in a.split('=')[0].split('.')), None)
-    return f'unknown config key {key!r}' + (f' in {flag}' if flag else '')
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  if 'Error whilst parsing config file' in str(error):  # get_config raised: keep its message
-    return f'{lines[0].split(": Error")[0]}: {lines[-1].split(": ", 1)[-1]}'
-  if isinstance(error, OSError) and len(lines) > 1:
-    return f'cannot load config file {lines[-2]}: {lines[-1]}'
-  return lines[0] if lines else type(error).__name__
+def _explain(error: BaseException) -> str:
+  """One line for an error met while loading the config file or applying an override."""
+  if isinstance(error, AttributeError) and isinstance(error.args[0], KeyError):
+    return f'unknown config key {error.args[0].args[0].strip(chr(39))!r} in a --config override'
+  if isinstance(error, SyntaxError):
+    return f'config file {error.filename} line {error.lineno}: {error.msg}'
+  text = str(error)
+  frame = re.findall(r'File "([^"]+)", line (\d+)', text)
+  cause = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+  if frame and 'config_flags' not in frame[-1][0]:  # get_config raised: where and what
+    return f'config file {frame[-1][0]} line {frame[-1][1]}: {cause}'
+  return cause.strip()
 
 
 def _define_flags() -> None:
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   try:
     config_flags.DEFINE_config_file(
         'config', DEFAULT_CONFIG, 'Experiment config: experiments/<file>.py[:variant], with '
         '--config.a.b=value overrides.', lock_config=True)
-  except (AttributeError, KeyError) as e:  # an override of an unknown key in sys.argv
-    _fail(_one_line(e, sys.argv))
-  flags.DEFINE_string('workdir', None, 'Where the runs go; default runs/<config>-<time>.')
+  except (AttributeError, KeyError, SyntaxError) as e:
+    _fail(_explain(e))
+  flags.DEFINE_string('workdir', None, 'Where the runs go; default runs/<config>[-<variants>].')
   flags.DEFINE_bool('dry_run', False, 'Print and write the training plan only: no data, no '
                     'accelerator.')
   flags.DEFINE_integer('num_devices', 1, 'Devices the dry run plans for (a real run uses all).')
+  flags.DEFINE_bool('restart', False, 'Move the old runs in WORKDIR aside and start afresh.')
+  flags.DEFINE_multi_string('sweep', [], 'KEY=v1,v2,...: one study per value of the config '
+                            'key KEY; repeated flags form a grid (lr_study.sweep).')
   flags.DEFINE_bool('distributed', False, 'Join the processes of a multi-host run '
                     '(jax.distributed.initialize) before touching a device.')
   flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port of '
@@ -73,13 +80,18 @@ def _define_flags() -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parse, with every error in one line; each config key overridden at most once."""
   try:
     rest = flags.FLAGS(argv)
-    config = flags.FLAGS.config
-    if not isinstance(config, ml_collections.ConfigDict):
-      config.to_dict()  # an _ErrorConfig: raises the error that loading the file met
-  except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError) as e:
-    _fail(_one_line(e, argv))
+    flags.FLAGS.config.to_dict()  # a config that failed to load raises its error here
+  except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError,
+          SyntaxError) as e:
+    _fail(_explain(e))
+  for key in config_flags.get_override_values(flags.FLAGS['config']):
+    given = sum(re.match(rf'--?config\.{re.escape(key)}(=|$)', arg) is not None for arg in argv)
+    if given > 1:
+      _fail(f'--config.{key} is given {given} times: give each config key once (a tuple '
+            f'as --config.{key}=a,b)')
   return rest
 
 
@@ -94,31 +106,48 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
   logging.set_verbosity(logging.ERROR)
+  from lr_study import sweep  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
 
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  workdir = flags.FLAGS.workdir or _default_workdir(
-      config_flags.get_config_filename(flags.FLAGS['config']))
-  _join_processes(flags.FLAGS)
+  values = flags.FLAGS
+  workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']))
   try:
-    if flags.FLAGS.dry_run:
-      _dry_run(flags.FLAGS.config, workdir, flags.FLAGS.num_devices)
-    else:
-      from lr_study import runner  # pylint: disable=g-import-not-at-top
-      runner.run_study(flags.FLAGS.config, workdir)
-      _report(workdir)
+    base, points = sweep.sweep_points(values.config, values.sweep)
+    if values.dry_run:
+      for name, point in points:
+        _dry_run(sweep.apply_point(base, point), os.path.join(workdir, name), values.num_devices)
+      return
+    _join_processes(values)
+    run_files.check_workdir(workdir)
+    from lr_study import runner  # pylint: disable=g-import-not-at-top
+    from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
+    if values.restart and hosts.is_writer():
+      _move_aside(workdir)
+    for name, point in points:
+      runner.run_study(sweep.apply_point(base, point), os.path.join(workdir, name),
+                       sweep=sweep.jsonable(point))
   except ConfigError as e:
     _fail(str(e))
+  if hosts.is_writer():
+    _report(workdir)
+
+
+def _move_aside(workdir: str) -> None:
+  """``--restart``: WORKDIR's runs go to ``WORKDIR.old-<time>``; nothing is deleted."""
+  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
+  if run_files.exists(workdir) and os.listdir(workdir):
+    old = f'{workdir}.old-{datetime.datetime.now():%Y%m%d-%H%M%S}'
+    run_files.rename(workdir, old)
+    print(f'--restart: the old runs are in {old}')
 
 
 def _report(workdir: str) -> None:
-  """The study's table and figure, from its logs (on process 0, which wrote them)."""
+  """The study's table and figure, from its logs."""
   from analysis import study_results  # pylint: disable=g-import-not-at-top
-  from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
-  if hosts.is_writer():
-    print(study_results.write_study_outputs(workdir))
-    print(f'\nresults in {workdir}: {", ".join(study_results.OUTPUTS)}, and per run '
-          '<variant>/seed_<k>/metrics.jsonl')
+  print(study_results.write_study_outputs(workdir))
+  print(f'\nresults in {workdir}: {", ".join(study_results.OUTPUTS)}, and per run '
+        '<variant>/seed_<k>/metrics.jsonl')
 
 
 def _join_processes(values: flags.FlagValues) -> None:
@@ -130,24 +159,25 @@ def _join_processes(values: flags.FlagValues) -> None:
     if given:
       _fail(f'{", ".join(given)} needs --distributed')
     return
-  if values.dry_run:
-    _fail('--dry_run plans on one machine: drop --distributed')
   from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
   try:
     hosts.initialize(**joining)
   except (RuntimeError, ValueError) as e:
-    _fail(f'--distributed: {_one_line(e, [])}')
+    _fail(f'--distributed: {_explain(e)}')
 
 
-def _dry_run(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> None:
+def _dry_run(config, workdir: str, num_devices: int) -> None:
   from lr_study import study  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
   from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
 
+  if flags.FLAGS.distributed:
+    _fail('--dry_run plans on one machine: drop --distributed')
   plans = {name: prepare_run(study.resolve_variant(config, name), num_devices).plan
            for name in dict.fromkeys(name for name, _ in study.run_names(config))}
+  run_files.check_workdir(workdir)
   for name, plan in plans.items():
-    os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    run_files.make_dirs(os.path.join(workdir, name))
     run_files.write_json(os.path.join(workdir, name, run_files.PLAN), plan.to_json())
     print(f'\n== {name}\n{plan.format_table()}')
   print(f'\nplans written to {workdir}/<variant>/{run_files.PLAN}')

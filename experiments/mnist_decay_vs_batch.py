@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   with config.variants.ignore_type():
     for batch_size in (64, 1024):  # Raschka's contrast, at the constant LR
       config.variants[f'raschka_b{batch_size}'] = dict(
-          lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate')),
+          lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
           batch_schedule=dict(name='constant', batch_size=batch_size))
   config.num_epochs = EPOCHS
   config.checkpoint_every_epochs = 5

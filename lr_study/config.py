@@ -118,7 +118,3 @@ def check(config: ml_collections.ConfigDict) -> None:
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
   checks.fraction('gradient_noise_decay', config.gradient_noise_decay)
-  seeds = config.seeds
-  checks.integers('seeds', seeds if isinstance(seeds, (tuple, list)) else (seeds,), 0)
-  if len(set(seeds)) != len(seeds):
-    raise ConfigError(f'seeds must be distinct, got {tuple(seeds)}')

@@ -23,10 +23,12 @@ from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+def run_study(config: ml_collections.ConfigDict, workdir: str,
+              sweep: dict[str, Any] | None = None) -> list[dict[str, Any]]:
   """Trains (or resumes) every run of ``config`` under ``workdir``; returns their summaries.
 
-  Run ``(variant, seed)`` lives in ``workdir/<variant>/seed_<seed>/``.
+  Run ``(variant, seed)`` lives in ``workdir/<variant>/seed_<seed>/``; ``sweep``, the
+  point of a sweep this study is, goes into each run's ``metadata.json``.
   """
   runs = study.run_names(config)
   setups = {name: prepare_run(study.resolve_variant(config, name))
@@ -34,7 +36,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str,
   for setup in setups.values():
     check_dataset_available(setup.config.dataset)
   if hosts.is_writer():  # process 0 of several writes the study's files
-    os.makedirs(workdir, exist_ok=True)
+    run_files.make_dirs(workdir)
     run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
   feeds: dict[str, Feed] = {}
   compilers = {name: StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule,
@@ -50,7 +52,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str,
       feeds[key] = load_feed(setup.config.dataset, setup.spec)
     summaries.append(train_and_evaluate(setup, feeds[key],
                                         os.path.join(workdir, name, f'seed_{seed}'), seed,
-                                        compilers[name], label=f'{name} seed {seed}'))
+                                        compilers[name], label=f'{name} seed {seed}',
+                                        sweep=sweep))
   compiles = {name: compiler.traces for name, compiler in compilers.items()}
   print(f'train step compiled {sum(compiles.values())} time(s) in all, once per distinct '
         f'shape of each variant for all {len(config.seeds)} seed(s): '

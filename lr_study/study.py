@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from lr_study import checks
 from lr_study.errors import ConfigError
 
 
@@ -35,7 +36,10 @@ def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     if name not in config.variants:
       raise ConfigError(
           f'run_variants names unknown variant {name!r} (known: {", ".join(config.variants)})')
-  return [(name, int(seed)) for name in config.run_variants for seed in config.seeds]
+  seeds = checks.integers('seeds', config.seeds, 0)
+  if len(set(seeds)) != len(seeds):
+    raise ConfigError(f'seeds must be distinct, got {seeds}')
+  return [(name, seed) for name in config.run_variants for seed in seeds]
 
 
 def select_variant(config: ml_collections.ConfigDict, arg: str | None,
@@ -63,19 +67,20 @@ def decay_vs_batch_variants(config: ml_collections.ConfigDict, boundaries: tuple
   B (ε fixed); ``hybrid`` multiplies B up to ``hybrid_factor``·B0, then divides ε. Each
   variant sets ``lr_schedule`` and ``batch_schedule`` from ``config.learning_rate`` (ε)
   and ``config.batch_size`` (B0) by reference, so ``--config.learning_rate=0.1`` changes
-  all three alike.
+  all three alike, while ``--config.variants.decay.lr_schedule.init_value=0.1`` changes
+  ``decay`` alone.
   """
-  learning_rate, batch_size = config.get_ref('learning_rate'), config.get_ref('batch_size')
-  hybrid_max_batch_size = batch_size * hybrid_factor
-  constant_lr = dict(name='constant', init_value=learning_rate)
-  constant_batch = dict(name='constant', batch_size=batch_size)
-  steps = dict(batch_size=batch_size, boundaries=boundaries, factor=factor)
+  lr, b0 = config.get_ref('learning_rate'), config.get_ref('batch_size')
+  # Every use is a reference of its own (``identity``): the knobs reach every variant, and
+  # an override of one variant's value changes that variant alone.
+  steps = lambda: dict(batch_size=b0.identity(), boundaries=boundaries, factor=factor)
+  constant_lr = lambda: dict(name='constant', init_value=lr.identity())
   return ml_collections.ConfigDict({
-      'decay': dict(lr_schedule=dict(name='multistep', init_value=learning_rate,
+      'decay': dict(lr_schedule=dict(name='multistep', init_value=lr.identity(),
                                      boundaries=boundaries, factors=1 / factor),
-                    batch_schedule=constant_batch),
-      'hybrid': dict(lr_schedule=constant_lr,
-                     batch_schedule=dict(name='hybrid', max_batch_size=hybrid_max_batch_size,
-                                         **steps)),
-      'increase': dict(lr_schedule=constant_lr, batch_schedule=dict(name='multistep', **steps)),
+                    batch_schedule=dict(name='constant', batch_size=b0.identity())),
+      'hybrid': dict(lr_schedule=constant_lr(),
+                     batch_schedule=dict(name='hybrid', max_batch_size=b0 * hybrid_factor,
+                                         **steps())),
+      'increase': dict(lr_schedule=constant_lr(), batch_schedule=dict(name='multistep', **steps())),
   })

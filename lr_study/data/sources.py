@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from typing import Any
 
@@ -73,7 +74,10 @@ def _builder(spec: DatasetSpec, dataset_cfg: Any) -> Any:
   if spec.name == 'digits':
     # Importing the module registers the builder with TFDS.
     from lr_study.data import digits  # pylint: disable=g-import-not-at-top,unused-import
-  return tfds.builder(spec.tfds_name, data_dir=dataset_cfg.data_dir or None)
+  data_dir = dataset_cfg.data_dir
+  if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise ConfigError(f'dataset.data_dir {data_dir!r} is a file, not a directory')
+  return tfds.builder(spec.tfds_name, data_dir=data_dir or None)
 
 
 def _manual_dir(dataset_cfg: Any) -> str | None:
@@ -88,6 +92,21 @@ def _manual_dir(dataset_cfg: Any) -> str | None:
 
 def _missing_files(spec: DatasetSpec, manual_dir: str) -> list[str]:
   return [f for f in spec.manual_files if not os.path.isfile(os.path.join(manual_dir, f))]
+
+
+def _check_checksums(builder: Any, manual_dir: str) -> None:
+  """Each archive in ``manual_dir`` has the SHA-256 TFDS records for it (read before any
+  compute, so a corrupt file is one line, not a failure half-way through preparation)."""
+  for info in builder.url_infos.values():
+    path = os.path.join(manual_dir, info.filename)
+    if not os.path.isfile(path):
+      continue
+    with open(path, 'rb') as f:
+      digest = hashlib.file_digest(f, 'sha256').hexdigest()
+    if digest != info.checksum:
+      raise ConfigError(f'dataset.manual_dir {manual_dir!r}: {info.filename} is corrupt '
+                        f'(sha256 {digest[:12]}…, {os.path.getsize(path):,} bytes; TFDS '
+                        f'expects {info.checksum[:12]}…, {int(info.size):,} bytes)')
 
 
 def _source(dataset_cfg: Any) -> tuple[DatasetSpec, Any, str]:
@@ -105,6 +124,7 @@ def _source(dataset_cfg: Any) -> tuple[DatasetSpec, Any, str]:
       raise ConfigError(
           f'dataset.manual_dir {manual_dir!r} lacks {", ".join(missing)} needed to prepare '
           f'{spec.name}')
+    _check_checksums(builder, manual_dir)
     return spec, builder, 'manual_dir'
   if dataset_cfg.download:
     return spec, builder, 'download'

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import ml_collections
 
+from lr_study.runtime import fingerprint
+
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'tensorflow-cpu', 'tensorflow',
             'tensorflow-datasets', 'ml-collections', 'absl-py')
 
@@ -43,9 +45,14 @@ def git_commit() -> dict[str, Any]:
     return {'commit': None, 'dirty': None}
 
 
-def run_metadata(config: ml_collections.ConfigDict, plan: Any, seed: int) -> dict[str, Any]:
+def run_metadata(config: ml_collections.ConfigDict, plan: Any, seed: int,
+                 sweep: dict[str, Any]) -> dict[str, Any]:
+  """What a run records of itself; ``fingerprint`` hashes the config keys that change its
+  results (``lr_study.runtime.fingerprint``)."""
   return {
       'config': config.to_dict(),
+      'fingerprint': fingerprint.fingerprint(config),
+      'sweep': sweep,
       'seed': seed,
       'plan': plan.to_json(),
       'devices': {'platform': jax.default_backend(), 'local_device_count': jax.local_device_count(),

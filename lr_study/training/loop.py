@@ -65,21 +65,23 @@ class Loop:
 
 
 def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
-                       compiler: StepCompiler, label: str = '') -> dict[str, Any]:
+                       compiler: StepCompiler, label: str = '',
+                       sweep: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
-  checkpoint) and returns its summary, also written to ``run_dir/summary.json``."""
+  checkpoint) and returns its summary, also written to ``run_dir/summary.json``.
+  ``sweep`` (the sweep point of the run, if any) is recorded in its metadata."""
   with RunDirectory(run_dir) as files:
-    return _train(setup, feed, files, seed, compiler, label or run_dir)
+    return _train(setup, feed, files, seed, compiler, label or run_dir, sweep or {})
 
 
 def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
-           compiler: StepCompiler, label: str) -> dict[str, Any]:
+           compiler: StepCompiler, label: str, sweep: dict[str, Any]) -> dict[str, Any]:
   config = setup.config
   controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
   files.open_logs(loop.update)
-  files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed))
+  files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
   evaluate, progress = feed.evaluator(setup.model), Progress(label, controllers.plan.examples_seen)
