@@ -109,6 +109,7 @@ def main(argv: list[str]) -> None:
   from lr_study import sweep  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime.preemption import Preempted  # pylint: disable=g-import-not-at-top
 
   values = flags.FLAGS
   workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']))
@@ -129,6 +130,9 @@ def main(argv: list[str]) -> None:
                        sweep=sweep.jsonable(point))
   except ConfigError as e:
     _fail(str(e))
+  except Preempted as e:
+    print(f'launch.py: {e}', file=sys.stderr)
+    sys.exit(143)
   if hosts.is_writer():
     _report(workdir)
 

@@ -18,14 +18,12 @@ from lr_study.errors import ConfigError
 
 
 def number(name: str, value: Any) -> float:
-  """``value`` as a finite float."""
-  try:
-    x = float(value)
-  except (TypeError, ValueError):
-    raise ConfigError(f'{name} must be a number, got {value!r}') from None
-  if isinstance(value, bool) or not math.isfinite(x):
+  """``value``, an int or a float (not a bool, not text), as a finite float."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    raise ConfigError(f'{name} must be a number, got {value!r}')
+  if not math.isfinite(value):
     raise ConfigError(f'{name} must be a finite number, got {value!r}')
-  return x
+  return float(value)
 
 
 def nonnegative(name: str, value: Any) -> float:

@@ -18,6 +18,7 @@ from lr_study import study
 from lr_study.data.feeds import Feed, load_feed
 from lr_study.data.sources import check_dataset_available
 from lr_study.runtime import hosts, run_files
+from lr_study.runtime.preemption import Preemption
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler
@@ -45,15 +46,15 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
                                   gradient_noise_decay=setup.config.gradient_noise_decay)
                for name, setup in setups.items()}
   summaries = []
-  for name, seed in runs:
-    setup = setups[name]
-    key = json.dumps(setup.config.dataset.to_dict(), sort_keys=True)
-    if key not in feeds:
-      feeds[key] = load_feed(setup.config.dataset, setup.spec)
-    summaries.append(train_and_evaluate(setup, feeds[key],
-                                        os.path.join(workdir, name, f'seed_{seed}'), seed,
-                                        compilers[name], label=f'{name} seed {seed}',
-                                        sweep=sweep))
+  with Preemption() as preemption:
+    for name, seed in runs:
+      setup = setups[name]
+      key = json.dumps(setup.config.dataset.to_dict(), sort_keys=True)
+      if key not in feeds:
+        feeds[key] = load_feed(setup.config.dataset, setup.spec)
+      summaries.append(train_and_evaluate(
+          setup, feeds[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
+          compilers[name], label=f'{name} seed {seed}', sweep=sweep, preemption=preemption))
   compiles = {name: compiler.traces for name, compiler in compilers.items()}
   print(f'train step compiled {sum(compiles.values())} time(s) in all, once per distinct '
         f'shape of each variant for all {len(config.seeds)} seed(s): '

@@ -10,15 +10,17 @@
   devices (``lr_study.data.streaming``); evaluation streams each split in padded, masked
   batches.
 
-The loop asks a feed for ``epoch(seed, epoch, batch_size, updates)``, an iterable of
-``(step arguments, updates)``: one item for the whole epoch in memory (the step runs the
-updates itself), one per batch when streaming; and for ``evaluator(model)``.
+The loop asks a feed for ``epoch(seed, epoch, batch_size, updates, done)``, an iterable
+of ``(step arguments, updates)`` for the epoch's updates after the first ``done`` (a run
+resumed mid-epoch): one item in memory (the step runs the updates itself, each at its
+place in the epoch), one per batch when streaming; and for ``evaluator(model)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from typing import Any, Callable, Iterator
 
 import jax
@@ -92,14 +94,14 @@ class InMemoryFeed:
     return _EvalSplit(_device_data(spec, split.images, split.labels),
                       devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))
 
-  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int
+  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
     """The training split with epoch ``epoch``'s order, made on the devices; the step
     gathers each update's batch from it."""
     del batch_size
     perm = _device_permutation(*devices.replicate((np.int32(seed), np.int32(epoch))),
                                self.num_local_train)
-    yield (self.train.replace(perm=perm),), updates
+    yield (self.train.replace(perm=perm),), updates - done
 
   def evaluator(self, model: Any) -> Evaluator:
     eval_step = make_eval_step(model)
@@ -124,16 +126,13 @@ class StreamingFeed:
     self.dataset_cfg, self.spec = dataset_cfg, spec
     self.eval_split_names = ['test'] + (['validation'] if dataset_cfg.validation_size else [])
 
-  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int
+  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
     """One epoch of batches, each one update; tf.data orders them from (seed, epoch)."""
     batches = streaming.epoch_batches(self.dataset_cfg, 'train', seed, epoch,
                                       batch_size, jax.local_device_count())
-    for batch in batches if updates else ():
+    for batch in itertools.islice(batches, done, updates):
       yield (batch,), 1
-      updates -= 1
-      if not updates:
-        return
 
   def evaluator(self, model: Any) -> Evaluator:
     eval_step = make_stream_eval_step(model, jnp.asarray(self.spec.mean),

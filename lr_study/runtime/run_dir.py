@@ -18,6 +18,7 @@ from typing import Any
 
 from lr_study.runtime import hosts, run_files
 from lr_study.runtime.lock import RunLock
+from lr_study.runtime.tensorboard import EventWriter
 
 LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
 
@@ -29,6 +30,7 @@ class RunDirectory:
     self.path = path
     self.writer = hosts.is_writer()
     self._logs: dict[str, run_files.JsonlWriter] = {}
+    self._events: EventWriter | None = None
     self._lock = RunLock(path) if self.writer else None
 
   def __enter__(self) -> 'RunDirectory':
@@ -50,16 +52,21 @@ class RunDirectory:
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
 
-  def open_logs(self, update: int) -> None:
+  def open_logs(self, update: int, hparams: dict[str, Any]) -> None:
     """Opens the logs for appending, each cut to end at ``update`` first (a resume
-    continues them; a fresh start, update 0, empties them)."""
+    continues them; a fresh start, update 0, empties them), and the TensorBoard events
+    (``lr_study.runtime.tensorboard``) with the run's ``hparams``."""
     for name in LOGS:
       if self.writer:
         run_files.truncate_jsonl(self.file(name), lambda r: r['update'] <= update)
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
+    self._events = EventWriter(self.path if self.writer else None, hparams)
 
   def log(self, name: str, record: dict[str, Any]) -> None:
+    """Appends ``record`` to log ``name``; an evaluation goes to TensorBoard too."""
     self._logs[name].write(run_files.mark_non_finite(record))
+    if name == run_files.METRICS:
+      self._events.scalars(record['update'], record)
 
   def write_json(self, name: str, obj: Any) -> None:
     if self.writer:
@@ -78,3 +85,6 @@ class RunDirectory:
     for log in self._logs.values():
       log.close()
     self._logs = {}
+    if self._events:
+      self._events.close()
+      self._events = None

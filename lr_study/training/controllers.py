@@ -48,11 +48,12 @@ class Controllers:
     self._batch_plateau = self._batch.plateau_detector() if self._batch.dynamic else None
     self._batch_changes: list[tuple[int, int]] = []  # (from epoch, batch size)
 
-  def on_epoch_start(self, update: int, epoch: int) -> list[Event]:
-    """A scripted manual change due at ``epoch``, then any request."""
+  def on_epoch_start(self, update: int, epoch: int, resumed: bool = False) -> list[Event]:
+    """A scripted manual change due at ``epoch`` (not again when a run resumes inside
+    it), then any request."""
     events = []
     for at_epoch, learning_rate in self._lr.params.get('changes', ()):
-      if at_epoch == epoch:
+      if at_epoch == epoch and not resumed:
         events.append(self._set_lr(update, learning_rate, 'scripted'))
     return events + self.poll(update)
 

@@ -31,6 +31,7 @@ import numpy as np
 from lr_study.data.feeds import Feed
 from lr_study.runtime import devices, fingerprint, hosts, run_files
 from lr_study.runtime.metadata import run_metadata
+from lr_study.runtime.preemption import Preempted, Preemption
 from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
 from lr_study.schedules import clock
@@ -62,39 +63,48 @@ class Loop:
   update: int = 0  # updates applied
   examples_seen: int = 0
   wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
+  train_log_mark: tuple[float, float, int] = (0.0, 0.0, 0)  # metric sums at the last train-log line
 
 
 def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
                        compiler: StepCompiler, label: str = '',
-                       sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+                       sweep: dict[str, Any] | None = None,
+                       preemption: Preemption | None = None) -> dict[str, Any]:
   """Trains one run to the end of its plan (resuming from ``run_dir`` if it holds a
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``.
-  ``sweep`` (the sweep point of the run, if any) is recorded in its metadata."""
+
+  ``sweep`` (the sweep point of the run, if any) is recorded in its metadata. When
+  ``preemption`` is requested (a SIGTERM), the run saves a checkpoint after its current
+  dispatch and raises :class:`~lr_study.runtime.preemption.Preempted`.
+  """
   with RunDirectory(run_dir) as files:
-    return _train(setup, feed, files, seed, compiler, label or run_dir, sweep or {})
+    return _train(setup, feed, files, seed, compiler, label or run_dir, sweep or {},
+                  preemption or Preemption())
 
 
 def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
-           compiler: StepCompiler, label: str, sweep: dict[str, Any]) -> dict[str, Any]:
+           compiler: StepCompiler, label: str, sweep: dict[str, Any],
+           preemption: Preemption) -> dict[str, Any]:
   config = setup.config
   controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
-  files.open_logs(loop.update)
+  files.open_logs(loop.update, config.to_dict())
   files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
   evaluate, progress = feed.evaluator(setup.model), Progress(label, controllers.plan.examples_seen)
   chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
-  started, mark, diverged_at = time.monotonic() - loop.wall_time, _sums(state), 0
+  started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:
     plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
-    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch)):
+    done = loop.update - phase.first_update - (loop.epoch - phase.start_epoch) * phase.updates_per_epoch
+    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=done > 0)):
       inputs = _inputs(seed, controllers)
     dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
                                    feed.streaming)
     for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
-                                    phase.updates_per_epoch):
+                                    phase.updates_per_epoch, done):
       for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
                        controllers.pending_at):
         state = dispatch(state, args, inputs, k)
@@ -102,11 +112,15 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
         if max_in_flight():
           jax.block_until_ready(state)
         if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
-          mark = _write_train_log(files, state, mark, loop.update, plan)
+          loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
+        if preemption.requested and jax.process_count() == 1:
+          _save(files, state, loop, controllers, config, started)
+          raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
+                          'saved; the same command resumes from it')
         if progress.due() or loop.update == controllers.pending_at:
           if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
             inputs = _inputs(seed, controllers)
-          loss, _, count = np.subtract(_sums(state), mark)
+          loss, _, count = np.subtract(_sums(state), loop.train_log_mark)
           progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
                         phase=plan.phases.index(phase), num_phases=len(plan.phases),
                         batch_size=phase.batch_size, learning_rate=_lr(state),
@@ -116,17 +130,13 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
     if loop.epoch % config.eval_every_epochs == 0 or loop.epoch == plan.num_epochs:
       metrics = _evaluate(evaluate, state, loop, plan, config, seed, started)
       files.log(run_files.METRICS, metrics)
-      state, mark = reset_metrics(state), (0.0, 0.0, 0)
+      state, loop.train_log_mark = reset_metrics(state), (0.0, 0.0, 0)
       if _log_events(files, controllers.on_eval(metrics, loop.update, loop.epoch)):
         inputs, progress.total_examples = _inputs(seed, controllers), controllers.plan.examples_seen
         files.write_json(run_files.PLAN, controllers.plan.to_json())
     every = config.checkpoint_every_epochs
-    if files.writer and (loop.epoch == phase.end_epoch or (every and loop.epoch % every == 0)):
-      checkpoint.save(files.path, loop.update, devices.unreplicate(state), {
-          'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
-                      keep=config.checkpoints_to_keep)
-      if controllers.applied_request:
-        manual_lr.acknowledge(files.path, controllers.applied_request)
+    if loop.epoch == phase.end_epoch or (every and loop.epoch % every == 0):
+      _save(files, state, loop, controllers, config, started)
   summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
   files.write_json(run_files.SUMMARY, summary)
   progress.close(f'{label}: ' + (f'diverged at update {diverged_at}' if diverged_at else
@@ -134,6 +144,19 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
                  + f' after {loop.update} updates, {loop.wall_time:.1f} s, '
                  f'{compiler.traces} train-step compile(s) so far')
   return summary
+
+
+def _save(files: RunDirectory, state: Any, loop: Loop, controllers: Controllers, config: Any,
+          started: float) -> None:
+  """A checkpoint of this update; then the manual request it holds is acknowledged."""
+  loop.wall_time = time.monotonic() - started
+  if not files.writer:
+    return
+  checkpoint.save(files.path, loop.update, devices.unreplicate(state), {
+      'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
+                  keep=config.checkpoints_to_keep)
+  if controllers.applied_request:
+    manual_lr.acknowledge(files.path, controllers.applied_request)
 
 
 def _manual_requests(files: RunDirectory) -> tuple[Any, Any]:
@@ -169,8 +192,9 @@ def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Con
   if restored and restored.skipped:
     print(f'{files.path}: {restored.skipped}', flush=True)
   controllers.load_state_dict(saved['controllers'])
-  return (hosts.arrays_from_writer(restored.state if restored else host_state),
-          Loop(**saved['loop']))
+  loop = Loop(**saved['loop'])
+  loop.train_log_mark = tuple(loop.train_log_mark)
+  return hosts.arrays_from_writer(restored.state if restored else host_state), loop
 
 
 def _inputs(seed: int, controllers: Controllers) -> StepInputs:
