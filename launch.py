@@ -43,10 +43,13 @@ def _fail(message: str) -> NoReturn:
   sys.exit(2)
 
 
-def _explain(error: BaseException) -> str:
+def _explain(error: BaseException, argv: list[str] = ()) -> str:
   """One line for an error met while loading the config file or applying an override."""
   if isinstance(error, AttributeError) and isinstance(error.args[0], KeyError):
-    return f'unknown config key {error.args[0].args[0].strip(chr(39))!r} in a --config override'
+    key = error.args[0].args[0].strip("'")
+    flag = next((a for a in argv if a.startswith('--config.') and key in a.split('=')[0].split('.')),
+                'a --config override')
+    return f'unknown config key {key!r} in {flag}'
   if isinstance(error, SyntaxError):
     return f'config file {error.filename} line {error.lineno}: {error.msg}'
   text = str(error)
@@ -63,7 +66,7 @@ def _define_flags() -> None:
         'config', DEFAULT_CONFIG, 'Experiment config: experiments/<file>.py[:variant], with '
         '--config.a.b=value overrides.', lock_config=True)
   except (AttributeError, KeyError, SyntaxError) as e:
-    _fail(_explain(e))
+    _fail(_explain(e, sys.argv))
   flags.DEFINE_string('workdir', None, 'Where the runs go; default runs/<config>[-<variants>].')
   flags.DEFINE_bool('dry_run', False, 'Print and write the training plan only: no data, no '
                     'accelerator.')
@@ -86,7 +89,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     flags.FLAGS.config.to_dict()  # a config that failed to load raises its error here
   except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError,
           SyntaxError) as e:
-    _fail(_explain(e))
+    _fail(_explain(e, argv))
   for key in config_flags.get_override_values(flags.FLAGS['config']):
     given = sum(re.match(rf'--?config\.{re.escape(key)}(=|$)', arg) is not None for arg in argv)
     if given > 1:
@@ -120,9 +123,11 @@ def main(argv: list[str]) -> None:
         _dry_run(sweep.apply_point(base, point), os.path.join(workdir, name), values.num_devices)
       return
     _join_processes(values)
-    run_files.check_workdir(workdir)
     from lr_study import runner  # pylint: disable=g-import-not-at-top
     from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
+    for _, point in points:
+      runner.prepare_study(sweep.apply_point(base, point))
+    run_files.check_workdir(workdir)
     if values.restart and hosts.is_writer():
       _move_aside(workdir)
     for name, point in points:

@@ -20,8 +20,18 @@ from lr_study.data.sources import check_dataset_available
 from lr_study.runtime import hosts, run_files
 from lr_study.runtime.preemption import Preemption
 from lr_study.training.loop import train_and_evaluate
-from lr_study.training.setup import prepare_run
+from lr_study.training.setup import RunSetup, prepare_run
 from lr_study.training.step import StepCompiler
+
+
+def prepare_study(config: ml_collections.ConfigDict) -> dict[str, RunSetup]:
+  """Every variant's setup, validated, and its dataset's availability checked: the
+  one-line ConfigErrors of a study, before any data is read or any file written."""
+  setups = {name: prepare_run(study.resolve_variant(config, name))
+            for name in dict.fromkeys(name for name, _ in study.run_names(config))}
+  for setup in setups.values():
+    check_dataset_available(setup.config.dataset)
+  return setups
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,
@@ -31,11 +41,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   Run ``(variant, seed)`` lives in ``workdir/<variant>/seed_<seed>/``; ``sweep``, the
   point of a sweep this study is, goes into each run's ``metadata.json``.
   """
-  runs = study.run_names(config)
-  setups = {name: prepare_run(study.resolve_variant(config, name))
-            for name in dict.fromkeys(name for name, _ in runs)}
-  for setup in setups.values():
-    check_dataset_available(setup.config.dataset)
+  runs, setups = study.run_names(config), prepare_study(config)
   if hosts.is_writer():  # process 0 of several writes the study's files
     run_files.make_dirs(workdir)
     run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())

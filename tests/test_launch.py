@@ -87,3 +87,34 @@ def test_default_study_prints_the_table_and_writes_logs_and_figure(digits_data_d
   updates = {row.split('|')[1].strip(): int(row.split('|')[5].replace(',', ''))
              for row in table[1:]}
   assert updates['increase'] < updates['hybrid'] < updates['decay']
+
+
+def _metrics_without_wall_time(workdir) -> dict[str, list[dict]]:
+  out = {}
+  for variant in ('decay', 'hybrid', 'increase'):
+    with open(os.path.join(workdir, variant, 'seed_0', 'metrics.jsonl')) as f:
+      out[variant] = [{k: v for k, v in json.loads(line).items() if k != 'wall_time'} for line in f]
+  return out
+
+
+@pytest.mark.slow
+def test_default_study_compiles_its_train_step_once_per_shape_for_all_seeds(
+    digits_data_dir, tmp_path):
+  result = _launch(f'--config.dataset.data_dir={digits_data_dir}', f'--workdir={tmp_path}',
+                   one_device=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert ('train step compiled 7 time(s) in all, once per distinct shape of each variant for '
+          'all 3 seed(s): decay 1, hybrid 2, increase 4') in result.stdout
+
+
+@pytest.mark.slow
+def test_fused_dispatch_logs_the_same_metrics_as_one_update_per_dispatch(digits_data_dir, tmp_path):
+  logs = {}
+  for k in (1, 32):
+    workdir = tmp_path / f'k{k}'
+    result = _launch('--config.seeds=0,', f'--config.updates_per_dispatch={k}',
+                     f'--config.dataset.data_dir={digits_data_dir}', f'--workdir={workdir}',
+                     one_device=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logs[k] = _metrics_without_wall_time(workdir)
+  assert logs[1] == logs[32]
