@@ -1,7 +1,9 @@
 r"""Decaying LR vs increasing batch size on real MNIST with an MLP, sized for a CPU.
 
-    python launch.py --config=experiments/mnist_decay_vs_batch.py \
-        --config.dataset.manual_dir=../shared/data/mnist --workdir=runs/mnist
+    python launch.py --config=experiments/mnist_decay_vs_batch.py --config.dataset.download=True
+
+(offline: ``--config.dataset.manual_dir=DIR`` with the four official MNIST files instead
+of the download.)
 
 Smith, Kindermans, Ying & Le (ICLR 2018), Figure 2, on MNIST: every variant shares all
 hyperparameters and the 30 epochs, and divides the noise scale g ≈ εN/(B(1 − m)) by 4
@@ -9,7 +11,11 @@ at epochs 10 and 20:
 
 * ``decay``: B = 64, ε divided by 4 at each step (843 updates per epoch);
 * ``hybrid``: B = 64 → 256 at epoch 10 (the maximum), then ε divided by 4 at epoch 20;
-* ``increase``: ε held, B = 64 → 256 → 1024.
+* ``increase``: ε held, B = 64 → 256 → 1024;
+* ``noise_adaptive``: ε held, B set at each evaluation to the measured gradient noise
+  scale B_simple (McCandlish et al. 2018), in steps of 64, from 64 up to 1024
+  (``lr_study.schedules.batch_dynamic``): the batch follows the data, not a hand-set
+  schedule.
 
 Raschka's STAT 453 batch-size experiment is here too, at a constant LR, for the
 contrast it teaches (equal epochs, 843 vs 52 updates per epoch):
@@ -17,8 +23,7 @@ contrast it teaches (equal epochs, 843 vs 52 updates per epoch):
 
 The data follow Raschka's MNIST setup: 54,000 training images and 6,000 held out for
 validation (the last 6,000 of a fixed shuffle of the 60,000), the 10,000 test images
-for the reported accuracy. ``manual_dir`` holds the four official MNIST files; TFDS
-prepares them offline into ``data_dir`` on first use (about 20 s).
+for the reported accuracy. TFDS prepares them into ``data_dir`` on first use.
 """
 
 import ml_collections
@@ -49,6 +54,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       config.variants[f'raschka_b{batch_size}'] = dict(
           lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
           batch_schedule=dict(name='constant', batch_size=batch_size))
+    config.variants.noise_adaptive = dict(
+        lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
+        batch_schedule=dict(name='noise_adaptive', batch_size=config.get_ref('batch_size').identity(),
+                            max_batch_size=1024, multiple=64))
   config.num_epochs = EPOCHS
   config.checkpoint_every_epochs = 5
-  return select_variant(config, arg, default=('decay', 'hybrid', 'increase'))
+  return select_variant(config, arg, default=('decay', 'hybrid', 'increase', 'noise_adaptive'))

@@ -296,8 +296,8 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
   if cap is not None and cap > n:
     raise ConfigError(f'batch_schedule.max_batch_size {cap} is larger than the {n} training '
                       'examples')
-  for b in batch_schedule.reachable_batch_sizes():
-    _device_split(b, devices, max_pdb, ghost, '(batch_schedule, reachable on plateau)')
+  for b in batch_schedule.reachable:
+    _device_split(b, devices, max_pdb, ghost, '(batch_schedule, reachable at run time)')
   try:
     steps = [batch_schedule.fn(e) for e in range(num_epochs)]
   except ConfigError as e:

@@ -12,6 +12,7 @@ from lr_study.schedules.batch import BATCH_SCHEDULES, build_batch_schedule
 from lr_study.errors import ConfigError
 from lr_study.schedules.noise_scale import matched_batch_size, noise_scale
 from lr_study.schedules import LRSchedule
+from lr_study.schedules.batch_dynamic import next_for_noise, next_on_plateau
 
 N = 50000
 STEPS = (60, 120, 160)
@@ -122,9 +123,9 @@ def test_increase_on_plateau_starts_at_the_batch_and_steps_to_the_cap():
             patience=3, metric='validation_loss')
   assert s.dynamic == 'increase_on_plateau'
   assert [s(e) for e in (0, 199)] == [128, 128]
-  assert s.next_batch_size(128) == 640 and s.next_batch_size(3200) == 10000
-  assert s.reachable_batch_sizes() == (128, 640, 3200, 10000)
-  assert s.plateau_detector().patience == 3
+  assert next_on_plateau(s, 128) == 640 and next_on_plateau(s, 3200) == 10000
+  assert s.reachable == (128, 640, 3200, 10000)
+  assert s.params['patience'] == 3
   assert s.params['factor'] == 5 and s.params['metric'] == 'validation_loss'
 
 
@@ -161,3 +162,19 @@ def test_increase_on_plateau_validates_the_detector_parameters():
 def test_bad_parameters_are_rejected_with_one_line(params, message):
   with pytest.raises(ConfigError, match=message):
     build(**params)
+
+
+def test_noise_adaptive_follows_the_measured_noise_scale_in_multiples_and_never_shrinks():
+  s = build_batch_schedule(dict(name='noise_adaptive', batch_size=64, max_batch_size=1024,
+                                scale=0.5), num_examples=60000)
+  assert s.reachable == tuple(range(64, 1025, 64)) and s.dynamic == 'noise_adaptive'
+  assert next_for_noise(s, 64, 700.0) == 320  # 64·⌊0.5·700/64⌋
+  assert next_for_noise(s, 320, 300.0) == 320  # never shrinks
+  assert next_for_noise(s, 320, 1e6) == 1024  # capped
+  assert next_for_noise(s, 320, float('nan')) == 320
+
+
+def test_noise_adaptive_batch_must_be_a_multiple():
+  with pytest.raises(ConfigError, match=r'^batch_schedule.batch_size must be a multiple of multiple=48, got 64$'):
+    build_batch_schedule(dict(name='noise_adaptive', batch_size=64, max_batch_size=960,
+                              multiple=48), num_examples=60000)

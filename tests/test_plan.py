@@ -10,6 +10,7 @@ import pytest
 
 from lr_study import config as schema
 from lr_study.errors import ConfigError
+from lr_study.schedules.batch_dynamic import next_on_plateau
 from lr_study.plan import build_plan
 from lr_study.schedules.noise_scale import noise_scale
 
@@ -148,7 +149,7 @@ def test_with_batch_size_from_replans_the_remaining_epochs():
   plan = small_plan(batch_schedule=dict(name='increase_on_plateau', batch_size=100, factor=2,
                                         max_batch_size=400))
   assert plan.total_updates == 60
-  new = plan.with_batch_size_from(3, plan.batch_schedule.next_batch_size(100))
+  new = plan.with_batch_size_from(3, next_on_plateau(plan.batch_schedule, 100))
   assert [p.batch_size for p in new.phases] == [100, 100, 200, 200]
   assert (new.total_updates, new.phases[2].first_update) == (45, 30)
   assert new.lr_at_update(35) == pytest.approx(0.025)
@@ -216,13 +217,13 @@ def test_momentum_counts_only_for_heavy_ball_optimizers():
                               max_batch_size=400), max_per_device_batch=50,
           ghost_batch_size=100), 1,
      r'^no accumulation split keeps ghost batches of 100 whole for global batch 100 on 1 device '
-     r'with max_per_device_batch 50: .* \(batch_schedule, reachable on plateau\)$'),
+     r'with max_per_device_batch 50: .* \(batch_schedule, reachable at run time\)$'),
     (dict(batch_schedule=dict(name='hybrid', batch_size=100, boundaries=(3,),
                               max_batch_size=2000)), 1,
      r'^batch_schedule.max_batch_size 2000 is larger than the 1050 training examples$'),
     (dict(batch_schedule=dict(name='increase_on_plateau', batch_size=100, factor=1.5,
                               max_batch_size=300)), 4,
-     r'^global batch 150 does not divide over 4 devices \(batch_schedule, reachable on plateau'),
+     r'^global batch 150 does not divide over 4 devices \(batch_schedule, reachable at run time'),
 ])
 def test_bad_inputs_are_rejected_with_one_line(overrides, num_devices, message):
   with pytest.raises(ConfigError, match=message):

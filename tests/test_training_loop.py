@@ -201,3 +201,18 @@ def test_manual_learning_rate_request_rescales_a_decaying_schedule_from_its_upda
   assert [r['learning_rate'] for r in log] == pytest.approx([0.05, 0.01, 0.01, 0.002], rel=1e-6)
   (event,) = _events(str(tmp_path))
   assert (event['update'], event['old_learning_rate']) == (1437 // 64, pytest.approx(0.05))
+
+
+def test_noise_adaptive_batch_follows_the_measured_noise_scale_in_a_real_run(digits_data_dir, tmp_path):
+  batch = dict(name='noise_adaptive', batch_size=16, max_batch_size=256, multiple=16)
+  setup, summary, log = _run(_config(digits_data_dir, num_epochs=4, batch_schedule=batch,
+                                     lr_schedule=dict(name='constant', init_value=0.05)),
+                             str(tmp_path))
+  sizes = [r['batch_size'] for r in log]
+  assert sizes[0] == 16 and sizes == sorted(sizes) and sizes[-1] > 16
+  for before, after in zip(log, log[1:]):  # each change follows the previous evaluation
+    expected = min(256, max(before['batch_size'], 16 * int(before['gradient_noise_scale'] // 16)))
+    assert after['batch_size'] == expected
+  plan = run_files.read_json(os.path.join(tmp_path, run_files.PLAN))
+  assert plan['total_updates'] == summary['updates'] == sum(1437 // b for b in sizes)
+  assert all(r['gradient_noise_scale'] > 0 for r in log)

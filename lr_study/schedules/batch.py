@@ -9,31 +9,13 @@ After Smith, Kindermans, Ying & Le, "Don't Decay the Learning Rate, Increase the
 Size" (ICLR 2018): where a schedule would divide the LR by a factor, multiply B by it
 instead; the noise scale ``g ≈ εN/(B(1 − m))`` (``lr_study.schedules.noise_scale``) falls alike.
 
-Registered schedules (``config.batch_schedule.name``):
-
-* ``constant(batch_size)``: B(e) = B0.
-* ``multistep(batch_size, boundaries, factor=5)``: B(e) = B0 · Π_{i: e ≥ b_i} f_i. The
-  paper's "increase" (§5.1): ×5 at 60, 120, 160, 128 → 640 → 3200 → 16000.
-* ``hybrid(batch_size, boundaries, max_batch_size, factor=5)``: ``multistep`` until
-  ``max_batch_size``; past it B holds and the LR takes the rest, k = B_max/B_target (the
-  approximate g is unchanged). The paper's "hybrid" is ``max_batch_size=640``: B rises ×5
-  at epoch 60, then the LR is divided by 5 at 120 and 160.
-* ``geometric(batch_size, growth, every=1, max_batch_size=None, multiple=1)``:
-  B(e) = B0 · growth^⌊e/every⌋, rounded to a multiple of ``multiple``; past
-  ``max_batch_size`` as ``hybrid``.
-* ``match_noise(batch_size, reference, exact=False, max_batch_size=None, multiple=1)``: the
-  constant-LR schedule with the same g at every epoch as the LR schedule ``reference`` (a
-  config like ``config.lr_schedule``, epoch clock) at ``batch_size``: B(e) = B0·ε_ref(0)/ε_ref(e),
-  or with ``exact=True`` the solution of ε(N/B − 1) = ε_ref(e)(N/B0 − 1), then rounded to the
-  nearest multiple of ``multiple`` (halves up, at least ``multiple``); past
-  ``max_batch_size`` the LR takes the rest, so the capped epochs match g exactly. Use it
-  with ``lr_schedule`` constant at ε_ref(0). ε_ref is read at the start of each epoch.
-* ``increase_on_plateau(batch_size, max_batch_size, factor=5, metric='validation_loss',
-  mode='min', patience=10, threshold=1e-4, threshold_mode='rel', cooldown=0)``: dynamic.
-  The plan starts at ``batch_size`` and assumes no plateau; when the
-  ``lr_study.schedules.plateau.PlateauDetector`` on ``metric`` fires, the training loop sets
-  ``B ← next_batch_size(B) = min(round(B·factor), max_batch_size)`` from the next epoch
-  with ``plan.with_batch_size_from(epoch, B)``. Past ``max_batch_size`` B holds.
+Registered schedules (``config.batch_schedule.name``; each builder's docstring states its
+rule): ``constant``, ``multistep`` (the paper's "increase"), ``hybrid`` (the paper's
+"hybrid": multistep up to a cap, then LR decay), ``geometric``, ``match_noise`` (the
+batch schedule with the noise scale of any LR decay schedule), and the dynamic ones in
+``lr_study.schedules.batch_dynamic``: ``increase_on_plateau`` and ``noise_adaptive``,
+which the training loop applies at evaluations by re-planning the remaining epochs
+(``plan.with_batch_size_from``).
 """
 
 from __future__ import annotations
@@ -48,9 +30,8 @@ import numpy as np
 
 from lr_study.schedules import noise_scale as ns
 from lr_study.errors import ConfigError
-from lr_study.schedules.plateau import METRICS, PlateauDetector
 from lr_study import checks, registry
-from lr_study.schedules import LRSchedule, build_lr_schedule
+from lr_study.schedules.base import LRSchedule, build_lr_schedule
 
 Step = tuple[int, float]  # (global batch size, LR multiplier) of one epoch
 
@@ -66,7 +47,10 @@ class BatchSchedule:
     boundaries: the epochs at which a stepped schedule changes (the plan checks that
       they lie inside the training); empty where the change epochs follow from a formula.
     max_batch_size: the cap, or None.
-    dynamic: None, or ``'increase_on_plateau'`` when the training loop changes B.
+    dynamic: None, or the rule by which the training loop changes B at evaluations
+      (``'increase_on_plateau'``, ``'noise_adaptive'``).
+    reachable: for a dynamic schedule, every batch size it can reach (the plan checks
+      each fits the devices before training).
     params: the parameters it was built with, defaults filled in.
   """
 
@@ -75,7 +59,8 @@ class BatchSchedule:
   init_value: int
   boundaries: tuple[int, ...] = ()
   max_batch_size: int | None = None
-  dynamic: Literal['increase_on_plateau'] | None = None
+  dynamic: Literal['increase_on_plateau', 'noise_adaptive'] | None = None
+  reachable: tuple[int, ...] = ()
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __call__(self, epoch: int) -> int:
@@ -85,29 +70,6 @@ class BatchSchedule:
   def lr_multiplier(self, epoch: int) -> float:
     """k(epoch): 1 except past ``max_batch_size`` in ``hybrid``, ``geometric``, ``match_noise``."""
     return self.fn(_whole_epoch(epoch))[1]
-
-  def plateau_detector(self) -> PlateauDetector:
-    """A fresh detector with this schedule's plateau parameters (dynamic schedules only)."""
-    self._require_dynamic()
-    return PlateauDetector.from_params(self.params)
-
-  def next_batch_size(self, batch_size: int) -> int:
-    """The batch size after a plateau: ``min(round(B · factor), max_batch_size)``."""
-    self._require_dynamic()
-    return min(int(round(batch_size * self.params['factor'])), self.max_batch_size)
-
-  def reachable_batch_sizes(self) -> tuple[int, ...]:
-    """Every batch size the schedule can reach: B0, then each plateau's, up to the cap."""
-    if self.dynamic is None:
-      return ()
-    sizes = [self.init_value]
-    while (nxt := self.next_batch_size(sizes[-1])) != sizes[-1]:
-      sizes.append(nxt)
-    return tuple(sizes)
-
-  def _require_dynamic(self) -> None:
-    if self.dynamic != 'increase_on_plateau':
-      raise ValueError(f'batch schedule {self.name!r} has no plateau rule')
 
 
 def _whole_epoch(epoch: Any) -> int:
@@ -302,32 +264,3 @@ def match_noise(batch_size: int, reference: Mapping[str, Any] | LRSchedule, exac
                        params={'batch_size': b0, 'reference': ref.name, 'exact': exact,
                                'max_batch_size': cap, 'multiple': m,
                                'num_examples': num_examples})
-
-
-@register('increase_on_plateau')
-def increase_on_plateau(batch_size: int, max_batch_size: int, factor: float = 5.0,
-                        metric: str = 'validation_loss', mode: str = 'min', patience: int = 10,
-                        threshold: float = 1e-4, threshold_mode: str = 'rel',
-                        cooldown: int = 0) -> BatchSchedule:
-  """Multiply B by ``factor`` whenever ``metric`` plateaus, up to ``max_batch_size``.
-
-  The batch-size counterpart of PyTorch's ``ReduceLROnPlateau`` (same detector,
-  ``lr_study.schedules.plateau.PlateauDetector``). ``max_batch_size`` is required so that every
-  batch size the run can reach is checked before training (``reachable_batch_sizes``).
-  """
-  b0 = checks.integer('batch_size', batch_size, 1)
-  if max_batch_size is None:
-    raise ConfigError('max_batch_size must be set for increase_on_plateau')
-  cap = _cap(max_batch_size, b0)
-  f = checks.positive('factor', factor)
-  if f <= 1:
-    raise ConfigError(f'factor must be > 1 to increase the batch, got {factor!r}')
-  if metric not in METRICS:
-    raise ConfigError(f'metric must be one of {", ".join(METRICS)}, got {metric!r}')
-  detector = {'mode': mode, 'patience': patience, 'threshold': threshold,
-              'threshold_mode': threshold_mode, 'cooldown': cooldown}
-  PlateauDetector(**detector)  # validates them
-  return BatchSchedule('increase_on_plateau', lambda e: (b0, 1.0), init_value=b0,
-                       max_batch_size=cap, dynamic='increase_on_plateau',
-                       params={'batch_size': b0, 'max_batch_size': cap, 'factor': f,
-                               'metric': metric, **detector})

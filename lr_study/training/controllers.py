@@ -6,8 +6,8 @@
   run takes a request (``python -m lr_study.training.manual_lr``) exactly once: it
   records the update it takes it at in the request, keeps its id in the checkpointed
   state, and a run resumed from before that update applies it again at that update;
-* increase-on-plateau (``batch_schedule.name='increase_on_plateau'``): at an evaluation,
-  raises the batch size from the next epoch and re-plans the remaining epochs.
+* increase-on-plateau and noise-adaptive (``lr_study.schedules.batch_dynamic``): at an
+  evaluation, raise the batch size from the next epoch and re-plan the remaining epochs.
 
 :class:`Controllers` holds all three. The loop calls :meth:`~Controllers.on_epoch_start`,
 :meth:`~Controllers.poll` (whenever it draws progress) and :meth:`~Controllers.on_eval`;
@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from lr_study.plan import TrainingPlan
-from lr_study.schedules import plateau_controller
+from lr_study.schedules import batch_dynamic, plateau_controller
+from lr_study.schedules.plateau import PlateauDetector
 from lr_study.training.manual_lr import Request
 
 Event = dict[str, Any]
@@ -45,7 +46,8 @@ class Controllers:
     self._lr_plateau = (plateau_controller(self._lr) if self._lr.dynamic == 'reduce_on_plateau'
                         else None)
     self._batch = plan.batch_schedule
-    self._batch_plateau = self._batch.plateau_detector() if self._batch.dynamic else None
+    self._batch_plateau = (PlateauDetector.from_params(self._batch.params)
+                           if self._batch.dynamic == 'increase_on_plateau' else None)
     self._batch_changes: list[tuple[int, int]] = []  # (from epoch, batch size)
 
   def on_epoch_start(self, update: int, epoch: int, resumed: bool = False) -> list[Event]:
@@ -90,16 +92,23 @@ class Controllers:
       self.lr_multiplier = self._lr_plateau.multiplier
       events.append({'update': update, 'epoch': epoch, 'kind': 'learning_rate',
                      'reason': 'reduce_on_plateau', 'multiplier': self.lr_multiplier})
-    if (self._batch_plateau is not None and epoch < self.plan.num_epochs
-        and self._batch_plateau.update(metrics[self._batch.params['metric']])):
+    if self._batch.dynamic and epoch < self.plan.num_epochs:
       batch_size = self.plan.batch_size_at_epoch(epoch)
-      new = self._batch.next_batch_size(batch_size)
+      new = self._next_batch_size(metrics, batch_size)
       if new != batch_size:
         self._batch_changes.append((epoch, new))
         self.plan = self.plan.with_batch_size_from(epoch, new)
         events.append({'update': update, 'epoch': epoch, 'kind': 'batch_size',
-                       'reason': 'increase_on_plateau', 'batch_size': new})
+                       'reason': self._batch.dynamic, 'batch_size': new,
+                       'gradient_noise_scale': metrics['gradient_noise_scale']})
     return events
+
+  def _next_batch_size(self, metrics: dict[str, float], batch_size: int) -> int:
+    if self._batch.dynamic == 'noise_adaptive':
+      return batch_dynamic.next_for_noise(self._batch, batch_size, metrics['gradient_noise_scale'])
+    if self._batch_plateau.update(metrics[self._batch.params['metric']]):
+      return batch_dynamic.next_on_plateau(self._batch, batch_size)
+    return batch_size
 
   def state_dict(self) -> dict[str, Any]:
     return {'lr_multiplier': self.lr_multiplier, 'batch_changes': self._batch_changes,
