@@ -199,12 +199,7 @@ def _point_of(parts: Sequence[str], metadata: Mapping[str, Any] | None) -> tuple
   recorded = (metadata or {}).get('sweep')
   if isinstance(recorded, Mapping) and recorded:
     return dict(recorded), name or sweep.point_name(recorded)
-  if not name:
-    return {}, ''
-  try:
-    return sweep.parse_point_name(name), name
-  except ValueError:
-    return {'study': name}, name
+  return ({'study': name} if name else {}), name
 
 
 def load_run(workdir: str, run_dir: str) -> Run:

@@ -13,12 +13,9 @@ split evenly over the devices; a per-device batch above ``max_per_device_batch``
 reached by accumulating ``accumulation_steps`` micro-batches, as few as keep every global
 micro-batch a whole number of ghost batches (``ghost_batch_norm.accumulation_split``).
 
-The effective LR of update u is ``lr_schedule(t) · k(e)`` with t the epoch (fractional,
-0-based) or the update count, as the schedule's clock says, and k the batch schedule's
-LR multiplier at the epoch e = ⌊epoch⌋ (times any run-time multiplier of a dynamic
-schedule, which the plan does not know). The noise scale of each phase is
-``g = ε(N/B − 1)/(1 − m)`` (Smith et al. 2018, ``lr_study.schedules.noise_scale``) with ε the LR at the
-phase's start.
+The LR of each update is ``lr_study.schedules.clock.learning_rate`` of the plan's phase
+table (a dynamic schedule's run-time multiplier comes on top); the noise scale of a phase
+is ``lr_study.schedules.noise_scale.noise_scale`` at its first update's LR.
 """
 
 from __future__ import annotations
@@ -112,9 +109,6 @@ class TrainingPlan:
   def batch_size_at_epoch(self, epoch: float) -> int:
     return self.phase_at_epoch(epoch).batch_size
 
-  def lr_multiplier_at_epoch(self, epoch: float) -> float:
-    return self.phase_at_epoch(epoch).lr_multiplier
-
   # --- by update
 
   @property
@@ -160,21 +154,13 @@ class TrainingPlan:
 
   def to_json(self) -> dict[str, Any]:
     """A JSON-ready dict: the phases (every field) and the totals."""
-    return {
-        'phases': [dataclasses.asdict(p) for p in self.phases],
-        'total_updates': self.total_updates,
-        'examples_seen': self.examples_seen,
-        'num_train_examples': self.num_train_examples,
-        'num_epochs': self.num_epochs,
-        'num_devices': self.num_devices,
-        'momentum': self.momentum,
-        'max_per_device_batch': self.max_per_device_batch,
-        'ghost_batch_size': self.ghost_batch_size,
-        'lr_schedule': self.lr_schedule.name,
-        'lr_clock': self.lr_schedule.clock,
-        'batch_schedule': self.batch_schedule.name,
-        'batch_schedule_dynamic': self.batch_schedule.dynamic,
-    }
+    fields = ('num_train_examples', 'num_epochs', 'num_devices', 'momentum',
+              'max_per_device_batch', 'ghost_batch_size', 'total_updates', 'examples_seen')
+    return {'phases': [dataclasses.asdict(p) for p in self.phases],
+            **{field: getattr(self, field) for field in fields},
+            'lr_schedule': self.lr_schedule.name, 'lr_clock': self.lr_schedule.clock,
+            'batch_schedule': self.batch_schedule.name,
+            'batch_schedule_dynamic': self.batch_schedule.dynamic}
 
   def format_table(self) -> str:
     """The phases as a text table, with a totals row."""
@@ -198,7 +184,7 @@ class TrainingPlan:
              f'{self.num_devices} device(s), momentum {self.momentum:g}, '
              f'LR {self.lr_schedule.name} ({self.lr_schedule.clock} clock), '
              f'batch {self.batch_schedule.name}'
-             + (' (dynamic: plan assumes no plateau)' if self.batch_schedule.dynamic else ''))
+             + (' (dynamic: the plan assumes B holds)' if self.batch_schedule.dynamic else ''))
     return '\n'.join([title, line(head), rule, *map(line, rows), rule, line(total),
                       f'examples seen: {self.examples_seen:,} '
                       f'(epoch = floor(N/B) updates, remainder dropped)'])

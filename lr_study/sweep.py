@@ -28,14 +28,12 @@ the file also sweeps replaces the file's values; the file's other keys follow th
 A point's directory name is its ``key=value`` pairs in key order, joined by commas
 (``batch_size=16,learning_rate=0.02``); characters other than letters, digits and
 ``._+-`` in a value become ``_``. The name is for people: a run's ``metadata.json``
-records the point itself (``"sweep": {"learning_rate": 0.02}``), and
-``parse_point_name`` reads a name back only as a fallback.
+records the point itself (``"sweep": {"learning_rate": 0.02}``).
 
-Applying a point sets each key as ``--config.KEY=value`` would, with one difference for
-values shared by reference (``config.get_ref``): the shallowest key holding a shared
-value sets it for every field that refers to it (``learning_rate``, which the paper's
-three variants read by reference), while a deeper key holding it
-(``variants.decay.lr_schedule.init_value``) is unlinked and set alone.
+Applying a point sets each key as ``--config.KEY=value`` would: ``learning_rate``, which
+the paper's three variants read by reference, moves all three, while
+``variants.decay.lr_schedule.init_value`` sets that variant alone
+(``lr_study.study.decay_vs_batch_variants``).
 
 Errors (an unknown key, a value of the wrong type, a malformed flag) are one-line
 ``lr_study.errors.ConfigError`` messages naming the key. This module imports no jax.
@@ -216,49 +214,6 @@ def point_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
   return names
 
 
-def parse_point_name(name: str) -> Point:
-  """A point from its directory name (best effort: ``metadata.json`` holds the truth).
-
-  Raises:
-    ValueError: ``name`` is not a point's name.
-  """
-  point = {}
-  for part in re.split(r',(?=[A-Za-z_][A-Za-z0-9_.]*=)', name):
-    key, sep, text = part.partition('=')
-    if not sep or not _KEY.match(key):
-      raise ValueError(f'{name!r} is not a sweep point name')
-    point[key] = _parse_named_value(text)
-  return point
-
-
-def _parse_named_value(text: str) -> Any:
-  if '_' in text and text.strip('_'):
-    pieces = text.split('_')
-    values = [_number(p) for p in pieces]
-    if all(v is not None for v in values):
-      return tuple(values)
-  number = _number(text)
-  if number is not None:
-    return number
-  return {'True': True, 'False': False, 'None': None}.get(text, text)
-
-
-def _number(text: str) -> int | float | None:
-  if not re.fullmatch(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)', text):
-    return None
-  value = float(text)
-  return int(text) if re.fullmatch(r'[+-]?\d+', text) else value
-
-
-def _walk(config: ml_collections.ConfigDict, prefix: str = '') -> Iterable[tuple[str, Any]]:
-  """Every (dotted path, raw field) of ``config``, FieldReferences kept as they are."""
-  for key, field in config.items(preserve_field_references=True):
-    path = f'{prefix}{key}'
-    yield path, field
-    if isinstance(field, ml_collections.ConfigDict):
-      yield from _walk(field, f'{path}.')
-
-
 def _parent(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections.ConfigDict, str]:
   node = config
   parts = key.split('.')
@@ -302,25 +257,11 @@ def apply_point(config: ml_collections.ConfigDict,
   for key in point:
     check_key(key, 'sweep')
     parent, leaf = _parent(result, key)
-    holders = {}
-    for path, field in _walk(result):
-      if isinstance(field, ml_collections.FieldReference):
-        holders.setdefault(id(field), []).append(path)
-    field = dict(parent.items(preserve_field_references=True))[leaf]
     old = parent[leaf]
-    value = _checked(key, old, point[key])
-    shared = holders.get(id(field), []) if isinstance(field, ml_collections.FieldReference) else []
-    shallowest = min(shared, key=lambda p: (p.count('.'), p)) if shared else key
-    if shallowest != key:  # a reference to a shallower field: unlink this one
-      with parent.unlocked():
-        del parent[leaf]
-        parent[leaf] = value
-    else:
-      try:
-        parent[leaf] = value
-      except TypeError:
-        raise ConfigError(f'sweep key {key!r} is {_kind(old)} field, got '
-                          f'{point[key]!r}') from None
+    try:
+      parent[leaf] = _checked(key, old, point[key])
+    except TypeError:
+      raise ConfigError(f'sweep key {key!r} is {_kind(old)} field, got {point[key]!r}') from None
   return result
 
 

@@ -87,7 +87,7 @@ def test_queries_by_epoch():
   plan = small_plan()
   assert [plan.batch_size_at_epoch(e) for e in range(6)] == [100, 100, 100, 200, 200, 200]
   assert plan.phase_index_at_epoch(3.5) == 2 and plan.phase_at_epoch(3.5).first_update == 30
-  assert plan.lr_multiplier_at_epoch(5) == 1.0
+  assert plan.phase_at_epoch(5).lr_multiplier == 1.0
   assert plan.phase_at_epoch(4).noise_scale == pytest.approx(0.025 * (1050 / 200 - 1) / 0.1)
   assert plan.phase_at_epoch(4).noise_scale_approx == pytest.approx(0.025 * 1050 / 20)
   # A phase's g is that of the LR at its first update (epoch 4 = update 35 for phase 3).

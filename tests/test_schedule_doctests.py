@@ -1,4 +1,5 @@
-"""The docstring examples of the LR schedule modules, run with ``doctest``."""
+"""The docstring examples of the schedule modules and of the noise-scale estimator, run
+with ``doctest``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import types
 
 import pytest
 
-from lr_study.schedules import cyclical, decay, registered_schedules, wrappers
+from lr_study.schedules import cyclical, decay, optax_style, registered_schedules, wrappers
+from lr_study.training import gradient_noise
 
-MODULES = (decay, wrappers, cyclical)
+MODULES = (decay, wrappers, cyclical, optax_style, gradient_noise)
+BUILDER_MODULES = (decay, wrappers, cyclical)
 
 
 def _run_doctests(module: types.ModuleType) -> tuple[doctest.DocTestRunner, str]:
@@ -29,7 +32,8 @@ def test_module_doctests_pass(module):
 
 
 def test_every_registered_builder_of_these_modules_has_a_doctest():
-  builders = {name: getattr(module, name) for module in MODULES for name in registered_schedules()
+  builders = {name: getattr(module, name) for module in BUILDER_MODULES
+              for name in registered_schedules()
               if getattr(getattr(module, name, None), '__module__', None) == module.__name__}
   assert len(builders) == 15, sorted(builders)
   assert [name for name, f in builders.items() if '>>> ' not in (f.__doc__ or '')] == []

@@ -112,16 +112,16 @@ def test_swept_values_come_from_metadata_and_group_the_table(tmp_path):
       ('learning_rate=0.02', '0.02')] * 2 + [('learning_rate=0.05', '0.05')] * 2
 
 
-def test_swept_values_fall_back_to_the_point_directory_name(tmp_path):
-  write_run(str(tmp_path), 'decay', 0, 0.9, point_dir='batch_size=16,learning_rate=0.1')
+def test_a_study_directory_without_a_recorded_point_is_named_as_a_study(tmp_path):
+  write_run(str(tmp_path), 'decay', 0, 0.9, point_dir='old_study')
   (run,) = runs_lib.load_runs(str(tmp_path))
-  assert run.point == {'batch_size': 16, 'learning_rate': 0.1}
-  assert run.point_name == 'batch_size=16,learning_rate=0.1'
+  assert run.point == {'study': 'old_study'} and run.point_name == 'old_study'
 
 
 def test_points_sort_by_value_not_by_name(tmp_path):
   for lr in (0.1, 0.02):
-    write_run(str(tmp_path), 'decay', 0, 0.9, point_dir=f'learning_rate={lr}')
+    write_run(str(tmp_path), 'decay', 0, 0.9, point_dir=f'learning_rate={lr}',
+              sweep={'learning_rate': lr})
   assert [r.point['learning_rate'] for r in runs_lib.load_runs(str(tmp_path))] == [0.02, 0.1]
 
 

@@ -50,12 +50,6 @@ def array_module(t: Any) -> Any:
   return jnp if isinstance(t, jax.Array) else np
 
 
-def power_of(base: float, x: Any) -> Any:
-  """``base ** x`` as ``exp(x · ln base)`` with ``ln base`` taken in float64 on the host, so
-  that a base near 1 (0.99994) keeps its precision when ``x`` is a float32 on the device."""
-  return array_module(x).exp(math.log(base) * x)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity: jit-able
 class LRSchedule:
   """A learning-rate schedule ``t -> LR`` on a declared clock.
@@ -112,6 +106,27 @@ def make_schedule(name: str, fn: ScalarFn, *, clock: Clock, stepping: Stepping,
   schedule = LRSchedule(name, fn, clock, stepping, math.nan, tuple(boundaries), dynamic,
                         dict(params or {}))
   return dataclasses.replace(schedule, init_value=float(schedule(0.0)))
+
+
+def clock_fn(schedule: optax.Schedule) -> Callable[[Any], Any]:
+  """The ``fn`` of an :class:`LRSchedule` from an optax schedule: ``fn(t) = schedule(t)``.
+
+  On the device ``t`` is a float32 jax array or tracer, and ``schedule`` is called as it
+  is. On the host ``t`` is a float64 NumPy value (the plan), which optax's ``jnp`` ops
+  would round to float32 (``optax.piecewise_constant_schedule(0.1, {60: 0.2})`` of a
+  float64 NumPy array returns a float32 jax array), so the host evaluates ``schedule``
+  with 64-bit jax on the CPU and returns float64 NumPy. The result is broadcast to t's
+  shape: ``optax.constant_schedule`` returns its value whatever the count.
+  """
+
+  def fn(t: Any) -> Any:
+    if isinstance(t, jax.Array):
+      return jnp.broadcast_to(schedule(t), jnp.shape(t))
+    with jax.enable_x64(True), jax.default_device(jax.local_devices(backend='cpu')[0]):
+      count = jnp.asarray(t)
+      return np.asarray(jnp.broadcast_to(schedule(count), count.shape))
+
+  return fn
 
 
 Builder = Callable[..., LRSchedule]

@@ -30,7 +30,8 @@ import optax
 from lr_study.errors import ConfigError
 from lr_study import checks
 from lr_study.schedules.base import LRSchedule, make_schedule, register
-from lr_study.schedules.decay import clock_fn, exponential_rate
+from lr_study.schedules.base import clock_fn
+from lr_study.schedules.optax_style import exponential_rate
 
 _CLR = {'base_lr': 0.001, 'max_lr': 0.006, 'step_size': 2000}
 _CLR_SPAN = 16000
@@ -89,7 +90,7 @@ def lr_range_schedule(min_lr: float, max_lr: float, num_updates: int,
   held at ``max_lr`` after (the formulas: :func:`lr_range`).
 
   The exponential ramp is ``optax.exponential_decay`` growing by max_lr/min_lr over
-  N − 1 counts with ``end_value=max_lr`` (:func:`~lr_study.schedules.decay.exponential_rate`).
+  N − 1 counts with ``end_value=max_lr`` (:func:`~lr_study.schedules.optax_style.exponential_rate`).
   The linear one is not ``optax.linear_schedule(min_lr, max_lr, N − 1)``: that computes
   (min_lr − max_lr)·(1 − u) + max_lr, which misses min_lr at count 0 by rounding
   (0.010000000000000009 for 0.01 to 1), and the test's first update must use min_lr.

@@ -23,7 +23,7 @@ import optax
 from lr_study.errors import ConfigError
 from lr_study import checks
 from lr_study.schedules.base import LRSchedule, build_lr_schedule, make_schedule, register
-from lr_study.schedules.decay import clock_fn
+from lr_study.schedules.base import clock_fn
 
 _INNER = {'name': 'exponential', 'init_value': 0.5, 'k': 0.05, 'stepping': 'continuous'}
 
