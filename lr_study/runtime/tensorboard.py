@@ -6,14 +6,29 @@ evaluation writes one scalar per numeric field of its metrics line, at step = th
 count; the hyperparameters (the run's config, flattened) go in once, through the HParams
 plugin, so runs can be filtered and compared by them. TensorFlow writes the files
 (``tf.summary``), on any filesystem it supports (local, ``gs://``).
+
+Each session of a run marks its start with a ``SessionLog.START`` event, as TensorFlow's
+supervisors did. A run that resumes from a checkpoint (or starts afresh in an old
+directory) opens a new event file next to the old ones and logs its evaluations after
+the checkpoint again; its START event, at the step it restarts from, makes TensorBoard's
+loader drop every older event at that step or later ("orphaned" data,
+``purge_orphaned_data``), so each evaluation is shown once, with the values of
+metrics.jsonl. The step is ``start_step`` when the caller knows it (the update the logs
+were cut to), else the step of the session's first evaluation, which is the first
+evaluation after its checkpoint. TensorBoard ignores the first START event of a run, so
+a restart writes two: event files of an earlier session without one are purged too.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from typing import Any
 
 from lr_study.data.sources import import_tfds
+
+EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 
 
 def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
@@ -29,24 +44,54 @@ def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
 
 
 class EventWriter:
-  """Writes one run's scalars and hyperparameters (a no-op when ``path`` is None)."""
+  """Writes one run's scalars and hyperparameters (a no-op when ``path`` is None).
 
-  def __init__(self, path: str | None, hparams: dict[str, Any]):
+  ``start_step``: the update the run (re)starts from, when known; with event files of an
+  earlier session in ``path`` their events from that step on are superseded.
+  """
+
+  def __init__(self, path: str | None, hparams: dict[str, Any], start_step: int | None = None):
     self._writer = None
+    self._restart_pending = False
     if path is None:
       return
     import_tfds()  # TensorFlow, off the GPUs and quiet
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
     self._tf = tf
+    earlier = tf.io.gfile.exists(path) and bool(tf.io.gfile.glob(
+        os.path.join(path, EVENT_FILE_PATTERN)))
     self._writer = tf.summary.create_file_writer(path)
+    if not earlier:  # the run's first session
+      self._session_start(start_step or 0)
+    elif start_step is not None:
+      self._session_start(start_step, restart=True)
+    else:  # a restart from a step known at the first evaluation
+      self._restart_pending = True
     with self._writer.as_default():
       hp.hparams(_flat(hparams), trial_id=path)
+
+  def _session_start(self, step: int, restart: bool = False) -> None:
+    """A ``SessionLog.START`` event at ``step`` (``tf.compat.v1.summary.FileWriter.
+    add_session_log``'s event, in this file); on a ``restart``, older events at ``step``
+    or later are orphaned. TensorBoard takes a run's first START for its beginning, so
+    a restart writes it twice, in case the earlier files hold none."""
+    from tensorflow.python.ops import summary_ops_v2  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+    tf = self._tf
+    event = tf.compat.v1.Event(wall_time=time.time(), step=int(step),
+                               session_log=tf.compat.v1.SessionLog(
+                                   status=tf.compat.v1.SessionLog.START))
+    with self._writer.as_default():
+      for _ in range(2 if restart else 1):
+        summary_ops_v2.import_event(tf.constant(event.SerializeToString()))
 
   def scalars(self, step: int, record: dict[str, Any]) -> None:
     """One scalar per finite number of ``record`` (bools and text are left out)."""
     if self._writer is None:
       return
+    if self._restart_pending:
+      self._session_start(step, restart=True)
+      self._restart_pending = False
     with self._writer.as_default():
       for key, value in record.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
