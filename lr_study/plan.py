@@ -33,7 +33,7 @@ from lr_study.models.ghost_batch_norm import DeviceSplit, accumulation_split
 from lr_study.schedules import LRSchedule, build_lr_schedule, clock
 from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.schedules.noise_scale import noise_scale
-from lr_study.training.optimizers import momentum_of
+from lr_study.optimizers import momentum_of
 
 
 @dataclasses.dataclass(frozen=True)

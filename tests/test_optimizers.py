@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from lr_study.errors import ConfigError
-from lr_study.training.optimizers import build_optimizer, momentum_of, with_learning_rate
+from lr_study.optimizers import build_optimizer, momentum_of, with_learning_rate
 
 # A quadratic loss ½ Σ a_i (p_i − c_i)², gradient a ⊙ (p − c).
 A = np.array([1.0, 4.0, 0.25, 2.0])

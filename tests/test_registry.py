@@ -11,7 +11,7 @@ from lr_study.errors import ConfigError
 from lr_study.models import build_model
 from lr_study.schedules import build_lr_schedule
 from lr_study.schedules.batch import build_batch_schedule
-from lr_study.training.optimizers import build_optimizer
+from lr_study.optimizers import build_optimizer
 
 WIDGETS: dict = {}
 

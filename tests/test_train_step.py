@@ -13,7 +13,7 @@ from lr_study.data.in_memory import DeviceData, epoch_permutation
 from lr_study.models import build_model
 from lr_study.runtime import devices
 from lr_study.schedules import build_lr_schedule, clock
-from lr_study.training.optimizers import build_optimizer, with_learning_rate
+from lr_study.optimizers import build_optimizer, with_learning_rate
 from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
                                     init_train_state)
 

@@ -13,7 +13,8 @@
 The loop asks a feed for ``epoch(seed, epoch, batch_size, updates, done)``, an iterable
 of ``(step arguments, updates)`` for the epoch's updates after the first ``done`` (a run
 resumed mid-epoch): one item in memory (the step runs the updates itself, each at its
-place in the epoch), one per batch when streaming; and for ``evaluator(model)``.
+place in the epoch), one per batch when streaming. ``lr_study.training.evaluate`` reads
+the evaluation splits a feed holds or streams.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -33,15 +33,6 @@ from lr_study.data.in_memory import (DeviceData, epoch_permutation, eval_index_b
                                      eval_steps)
 from lr_study.data.sources import DatasetArrays, DatasetSpec, load_dataset_arrays, prepare_dataset
 from lr_study.runtime import devices
-from lr_study.training.step import TrainState, make_eval_step, make_stream_eval_step
-
-Evaluator = Callable[[TrainState], dict[str, float]]
-
-
-def _metrics(name: str, sums: tuple[Any, Any, Any]) -> dict[str, float]:
-  loss, correct, count = (float(v[0]) for v in sums)
-  return {f'{name}_loss': loss / count, f'{name}_accuracy': correct / count,
-          f'{name}_examples': int(count)}
 
 
 def _device_data(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
@@ -103,18 +94,6 @@ class InMemoryFeed:
                                self.num_local_train)
     yield (self.train.replace(perm=perm),), updates - done
 
-  def evaluator(self, model: Any) -> Evaluator:
-    eval_step = make_eval_step(model)
-
-    def evaluate(state: TrainState) -> dict[str, float]:
-      out = {}
-      for name, split in self.eval_splits.items():
-        out.update(_metrics(name, eval_step(state.params, state.batch_stats, split.data,
-                                            split.idx, split.mask)))
-      return out
-
-    return evaluate
-
 
 class StreamingFeed:
   """Batches streamed from TFDS through tf.data, prefetched to the devices."""
@@ -133,24 +112,6 @@ class StreamingFeed:
                                       batch_size, jax.local_device_count())
     for batch in itertools.islice(batches, done, updates):
       yield (batch,), 1
-
-  def evaluator(self, model: Any) -> Evaluator:
-    eval_step = make_stream_eval_step(model, jnp.asarray(self.spec.mean),
-                                      jnp.asarray(self.spec.std))
-
-    def evaluate(state: TrainState) -> dict[str, float]:
-      out = {}
-      for name in self.eval_split_names:
-        sums = None
-        for batch in streaming.eval_batches(self.dataset_cfg, name,
-                                            self.dataset_cfg.eval_batch_size,
-                                            jax.local_device_count()):
-          batch_sums = eval_step(state.params, state.batch_stats, batch)
-          sums = batch_sums if sums is None else jax.tree.map(np.add, sums, batch_sums)
-        out.update(_metrics(name, sums))
-      return out
-
-    return evaluate
 
 
 Feed = InMemoryFeed | StreamingFeed

@@ -38,6 +38,7 @@ from lr_study.schedules import clock
 from lr_study.schedules.noise_scale import noise_scale
 from lr_study.training import checkpoint, gradient_noise, manual_lr
 from lr_study.training.controllers import Controllers
+from lr_study.training.evaluate import evaluator
 from lr_study.training.setup import RunSetup
 from lr_study.training.step import StepCompiler, StepInputs, init_train_state, reset_metrics
 
@@ -93,7 +94,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
-  evaluate, progress = feed.evaluator(setup.model), Progress(label, controllers.plan.examples_seen)
+  evaluate, progress = evaluator(feed, setup.model), Progress(label, controllers.plan.examples_seen)
   chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
   started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:

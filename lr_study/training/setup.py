@@ -15,7 +15,7 @@ from lr_study.errors import ConfigError
 from lr_study.models import build_model
 from lr_study.runtime.devices import AXIS
 from lr_study.plan import TrainingPlan, build_plan
-from lr_study.training.optimizers import build_optimizer
+from lr_study.optimizers import build_optimizer
 
 
 @dataclasses.dataclass

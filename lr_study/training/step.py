@@ -38,13 +38,12 @@ import numpy as np
 import optax
 
 from lr_study import rng
-from lr_study.data.in_memory import (DeviceData, normalize, take_eval_batch, take_micro_batches,
-                                     transform_batch)
+from lr_study.data.in_memory import DeviceData, take_micro_batches, transform_batch
 from lr_study.runtime import devices
 from lr_study.runtime.devices import AXIS
 from lr_study.schedules import LRSchedule, clock
 from lr_study.training import gradient_noise
-from lr_study.training.optimizers import with_learning_rate
+from lr_study.optimizers import with_learning_rate
 
 
 @flax.struct.dataclass
@@ -220,47 +219,6 @@ class StepCompiler:
 def _replicated_count(k: int) -> jax.Array:
   """``k`` on every local device, made once per value: a dispatch copies nothing."""
   return devices.replicate(np.int32(k))
-
-
-def _eval_sums(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array,
-               mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(loss sum, correct sum, count) over the examples with mask 1."""
-  logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
-  loss, correct = cross_entropy_and_accuracy(logits, y)
-  return (loss * mask).sum(), (correct * mask).sum(), mask.sum()
-
-
-def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
-  """The pmapped evaluation of a whole device-resident split in one call.
-
-  Each device scans over its ``[steps, per_device]`` index batches; padded positions
-  have mask 0, so every example is counted once. Returns (loss sum, correct sum, count),
-  summed over devices.
-  """
-
-  def eval_all(params, batch_stats, data: DeviceData, idx: jax.Array, mask: jax.Array):
-    def one_batch(sums, inputs):
-      batch_idx, batch_mask = inputs
-      x, y = take_eval_batch(data.images, data.labels, batch_idx, data.mean, data.std)
-      return jax.tree.map(jnp.add, sums, _eval_sums(model, params, batch_stats, x, y,
-                                                    batch_mask)), None
-
-    sums, _ = jax.lax.scan(one_batch, (jnp.zeros(()), jnp.zeros(()), jnp.zeros(())), (idx, mask))
-    return jax.lax.psum(sums, AXIS)
-
-  return jax.pmap(eval_all, axis_name=AXIS)
-
-
-def make_stream_eval_step(model: nn.Module, mean: Any, std: Any
-                          ) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
-  """The pmapped evaluation of one streamed, padded and masked batch, summed over devices."""
-
-  def eval_batch(params, batch_stats, batch: dict[str, jax.Array]):
-    x = normalize(batch['image'], mean, std)
-    return jax.lax.psum(_eval_sums(model, params, batch_stats, x, batch['label'],
-                                   batch['mask']), AXIS)
-
-  return jax.pmap(eval_batch, axis_name=AXIS)
 
 
 @functools.partial(jax.pmap, axis_name=AXIS, donate_argnums=(0,))
