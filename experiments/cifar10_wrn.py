@@ -30,9 +30,9 @@ every epoch (the last step of ``increased_initial_lr``, the last two of
 updates with the remainder dropped (``lr_study.plan``).
 
 ``max_per_device_batch = 3200``: on one device the batch of 16,000 runs as 5 accumulated
-micro-batches of 3,200; every other batch of every variant fits as it is, and every
-(micro-)batch is a multiple of the ghost batch of 128. Spread over 8 devices the
-per-device batches of 3,200 and 16,000 (400 and 2,000) are not multiples of 128.
+micro-batches of 3,200. Ghost batches of 128 are consecutive slices of each global
+micro-batch on any number of devices (``lr_study.models.ghost_batch_norm``): on 8 devices
+the batch of 640 is 80 examples per device, its 5 ghost batches spanning devices.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from __future__ import annotations
 import ml_collections
 
 from lr_study import config as schema
+from lr_study.schedules import noise_scale as ns
 from lr_study.study import decay_vs_batch_variants, select_variant
 
 NUM_EPOCHS = 200
@@ -47,7 +48,12 @@ STEPS = (60, 120, 160)
 FACTOR = 5
 LR = 0.1
 B0 = 128
+MOMENTUM = 0.9
 MAX_BATCH = 16000  # <= N = 50,000; past it the hybrid rule decays the LR instead
+# §5.2: ε = 0.5 with B ∝ ε (640), and with m = 0.98 as well, B ∝ 1/(1 − m) (3200).
+LARGE_LR, LARGE_MOMENTUM = 0.5, 0.98
+B_LARGE_LR = round(ns.scale_batch_with_lr(B0, LR, LARGE_LR))
+B_LARGE_MOMENTUM = round(ns.scale_batch_with_momentum(B_LARGE_LR, MOMENTUM, LARGE_MOMENTUM))
 
 
 def _increase(batch_size: int, max_batch_size: int) -> ml_collections.ConfigDict:
@@ -65,19 +71,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seeds = (0,)
   config.dataset = schema.dataset_defaults('cifar10', augment=True)
   config.model = ml_collections.ConfigDict(dict(name='wide_resnet', depth=16, width=4))
-  config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=0.9,
+  config.optimizer = ml_collections.ConfigDict(dict(name='momentum', momentum=MOMENTUM,
                                                     weight_decay=5e-4))
   config.learning_rate = LR
   config.batch_size = B0
   config.variants = decay_vs_batch_variants(config, STEPS, FACTOR, hybrid_factor=FACTOR)
   with config.variants.ignore_type():
-    # §5.2, B ∝ ε: ε = 0.5 and B0 = 640.
-    config.variants.increased_initial_lr = dict(lr_schedule=_constant_lr(0.5),
-                                                batch_schedule=_increase(640, MAX_BATCH))
-    # §5.2, B ∝ ε/(1 − m): ε = 0.5, m = 0.98 and B0 = 3200.
+    config.variants.increased_initial_lr = dict(
+        lr_schedule=_constant_lr(LARGE_LR), batch_schedule=_increase(B_LARGE_LR, MAX_BATCH))
     config.variants.increased_momentum = dict(
-        lr_schedule=_constant_lr(0.5), batch_schedule=_increase(3200, MAX_BATCH),
-        optimizer=dict(name='momentum', momentum=0.98, weight_decay=5e-4))
+        lr_schedule=_constant_lr(LARGE_LR),
+        batch_schedule=_increase(B_LARGE_MOMENTUM, MAX_BATCH),
+        optimizer=dict(name='momentum', momentum=LARGE_MOMENTUM, weight_decay=5e-4))
   config.num_epochs = NUM_EPOCHS
   config.max_per_device_batch = 3200
   config.ghost_batch_size = 128

@@ -99,7 +99,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:
     plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
-    done = loop.update - phase.first_update - (loop.epoch - phase.start_epoch) * phase.updates_per_epoch
+    done = clock.epoch_and_position(plan.table, loop.update)[1]  # > 0: resumed inside the epoch
     if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=done > 0)):
       inputs = _inputs(seed, controllers)
     dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
