@@ -5,7 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: study test dry-run figures schedules bench clean
+# Real MNIST for `make figures`: the four official files here (offline), else TFDS downloads it.
+MNIST_DIR ?= ../shared/data/mnist
+MNIST := $(if $(wildcard $(MNIST_DIR)/train-images-idx3-ubyte.gz),--config.dataset.manual_dir=$(MNIST_DIR),--config.dataset.download=True)
+FIGURES := docs/figures
+
+.PHONY: study test dry-run figures schedules bench notebook clean
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +29,21 @@ dry-run: $(INSTALLED)
 schedules: $(INSTALLED)
 	$(PY) -m analysis.plot_schedules
 
+# Every figure of docs/figures, from scratch: the default study, the MNIST study, the two
+# lectures (one seed each) and the lecture's 2-D trajectories (README, Figures).
+figures: $(INSTALLED)
+	$(PY) launch.py --workdir=runs/figures/digits
+	$(PY) -m analysis.figures --workdir=runs/figures/digits --out_dir=$(FIGURES)/digits
+	$(PY) launch.py --config=experiments/mnist_decay_vs_batch.py $(MNIST) --workdir=runs/figures/mnist
+	$(PY) -m analysis.figures --workdir=runs/figures/mnist --out_dir=$(FIGURES)/mnist
+	$(PY) launch.py --config=experiments/lecture_ng.py $(MNIST) --config.seeds=0, --workdir=runs/figures/lecture_ng
+	$(PY) -m analysis.figures --workdir=runs/figures/lecture_ng --out_dir=$(FIGURES)/lecture_ng
+	$(PY) launch.py --config=experiments/lecture_raschka.py $(MNIST) --config.seeds=0, --workdir=runs/figures/lecture_raschka
+	$(PY) -m analysis.figures --workdir=runs/figures/lecture_raschka --out_dir=$(FIGURES)/lecture_raschka
+	$(PY) -m analysis.trajectory --out_dir=$(FIGURES)
+
 bench: $(INSTALLED)
+	$(PY) -m benchmarks.throughput
 	$(PY) -m benchmarks.input_pipeline
 
 clean:

@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
     base, points = sweep.sweep_points(values.config, values.sweep)
     if values.dry_run:
       for name, point in points:
-        _dry_run(sweep.apply_point(base, point), os.path.join(workdir, name), values.num_devices)
+        _dry_run(sweep.apply_point(base, point), _point_dir(workdir, name), values.num_devices)
       return
     _join_processes(values)
     from lr_study import runner  # pylint: disable=g-import-not-at-top
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> None:
     if values.restart and hosts.is_writer():
       _move_aside(workdir)
     for name, point in points:
-      runner.run_study(sweep.apply_point(base, point), os.path.join(workdir, name),
+      runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
                        sweep=sweep.jsonable(point))
   except ConfigError as e:
     _fail(str(e))
@@ -140,6 +140,11 @@ def main(argv: list[str]) -> None:
     sys.exit(143)
   if hosts.is_writer():
     _report(workdir)
+
+
+def _point_dir(workdir: str, name: str) -> str:
+  """Where a sweep point's study goes: WORKDIR/<point>, or WORKDIR itself without a sweep."""
+  return os.path.join(workdir, name) if name else workdir
 
 
 def _move_aside(workdir: str) -> None:
