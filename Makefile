@@ -46,5 +46,11 @@ bench: $(INSTALLED)
 	$(PY) -m benchmarks.throughput
 	$(PY) -m benchmarks.input_pipeline
 
+# notebooks/colab_tpu.ipynb end to end on CPU with nbclient: the digits study in 4 epochs,
+# one seed, no installs, into runs/notebook_digits (again: it resumes and trains nothing);
+# the executed copy is runs/notebook_digits/colab_tpu.ipynb.
+notebook: $(INSTALLED)
+	$(PY) tests/test_notebook.py --workdir=runs/notebook_digits
+
 clean:
 	rm -rf runs .pytest_cache
