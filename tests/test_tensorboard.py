@@ -167,3 +167,16 @@ def test_a_finished_run_reopened_keeps_every_event(tmp_path):
   EventWriter(path, {'variant': 'a'}).close()  # resumed at its end: nothing to log
   steps, values = zip(*_scalar(_accumulator(path), 'test_accuracy'))
   assert steps == (10, 20) and values == pytest.approx((0.1, 0.2))
+
+
+def test_numpy_numbers_are_scalars_too_and_bools_and_text_are_not(tmp_path):
+  from lr_study.runtime.tensorboard import EventWriter  # pylint: disable=g-import-not-at-top
+  writer = EventWriter(str(tmp_path), {'variant': 'a'})
+  writer.scalars(np.int64(7), {'update': np.int64(7), 'examples_seen': np.int32(56),
+                               'learning_rate': np.float32(0.05), 'test_loss': float('nan'),
+                               'variant': 'a', 'diverged': False, 'flag': np.bool_(True)})
+  writer.close()
+  acc = _accumulator(str(tmp_path))
+  assert set(acc.Tags()['tensors']) - {'_hparams_/session_start_info'} == {
+      'update', 'examples_seen', 'learning_rate'}
+  assert _scalar(acc, 'examples_seen') == [(7, 56.0)]

@@ -22,9 +22,12 @@ a restart writes two: event files of an earlier session without one are purged t
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from typing import Any
+
+import numpy as np
 
 from lr_study.data.sources import import_tfds
 
@@ -41,6 +44,12 @@ def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
   if isinstance(tree, (bool, int, float, str)):
     return {prefix: tree}
   return {prefix: str(tree)}
+
+
+def _is_number(value: Any) -> bool:
+  """A real number (``int``, ``float`` or a NumPy scalar of either), not a bool."""
+  return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and np.ndim(value) == 0)
 
 
 class EventWriter:
@@ -86,16 +95,18 @@ class EventWriter:
         summary_ops_v2.import_event(tf.constant(event.SerializeToString()))
 
   def scalars(self, step: int, record: dict[str, Any]) -> None:
-    """One scalar per finite number of ``record`` (bools and text are left out)."""
+    """One scalar per finite real number of ``record``, Python's or NumPy's (bools and
+    text are left out), at step ``step``."""
     if self._writer is None:
       return
+    step = int(step)
     if self._restart_pending:
       self._session_start(step, restart=True)
       self._restart_pending = False
     with self._writer.as_default():
       for key, value in record.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-          self._tf.summary.scalar(key, value, step=step)
+        if _is_number(value) and math.isfinite(value):
+          self._tf.summary.scalar(key, float(value), step=step)
     self._writer.flush()
 
   def close(self) -> None:
