@@ -127,9 +127,10 @@ def main(argv: list[str]) -> None:
     from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
     for _, point in points:
       runner.prepare_study(sweep.apply_point(base, point))
-    run_files.check_workdir(workdir)
-    if values.restart and hosts.is_writer():
-      _move_aside(workdir)
+    if hosts.is_writer():  # process 0 alone writes WORKDIR
+      run_files.check_workdir(workdir)
+      if values.restart:
+        _move_aside(workdir)
     for name, point in points:
       runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
                        sweep=sweep.jsonable(point))

@@ -119,13 +119,15 @@ def test_manual_dir_without_the_archives_names_the_missing_files(tmp_path, no_do
     check_dataset_available(cfg)
 
 
-def test_manual_dir_with_the_archives_makes_a_dataset_preparable(tmp_path, no_download):
+def test_manual_dir_with_a_corrupt_archive_is_a_one_line_error_naming_it(tmp_path, no_download):
   manual = tmp_path / 'manual'
   manual.mkdir()
   for name in MNIST_FILES:
     (manual / name).write_bytes(b'')
   cfg = dataset_defaults('fashion_mnist', data_dir=str(tmp_path), manual_dir=str(manual))
-  assert check_dataset_available(cfg) == 'manual_dir'
+  with pytest.raises(ConfigError, match=r"^dataset.manual_dir '.*': \S+-ubyte.gz is corrupt "
+                                        r'\(sha256 e3b0c44298fc…, 0 bytes; TFDS expects '):
+    check_dataset_available(cfg)
 
 
 def test_validation_carving_is_disjoint_sized_and_deterministic(digits_data_dir):

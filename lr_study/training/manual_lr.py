@@ -81,8 +81,8 @@ def request(run_dir: str, learning_rate: float) -> Request:
                       f'{run_files.PLAN})')
   new = Request(id=uuid.uuid4().hex, learning_rate=learning_rate)
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-  run_files.write_json(os.path.join(run_dir, REQUEST), {**dataclasses.asdict(new),
-                                                        'requested_at': now})
+  run_files.write_json(os.path.join(run_dir, REQUEST), {
+      'id': new.id, 'learning_rate': new.learning_rate, 'requested_at': now})
   return new
 
 
