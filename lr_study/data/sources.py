@@ -50,21 +50,16 @@ import numpy as np
 
 from lr_study.data.specs import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
+from lr_study.runtime.quiet_tf import import_tensorflow
 
 SPLITS = ('train', 'validation', 'test')
 
 
 @functools.cache
 def import_tfds() -> Any:
-  """``tensorflow_datasets``, with TensorFlow kept off the GPUs that JAX uses (and quiet:
-  TensorFlow only reads files here, so its oneDNN kernels and C++ logs are off)."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:  # TF's devices were initialized elsewhere already; leave them.
-    pass
+  """``tensorflow_datasets``, over a quiet TensorFlow that sees no GPU
+  (``lr_study.runtime.quiet_tf``)."""
+  import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 

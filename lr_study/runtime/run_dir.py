@@ -60,7 +60,7 @@ class RunDirectory:
       if self.writer:
         run_files.truncate_jsonl(self.file(name), lambda r: r['update'] <= update)
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
-    self._events = EventWriter(self.path if self.writer else None, hparams)
+    self._events = EventWriter(self.path if self.writer else None, hparams, start_step=update + 1)
 
   def log(self, name: str, record: dict[str, Any]) -> None:
     """Appends ``record`` to log ``name``; an evaluation goes to TensorBoard too."""

@@ -13,9 +13,9 @@ directory) opens a new event file next to the old ones and logs its evaluations 
 the checkpoint again; its START event, at the step it restarts from, makes TensorBoard's
 loader drop every older event at that step or later ("orphaned" data,
 ``purge_orphaned_data``), so each evaluation is shown once, with the values of
-metrics.jsonl. The step is ``start_step`` when the caller knows it (the update the logs
-were cut to), else the step of the session's first evaluation, which is the first
-evaluation after its checkpoint. TensorBoard ignores the first START event of a run, so
+metrics.jsonl. The step is ``start_step`` when the caller knows it (the first update after
+the one the logs were cut to), else the step of the session's first evaluation, which is
+the first evaluation after its checkpoint. TensorBoard ignores the first START event of a run, so
 a restart writes two: event files of an earlier session without one are purged too.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lr_study.data.sources import import_tfds
+from lr_study.runtime.quiet_tf import import_tensorflow
 
 EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 
@@ -55,8 +55,9 @@ def _is_number(value: Any) -> bool:
 class EventWriter:
   """Writes one run's scalars and hyperparameters (a no-op when ``path`` is None).
 
-  ``start_step``: the update the run (re)starts from, when known; with event files of an
-  earlier session in ``path`` their events from that step on are superseded.
+  ``start_step``: the first step this session can write (one past the update the run
+  resumes from), when known; events of an earlier session in ``path`` from that step on
+  are superseded.
   """
 
   def __init__(self, path: str | None, hparams: dict[str, Any], start_step: int | None = None):
@@ -64,8 +65,7 @@ class EventWriter:
     self._restart_pending = False
     if path is None:
       return
-    import_tfds()  # TensorFlow, off the GPUs and quiet
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf = import_tensorflow()
     from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
     self._tf = tf
     earlier = tf.io.gfile.exists(path) and bool(tf.io.gfile.glob(

@@ -90,7 +90,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
-  files.open_logs(loop.update, config.to_dict())
+  files.open_logs(loop.update, {**config.to_dict(), 'seed': seed})
   files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
@@ -99,7 +99,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:
     plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
-    done = clock.epoch_and_position(plan.table, loop.update)[1]  # > 0: resumed inside the epoch
+    done = int(clock.epoch_and_position(plan.table, loop.update)[1])  # > 0: resumed inside the epoch
     if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=done > 0)):
       inputs = _inputs(seed, controllers)
     dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
