@@ -246,6 +246,55 @@ def test_a_killed_save_is_ignored_by_restore_and_cleaned_up_by_the_next_save(tmp
   assert sorted(os.listdir(checkpoint.directory(run_dir))) == ['2', '3']
 
 
+def _garbage_digest(run_dir: str, step: int) -> None:
+  path = os.path.join(checkpoint.directory(run_dir), str(step), '_CHECKPOINT_METADATA')
+  open(path, 'wb').write(b'{"custom_metadata": {"sha256": \x00\xff')
+
+
+def test_an_unreadable_digest_is_named_as_such(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  _garbage_digest(run_dir, 3)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert restored.step == 2
+  assert restored.skipped.startswith('checkpoint step 3 (unreadable _CHECKPOINT_METADATA: ')
+
+
+_RESTORES = textwrap.dedent('''
+    import gc, sys, time
+    sys.path.insert(0, {root!r})
+    from absl import logging
+    logging.use_absl_handler()  # orbax's log records reach stderr, as under launch.py
+    from tests.test_checkpoint import _state
+    from lr_study.errors import ConfigError
+    from lr_study.training import checkpoint
+    for _ in range(5):
+      try:
+        checkpoint.restore({run_dir!r}, _state(0))
+      except ConfigError as e:
+        print(str(e)[:len('no usable checkpoint')])
+    time.sleep(0.5)  # the reads orbax abandoned complete meanwhile
+    gc.collect()  # and its failed tasks are collected
+''')
+
+
+def test_unusable_checkpoints_are_named_in_one_line_without_orbax_noise(tmp_path):
+  """A truncated array file fails one read of many: orbax gives up at the first error,
+  and the reads still in flight must not print tracebacks ("Event loop is closed") nor
+  their failed tasks "Task exception was never retrieved"; an unreadable step metadata
+  file must not bring orbax's "Failed to read Metadata file" lines."""
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  _truncate(run_dir, 3)
+  _garbage_digest(run_dir, 2)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  process = subprocess.run([sys.executable, '-c', _RESTORES.format(root=root, run_dir=run_dir)],
+                           capture_output=True, text=True, timeout=300, check=False)
+  assert process.returncode == 0, process.stderr[-3000:]
+  assert process.stdout == 'no usable checkpoint\n' * 5
+  assert process.stderr == ''
+
+
 def test_checkpoints_on_ram_are_a_config_error():
   with pytest.raises(ConfigError, match=r"^checkpoints cannot be kept in 'ram://run': orbax "
                      r'writes local paths and gs:// only, not ram://$'):
