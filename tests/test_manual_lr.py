@@ -139,6 +139,23 @@ def test_acknowledge_keeps_a_newer_request(run_dir):
   assert manual_lr.read_request(run_dir) == new
 
 
+def test_a_taken_request_is_not_replaced_before_its_checkpoint(run_dir, capsys):
+  """One request file: replacing a taken, unacknowledged request would lose its change
+  if the run stopped before its next checkpoint (it resumes from an older one)."""
+  first = manual_lr.request(run_dir, 0.02)
+  taken = manual_lr.mark_taken(run_dir, manual_lr.read_request(run_dir), 1074)
+  status, out, err = _tool(capsys, f'--run_dir={run_dir}', '--lr=0.01')
+  assert (status, out) == (2, '')
+  assert err == (f'{PROGRAM}: error: --run_dir {run_dir}: the run took request {first.id} '
+                 '(learning rate 0.02) at update 1074 and has not checkpointed it yet; a new '
+                 'request now would lose that change if the run stopped before its next '
+                 'checkpoint: ask again once its checkpoint has deleted set_lr.json\n')
+  assert manual_lr.read_request(run_dir) == taken
+  assert manual_lr.acknowledge(run_dir, first.id)  # the run's next checkpoint
+  second = manual_lr.request(run_dir, 0.01)
+  assert manual_lr.read_request(run_dir) == second
+
+
 class _Run:
   """The loop's side of the protocol: its checkpointed state holds the id applied last."""
 

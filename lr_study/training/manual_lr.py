@@ -26,6 +26,12 @@ The run side, exactly once across kills:
    killed after it, the resumed state already holds the id, so the request is not
    applied twice, only acknowledged.
 
+A new request does not replace one that a run has taken and not yet checkpointed: the
+file holds one request, so a run killed before that checkpoint would resume without the
+first change (logged, then lost) and apply the second alone. The tool refuses it in one
+line until the run's next checkpoint has deleted the file; an untaken request is
+replaced (the newest wins).
+
 A hand-written file may leave out ``id``: the request is then known by a hash of its
 content and modification time, so the same file is recognised across polls and
 restarts while a rewritten one is new (on ``ram://``, which keeps no modification times,
@@ -79,6 +85,13 @@ def request(run_dir: str, learning_rate: float) -> Request:
   if not run_files.exists(os.path.join(run_dir, run_files.PLAN)):
     raise ConfigError(f'--run_dir {run_dir} is not a run directory (it has no '
                       f'{run_files.PLAN})')
+  taken = _taken_request(run_dir)
+  if taken is not None:
+    raise ConfigError(
+        f'--run_dir {run_dir}: the run took request {taken.id} (learning rate '
+        f'{taken.learning_rate:g}) at update {taken.taken_at_update} and has not '
+        'checkpointed it yet; a new request now would lose that change if the run stopped '
+        f'before its next checkpoint: ask again once its checkpoint has deleted {REQUEST}')
   new = Request(id=uuid.uuid4().hex, learning_rate=learning_rate)
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
   run_files.write_json(os.path.join(run_dir, REQUEST), {
@@ -112,6 +125,17 @@ def _parse(data: bytes, mtime: str) -> Request:
   if taken is not None and (isinstance(taken, bool) or not isinstance(taken, int) or taken < 0):
     raise ValueError(f'taken_at_update must be a whole number >= 0, got {taken!r}')
   return Request(id=request_id, learning_rate=learning_rate, taken_at_update=taken)
+
+
+def _taken_request(run_dir: str) -> Request | None:
+  """The request of ``run_dir`` if a run has taken it (and not yet acknowledged it);
+  None if there is none, it is untaken or malformed (the tool may replace those)."""
+  path = os.path.join(run_dir, REQUEST)
+  try:
+    pending = _parse(run_files.read_bytes(path), str(run_files.modified_ns(path)))
+  except (FileNotFoundError, ValueError):
+    return None
+  return pending if pending.taken_at_update is not None else None
 
 
 def mark_taken(run_dir: str, pending: Request, update: int) -> Request:
