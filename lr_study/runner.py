@@ -19,6 +19,7 @@ from lr_study.data.feeds import Feed, load_feed
 from lr_study.data.sources import check_dataset_available
 from lr_study.runtime import hosts, run_files
 from lr_study.runtime.preemption import Preemption
+from lr_study.runtime.run_dir import check_resumable
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import RunSetup, prepare_run
 from lr_study.training.step import StepCompiler
@@ -42,7 +43,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   point of a sweep this study is, goes into each run's ``metadata.json``.
   """
   runs, setups = study.run_names(config), prepare_study(config)
-  if hosts.is_writer():  # process 0 of several writes the study's files
+  run_dirs = {(name, seed): os.path.join(workdir, name, f'seed_{seed}') for name, seed in runs}
+  if hosts.is_writer():  # process 0 of several checks, then writes, the study's files
+    for (name, _), run_dir in run_dirs.items():
+      check_resumable(run_dir, setups[name].config)
     run_files.make_dirs(workdir)
     run_files.write_json(os.path.join(workdir, 'study_config.json'), config.to_dict())
   feeds: dict[str, Feed] = {}
@@ -59,7 +63,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
       if key not in feeds:
         feeds[key] = load_feed(setup.config.dataset, setup.spec)
       summaries.append(train_and_evaluate(
-          setup, feeds[key], os.path.join(workdir, name, f'seed_{seed}'), seed,
+          setup, feeds[key], run_dirs[name, seed], seed,
           compilers[name], label=f'{name} seed {seed}', sweep=sweep, preemption=preemption))
   compiles = {name: compiler.traces for name, compiler in compilers.items()}
   print(f'train step compiled {sum(compiles.values())} time(s) in all, once per distinct '

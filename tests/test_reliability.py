@@ -520,21 +520,8 @@ def test_resume_with_a_changed_config_is_refused_naming_the_key_and_changes_noth
   after = _tree_digest(workdir)
   changed = sorted(path for path in {*before, *after} if before.get(path) != after.get(path))
   assert not [path for path in changed if path.startswith(RUN)], changed  # the run: untouched
-  bugs = []
-  if key == 'model.widths' and 'run with a different config' not in line:
-    bugs.append('BUG (lr_study/training/loop.py _restore): the checkpoint is restored into '
-                'the new model before the recorded config is compared, so a changed model '
-                f'shape reads "no usable checkpoint" instead of naming {key}: {line}')
-  else:
-    assert 'was run with a different config' in line and f'{key} ' in line, line
-  if changed == ['study_config.json']:
-    bugs.append('BUG (lr_study/runner.py run_study): the refused study has already '
-                'overwritten WORKDIR/study_config.json with its own config, which the '
-                'runs there were not run with')
-  else:
-    assert not changed, changed
-  if bugs:
-    pytest.xfail('; '.join(bugs))
+  assert 'was run with a different config' in line and f'{key} ' in line, line
+  assert not changed, changed
 
 
 # --- 5. A second run into the same run directory --------------------------------------------
@@ -656,12 +643,6 @@ def test_a_manual_request_killed_right_after_it_is_taken_applies_once_at_that_up
   assert lrs(got)[update - 1][1] != lrs(got)[update][1]  # the change took effect there
   _assert_same(got, want, logs=('metrics', 'train_log'))
   assert not os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))  # acknowledged
-  if got.events == [event, event]:
-    pytest.xfail('BUG (lr_study/runtime/run_dir.py open_logs, called from '
-                 'lr_study/training/loop.py _train): a resume keeps log records with '
-                 'update <= the checkpoint\'s update, but an event logged at an epoch start '
-                 'after that checkpoint has the same update, and the resumed run logs it '
-                 f'again: schedule_events.jsonl holds the manual change twice {got.events}')
   assert got.events == [event]
 
 
@@ -700,11 +681,6 @@ def test_a_scripted_change_killed_right_after_it_is_made_is_recorded_once(launch
   events = run_files.read_jsonl(os.path.join(run_dir, run_files.EVENTS))
   assert {(e['reason'], e['update'], e['learning_rate']) for e in events} == {
       ('scripted', 5 * UPDATES_PER_EPOCH, 0.01)}
-  if len(events) == 2:
-    pytest.xfail('BUG (lr_study/runtime/run_dir.py open_logs, called from '
-                 'lr_study/training/loop.py _train): the scripted change logged after the '
-                 'checkpoint of the same update survives the resume\'s log cut and is '
-                 f'logged again: {events}')
   assert len(events) == 1, events
 
 

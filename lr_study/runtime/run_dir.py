@@ -16,11 +16,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lr_study.runtime import hosts, run_files
+from lr_study.errors import ConfigError
+from lr_study.runtime import fingerprint, hosts, run_files
 from lr_study.runtime.lock import RunLock
 from lr_study.runtime.tensorboard import EventWriter
 
 LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
+
+
+def check_resumable(run_dir: str, config: Any) -> None:
+  """A ConfigError naming the first keys that differ, if ``run_dir`` holds checkpoints of
+  a run of another config (``lr_study.runtime.fingerprint``; ``num_epochs`` may grow).
+  Reads only: call it before anything of the run is written or restored."""
+  metadata = os.path.join(run_dir, run_files.METADATA)
+  if not (run_files.exists(metadata)
+          and run_files.exists(os.path.join(run_dir, run_files.CHECKPOINTS))):
+    return
+  fingerprint.check_same(run_dir, run_files.read_json(metadata)['config'], config,
+                         fingerprint.NOT_RESULTS + ('num_epochs',))
 
 
 class RunDirectory:
@@ -30,6 +43,7 @@ class RunDirectory:
     self.path = path
     self.writer = hosts.is_writer()
     self._logs: dict[str, run_files.JsonlWriter] = {}
+    self._lines: dict[str, int] = {}
     self._events: EventWriter | None = None
     self._lock = RunLock(path) if self.writer else None
 
@@ -52,21 +66,43 @@ class RunDirectory:
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
 
-  def open_logs(self, update: int, hparams: dict[str, Any]) -> None:
-    """Opens the logs for appending, each cut to end at ``update`` first (a resume
-    continues them; a fresh start, update 0, empties them), and the TensorBoard events
+  def check_config(self, config: Any) -> None:
+    """``check_resumable`` on process 0, its verdict raised on every process."""
+    error = None
+    if self.writer:
+      try:
+        check_resumable(self.path, config)
+      except ConfigError as e:
+        error = str(e)
+    error = hosts.from_writer(error)
+    if error:
+      raise ConfigError(error)
+
+  def open_logs(self, update: int, lines: dict[str, int] | None,
+                hparams: dict[str, Any]) -> None:
+    """Opens the logs for appending, each cut first to the ``lines[name]`` records it had
+    when the checkpoint of ``update`` was saved (a resume continues them exactly; a fresh
+    start, ``lines`` None, empties them), and the TensorBoard events
     (``lr_study.runtime.tensorboard``) with the run's ``hparams``."""
     for name in LOGS:
+      keep = (lines or {}).get(name, 0)
       if self.writer:
-        run_files.truncate_jsonl(self.file(name), lambda r: r['update'] <= update)
+        records = run_files.read_jsonl(self.file(name))[:keep]
+        run_files.write_atomic(self.file(name), ''.join(run_files.dumps(r) + '\n' for r in records))
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
+      self._lines[name] = keep
     self._events = EventWriter(self.path if self.writer else None, hparams, start_step=update + 1)
 
   def log(self, name: str, record: dict[str, Any]) -> None:
     """Appends ``record`` to log ``name``; an evaluation goes to TensorBoard too."""
     self._logs[name].write(run_files.mark_non_finite(record))
+    self._lines[name] += 1
     if name == run_files.METRICS:
       self._events.scalars(record['update'], record)
+
+  def lines(self) -> dict[str, int]:
+    """Records written to each log so far (a checkpoint keeps them, for ``open_logs``)."""
+    return dict(self._lines)
 
   def write_json(self, name: str, obj: Any) -> None:
     if self.writer:

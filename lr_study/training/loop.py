@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from lr_study.data.feeds import Feed
-from lr_study.runtime import devices, fingerprint, hosts, run_files
+from lr_study.runtime import devices, hosts, run_files
 from lr_study.runtime.metadata import run_metadata
 from lr_study.runtime.preemption import Preempted, Preemption
 from lr_study.runtime.progress import Progress
@@ -65,6 +65,7 @@ class Loop:
   examples_seen: int = 0
   wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
   train_log_mark: tuple[float, float, int] = (0.0, 0.0, 0)  # metric sums at the last train-log line
+  log_lines: dict[str, int] | None = None  # records in each log at the checkpoint
 
 
 def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
@@ -90,7 +91,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
-  files.open_logs(loop.update, {**config.to_dict(), 'seed': seed})
+  files.open_logs(loop.update, loop.log_lines, {**config.to_dict(), 'seed': seed})
   files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
@@ -150,7 +151,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
 def _save(files: RunDirectory, state: Any, loop: Loop, controllers: Controllers, config: Any,
           started: float) -> None:
   """A checkpoint of this update; then the manual request it holds is acknowledged."""
-  loop.wall_time = time.monotonic() - started
+  loop.wall_time, loop.log_lines = time.monotonic() - started, files.lines()
   if not files.writer:
     return
   checkpoint.save(files.path, loop.update, devices.unreplicate(state), {
@@ -181,15 +182,12 @@ def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Con
              ) -> tuple[Any, Loop]:
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
   fresh ones. A checkpoint of another config is a ConfigError, before any file changes."""
+  files.check_config(config)
   restored = checkpoint.restore(files.path, host_state) if files.writer else None
   saved = hosts.from_writer(restored.loop_state if restored else None)
   if saved is None:
     files.remove(run_files.SUMMARY)
     return host_state, Loop()
-  recorded = files.read_json(run_files.METADATA)
-  if recorded:
-    fingerprint.check_same(files.path, recorded['config'], config,
-                           fingerprint.NOT_RESULTS + ('num_epochs',))
   if restored and restored.skipped:
     print(f'{files.path}: {restored.skipped}', flush=True)
   controllers.load_state_dict(saved['controllers'])
