@@ -111,8 +111,8 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)
   from lr_study import sweep  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.preemption import Preempted  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime.workdir import check_workdir  # pylint: disable=g-import-not-at-top
 
   values = flags.FLAGS
   workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']))
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> None:
     for _, point in points:
       runner.prepare_study(sweep.apply_point(base, point))
     if hosts.is_writer():  # process 0 alone writes WORKDIR
-      run_files.check_workdir(workdir)
+      check_workdir(workdir)
       if values.restart:
         _move_aside(workdir)
     for name, point in points:
@@ -184,13 +184,14 @@ def _join_processes(values: flags.FlagValues) -> None:
 def _dry_run(config, workdir: str, num_devices: int) -> None:
   from lr_study import study  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime.workdir import check_workdir  # pylint: disable=g-import-not-at-top
   from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
 
   if flags.FLAGS.distributed:
     _fail('--dry_run plans on one machine: drop --distributed')
   plans = {name: prepare_run(study.resolve_variant(config, name), num_devices).plan
            for name in dict.fromkeys(name for name, _ in study.run_names(config))}
-  run_files.check_workdir(workdir)
+  check_workdir(workdir)
   for name, plan in plans.items():
     run_files.make_dirs(os.path.join(workdir, name))
     run_files.write_json(os.path.join(workdir, name, run_files.PLAN), plan.to_json())

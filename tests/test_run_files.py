@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf  # registers ram://
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import run_files
+from lr_study.runtime import run_files, strict_json
+from lr_study.runtime import workdir
+from lr_study.runtime.workdir import check_workdir
 
 
 def _strict_loads(text: str):
@@ -81,10 +83,10 @@ def test_written_json_and_jsonl_are_strict_with_null_for_non_finite_numbers(any_
 def test_mark_non_finite_records_what_each_null_stood_for():
   record = {'update': 10, 'train_loss': float('nan'),
             'validation': {'loss': float('inf'), 'accuracy': 0.25}, 'lrs': [0.1, -math.inf]}
-  marked = run_files.mark_non_finite(record)
+  marked = strict_json.mark_non_finite(record)
   assert marked['non_finite'] == {'train_loss': 'NaN', 'validation.loss': 'Infinity',
                                   'lrs.1': '-Infinity'}
-  assert run_files.mark_non_finite({'update': 1, 'loss': 0.5}) == {'update': 1, 'loss': 0.5}
+  assert strict_json.mark_non_finite({'update': 1, 'loss': 0.5}) == {'update': 1, 'loss': 0.5}
 
 
 def test_jsonl_writer_appends_one_line_per_record_after_existing_ones(any_dir):
@@ -137,13 +139,13 @@ def test_truncate_jsonl_keeps_the_accepted_records_and_drops_a_torn_line(any_dir
 
 def test_check_workdir_creates_a_missing_local_directory(tmp_path):
   path = str(tmp_path / 'runs' / 'study')
-  assert run_files.check_workdir(path) == path
+  assert check_workdir(path) == path
   assert os.path.isdir(path) and os.listdir(path) == []
 
 
 def test_check_workdir_accepts_a_ram_directory(ram_dir):
   path = os.path.join(ram_dir, 'study')
-  assert run_files.check_workdir(path) == path
+  assert check_workdir(path) == path
   assert tf.io.gfile.isdir(path) and tf.io.gfile.listdir(path) == []
 
 
@@ -152,13 +154,13 @@ def test_check_workdir_refuses_a_file(tmp_path):
   path.write_text('x')
   with pytest.raises(ConfigError, match=r"^--workdir '.*file' is not a usable directory: "
                      r'it is a file, not a directory$'):
-    run_files.check_workdir(str(path))
+    check_workdir(str(path))
 
 
 def test_check_workdir_refuses_a_directory_below_a_file(tmp_path):
   (tmp_path / 'file').write_text('x')
   with pytest.raises(ConfigError, match=r"^--workdir '.*file/sub' is not a usable directory"):
-    run_files.check_workdir(str(tmp_path / 'file' / 'sub'))
+    check_workdir(str(tmp_path / 'file' / 'sub'))
 
 
 def test_check_workdir_refuses_an_unwritable_directory(tmp_path):
@@ -168,14 +170,14 @@ def test_check_workdir_refuses_an_unwritable_directory(tmp_path):
     path = str(tmp_path / 'read_only')
     os.mkdir(path, stat.S_IRUSR | stat.S_IXUSR)
   with pytest.raises(ConfigError, match=r'is not a usable directory: .*[Pp]ermission denied'):
-    run_files.check_workdir(path)
+    check_workdir(path)
 
 
 def test_check_workdir_refuses_an_unknown_scheme_without_a_local_folder(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with pytest.raises(ConfigError, match=r"^--workdir 'foo://bucket/x': no filesystem for "
                      r"scheme 'foo' \(supported: .*gs://.*\)"):
-    run_files.check_workdir('foo://bucket/x')
+    check_workdir('foo://bucket/x')
   assert os.listdir(tmp_path) == []
 
 
@@ -183,16 +185,16 @@ def test_check_workdir_refuses_a_url_missing_a_slash_without_a_local_folder(
     tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with pytest.raises(ConfigError, match=r"^--workdir 'gs:/bucket/x' is not a URL"):
-    run_files.check_workdir('gs:/bucket/x')
+    check_workdir('gs:/bucket/x')
   assert os.listdir(tmp_path) == []
 
 
 def test_check_workdir_gives_up_on_a_filesystem_that_does_not_answer_in_time(
     ram_dir, monkeypatch):
-  monkeypatch.setattr(run_files, '_probe', lambda path: time.sleep(30))
+  monkeypatch.setattr(workdir, '_probe', lambda path: time.sleep(30))
   start = time.monotonic()
   with pytest.raises(ConfigError, match=r"^--workdir 'ram://.*' did not answer within 0.2 s"):
-    run_files.check_workdir(ram_dir, timeout_s=0.2)
+    check_workdir(ram_dir, timeout_s=0.2)
   assert time.monotonic() - start < 5
 
 
@@ -200,5 +202,5 @@ def test_error_messages_are_one_line(tmp_path):
   (tmp_path / 'file').write_text('x')
   for path in (str(tmp_path / 'file'), 'foo://x', 'gs:/x', ''):
     with pytest.raises(ConfigError) as error:
-      run_files.check_workdir(path)
+      check_workdir(path)
     assert '\n' not in str(error.value)

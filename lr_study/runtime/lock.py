@@ -31,7 +31,7 @@ import uuid
 from typing import Any
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import run_files
+from lr_study.runtime import run_files, strict_json
 
 LOCK = 'lock.json'
 
@@ -50,7 +50,7 @@ class Holder:
     return f'pid {self.pid} on host {self.host} since {self.since}'
 
   def to_json(self) -> str:
-    return run_files.dumps(dataclasses.asdict(self)) + '\n'
+    return strict_json.dumps(dataclasses.asdict(self)) + '\n'
 
   @classmethod
   def from_json(cls, data: bytes) -> Holder:

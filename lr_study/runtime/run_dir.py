@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import fingerprint, hosts, run_files
+from lr_study.runtime import fingerprint, hosts, run_files, strict_json
 from lr_study.runtime.lock import RunLock
 from lr_study.runtime.tensorboard import EventWriter
 
@@ -88,14 +88,14 @@ class RunDirectory:
       keep = (lines or {}).get(name, 0)
       if self.writer:
         records = run_files.read_jsonl(self.file(name))[:keep]
-        run_files.write_atomic(self.file(name), ''.join(run_files.dumps(r) + '\n' for r in records))
+        run_files.write_atomic(self.file(name), ''.join(strict_json.dumps(r) + '\n' for r in records))
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
       self._lines[name] = keep
     self._events = EventWriter(self.path if self.writer else None, hparams, start_step=update + 1)
 
   def log(self, name: str, record: dict[str, Any]) -> None:
     """Appends ``record`` to log ``name``; an evaluation goes to TensorBoard too."""
-    self._logs[name].write(run_files.mark_non_finite(record))
+    self._logs[name].write(strict_json.mark_non_finite(record))
     self._lines[name] += 1
     if name == run_files.METRICS:
       self._events.scalars(record['update'], record)

@@ -15,29 +15,23 @@ through ``os``; URLs through ``tf.io.gfile``, imported on first use only.
   filesystem appends (local files, ``ram://``); a kill can tear only the last line,
   which ``read_jsonl`` skips and a resumed run's ``truncate_jsonl`` drops. Object
   stores cannot append: there each record rewrites the whole log (an atomic upload).
-* **Strict JSON**: every file written here is RFC 8259 JSON. A non-finite number
-  (NaN, ±Infinity) becomes ``null``; ``non_finite`` names where, so a writer can record
-  what the null means.
+* **Strict JSON** (``lr_study.runtime.strict_json``): every file written here is RFC 8259
+  JSON; a non-finite number becomes ``null``.
 
-``check_workdir`` proves a directory usable (created, written, read back) before any
-compute, within a time bound, and turns every failure into one ``ConfigError`` line.
+``lr_study.runtime.workdir.check_workdir`` proves a directory usable before any compute.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import json
-import math
 import os
 import re
-import threading
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-import numpy as np
 
-from lr_study.errors import ConfigError
+from lr_study.runtime.quiet_tf import import_tensorflow
+from lr_study.runtime.strict_json import dumps
 
 METRICS = 'metrics.jsonl'  # one line per evaluation
 TRAIN_LOG = 'train_log.jsonl'  # one line per `train_log_every_updates` updates
@@ -49,7 +43,6 @@ CHECKPOINTS = 'checkpoints'  # orbax's step directories (lr_study.training.check
 
 # Schemes whose "rename" is a copy and a delete, and which cannot append.
 OBJECT_STORES = frozenset({'gs', 's3', 'az'})
-CHECK_TIMEOUT_S = 30.0  # check_workdir's bound on a remote filesystem's first answer
 
 _URL = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
 _BROKEN_URL = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*):/?(?!/)')  # gs:/b, gs:b
@@ -58,17 +51,9 @@ _BROKEN_URL = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*):/?(?!/)')  # gs:/b, gs:b
 # --- Paths on any filesystem -------------------------------------------------------------
 
 
-@functools.cache
 def _gfile() -> Any:
-  """``tf.io.gfile``, with TensorFlow kept off the GPUs that JAX uses, and quiet."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:  # TF's devices were initialized elsewhere already; leave them.
-    pass
-  return tf.io.gfile
+  """``tf.io.gfile`` (``lr_study.runtime.quiet_tf``)."""
+  return import_tensorflow().io.gfile
 
 
 def scheme(path: str | os.PathLike[str]) -> str | None:
@@ -200,64 +185,6 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
   gfile.rename(tmp, path, overwrite=True)
 
 
-# --- Strict JSON --------------------------------------------------------------------------
-
-
-def _non_finite_name(x: float) -> str:
-  return 'NaN' if math.isnan(x) else ('Infinity' if x > 0 else '-Infinity')
-
-
-def to_strict(obj: Any) -> Any:
-  """``obj`` as plain JSON values: non-finite numbers become None, NumPy values Python
-  ones, tuples lists, keys strings; other objects their ``str``."""
-  if obj is None or isinstance(obj, (bool, str)):
-    return obj
-  if isinstance(obj, (int, np.integer)):
-    return int(obj)
-  if isinstance(obj, (float, np.floating)):
-    return float(obj) if math.isfinite(obj) else None
-  if isinstance(obj, np.bool_):
-    return bool(obj)
-  if isinstance(obj, np.ndarray):
-    return to_strict(obj.tolist())
-  if isinstance(obj, dict):
-    return {str(k): to_strict(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [to_strict(v) for v in obj]
-  return str(obj)
-
-
-def non_finite(obj: Any, prefix: str = '') -> dict[str, str]:
-  """The dotted paths of ``obj``'s non-finite numbers, each with ``'NaN'``,
-  ``'Infinity'`` or ``'-Infinity'`` (what the null written in its place stood for)."""
-  if isinstance(obj, (float, np.floating)):
-    return {} if math.isfinite(obj) else {prefix or '.': _non_finite_name(float(obj))}
-  if isinstance(obj, np.ndarray):
-    return non_finite(obj.tolist(), prefix)
-  if isinstance(obj, dict):
-    items: Iterable[tuple[Any, Any]] = obj.items()
-  elif isinstance(obj, (list, tuple)):
-    items = enumerate(obj)
-  else:
-    return {}
-  found: dict[str, str] = {}
-  for key, value in items:
-    found.update(non_finite(value, f'{prefix}.{key}' if prefix else str(key)))
-  return found
-
-
-def mark_non_finite(record: dict[str, Any], key: str = 'non_finite') -> dict[str, Any]:
-  """``record`` plus ``record[key] = non_finite(record)`` when it holds a non-finite
-  number (e.g. ``{'train_loss': 'NaN'}`` for a diverged run), else ``record`` itself."""
-  found = non_finite(record)
-  return {**record, key: found} if found else record
-
-
-def dumps(obj: Any, **kwargs: Any) -> str:
-  """Strict JSON text of ``obj`` (``to_strict``; keys sorted). ``kwargs`` go to json."""
-  return json.dumps(to_strict(obj), allow_nan=False, sort_keys=True, **kwargs)
-
-
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
   """Writes ``obj`` as strict, indented JSON, atomically."""
   write_atomic(path, dumps(obj, indent=2) + '\n')
@@ -319,79 +246,3 @@ def truncate_jsonl(path: str | os.PathLike[str], keep: Callable[[dict[str, Any]]
   """Rewrites a log atomically, keeping the records ``keep`` accepts (for a resume)."""
   records = [r for r in read_jsonl(path) if keep(r)]
   write_atomic(path, ''.join(dumps(r) + '\n' for r in records))
-
-
-# --- Checking a workdir before any compute ------------------------------------------------
-
-
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  return (text[0] if text else type(error).__name__)[:200]
-
-
-def _probe(path: str) -> None:
-  """Creates ``path`` and writes, reads back and deletes a file in it."""
-  if exists(path) and not isdir(path):
-    raise NotADirectoryError('it is a file, not a directory')
-  make_dirs(path)
-  if not isdir(path):
-    raise NotADirectoryError('it is not a directory')
-  probe = os.path.join(path, f'.probe-{os.getpid()}-{uuid.uuid4().hex[:8]}')
-  data = b'lr_study probe\n'
-  write_atomic(probe, data)
-  try:
-    if read_bytes(probe) != data:
-      raise OSError('a file written there read back different')
-  finally:
-    remove(probe)
-
-
-def _run_bounded(fn: Callable[[], None], timeout_s: float) -> None:
-  """Runs ``fn`` in a daemon thread; TimeoutError if it has not returned in time."""
-  future: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-  def target() -> None:
-    try:
-      fn()
-      future.set_result(None)
-    except BaseException as e:  # pylint: disable=broad-except
-      future.set_exception(e)
-
-  threading.Thread(target=target, daemon=True, name='check_workdir').start()
-  future.result(timeout=timeout_s)
-
-
-def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT_S,
-                  flag: str = '--workdir') -> str:
-  """Proves ``path`` a usable directory (created if absent, written and read back) and
-  returns it; otherwise a one-line ConfigError naming it.
-
-  Refused: an empty path, a URL whose scheme TensorFlow's gfile has no filesystem for,
-  a broken URL such as ``gs:/bucket`` (which would become a local folder ``gs:``), a
-  file, an unwritable or unreachable place, and a filesystem that has not answered
-  within ``timeout_s`` seconds (e.g. ``gs://`` where network or credentials are missing
-  and the client retries); the probe's thread is then abandoned.
-  """
-  path = os.fspath(path)
-  if not path:
-    raise ConfigError(f'{flag} is empty')
-  kind = scheme(path)
-  if kind is None:
-    broken = _BROKEN_URL.match(path)
-    if broken and len(broken.group(1)) > 1:  # not a drive letter
-      raise ConfigError(f'{flag} {path!r} is not a URL (a scheme needs "://") nor a '
-                        'plain local path')
-  else:
-    supported = sorted(s for s in _gfile().get_registered_schemes() if s not in ('', 'file'))
-    if kind not in supported:
-      raise ConfigError(f'{flag} {path!r}: no filesystem for scheme {kind!r} (supported: '
-                        f'{", ".join(s + "://" for s in supported)} and local paths)')
-  try:
-    _run_bounded(lambda: _probe(path), timeout_s)
-  except concurrent.futures.TimeoutError:
-    raise ConfigError(f'{flag} {path!r} did not answer within {timeout_s:g} s '
-                      '(no network or credentials?)') from None
-  except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError(f'{flag} {path!r} is not a usable directory: {_first_line(e)}') from None
-  return path
-

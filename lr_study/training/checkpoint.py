@@ -53,7 +53,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import run_files
+from lr_study.runtime import run_files, strict_json
 
 KEEP = 2  # checkpoints kept: the latest and one to fall back on
 SCHEMES = (None, 'gs')  # run_files.scheme values orbax can write (None: local)
@@ -94,7 +94,7 @@ def _encode(obj: Any) -> Any:
     return {str(k): _encode(v) for k, v in obj.items()}
   if isinstance(obj, (list, tuple)):
     return [_encode(v) for v in obj]
-  return run_files.to_strict(obj)
+  return strict_json.to_strict(obj)
 
 
 def _decode(obj: Any) -> Any:

@@ -1,0 +1,89 @@
+"""A workdir proved usable before any compute: created, written, read back and cleaned,
+within a time bound, every failure one ``ConfigError`` line naming it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import uuid
+from typing import Callable
+
+from lr_study.errors import ConfigError
+from lr_study.runtime.run_files import (_BROKEN_URL, _gfile, exists, isdir, make_dirs, read_bytes,
+                                        remove, scheme, write_atomic)
+
+CHECK_TIMEOUT_S = 30.0  # how long a filesystem may take to answer the probe
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return (text[0] if text else type(error).__name__)[:200]
+
+
+def _probe(path: str) -> None:
+  """Creates ``path`` and writes, reads back and deletes a file in it."""
+  if exists(path) and not isdir(path):
+    raise NotADirectoryError('it is a file, not a directory')
+  make_dirs(path)
+  if not isdir(path):
+    raise NotADirectoryError('it is not a directory')
+  probe = os.path.join(path, f'.probe-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+  data = b'lr_study probe\n'
+  write_atomic(probe, data)
+  try:
+    if read_bytes(probe) != data:
+      raise OSError('a file written there read back different')
+  finally:
+    remove(probe)
+
+
+def _run_bounded(fn: Callable[[], None], timeout_s: float) -> None:
+  """Runs ``fn`` in a daemon thread; TimeoutError if it has not returned in time."""
+  future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+  def target() -> None:
+    try:
+      fn()
+      future.set_result(None)
+    except BaseException as e:  # pylint: disable=broad-except
+      future.set_exception(e)
+
+  threading.Thread(target=target, daemon=True, name='check_workdir').start()
+  future.result(timeout=timeout_s)
+
+
+def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT_S,
+                  flag: str = '--workdir') -> str:
+  """Proves ``path`` a usable directory (created if absent, written and read back) and
+  returns it; otherwise a one-line ConfigError naming it.
+
+  Refused: an empty path, a URL whose scheme TensorFlow's gfile has no filesystem for,
+  a broken URL such as ``gs:/bucket`` (which would become a local folder ``gs:``), a
+  file, an unwritable or unreachable place, and a filesystem that has not answered
+  within ``timeout_s`` seconds (e.g. ``gs://`` where network or credentials are missing
+  and the client retries); the probe's thread is then abandoned.
+  """
+  path = os.fspath(path)
+  if not path:
+    raise ConfigError(f'{flag} is empty')
+  kind = scheme(path)
+  if kind is None:
+    broken = _BROKEN_URL.match(path)
+    if broken and len(broken.group(1)) > 1:  # not a drive letter
+      raise ConfigError(f'{flag} {path!r} is not a URL (a scheme needs "://") nor a '
+                        'plain local path')
+  else:
+    supported = sorted(s for s in _gfile().get_registered_schemes() if s not in ('', 'file'))
+    if kind not in supported:
+      raise ConfigError(f'{flag} {path!r}: no filesystem for scheme {kind!r} (supported: '
+                        f'{", ".join(s + "://" for s in supported)} and local paths)')
+  try:
+    _run_bounded(lambda: _probe(path), timeout_s)
+  except concurrent.futures.TimeoutError:
+    raise ConfigError(f'{flag} {path!r} did not answer within {timeout_s:g} s '
+                      '(no network or credentials?)') from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f'{flag} {path!r} is not a usable directory: {_first_line(e)}') from None
+  return path
+
