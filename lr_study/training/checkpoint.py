@@ -25,7 +25,7 @@ Quiet: a damaged step must reach the user as one line (the step and why it was s
 not as orbax's own log lines ("Failed to read Metadata file") or the tracebacks of the
 reads it abandoned when one of them failed ("Event loop is closed", "Task exception was
 never retrieved", printed from tensorstore's threads after the restore has given up).
-Every orbax call here runs under ``_quiet_orbax``: orbax's log records are dropped, and
+Every orbax call here runs under ``quiet_orbax``: orbax's log records are dropped, and
 the event loops it creates meanwhile drop the callbacks that reach them once closed and
 the errors of the tasks it left behind.
 
@@ -36,15 +36,11 @@ tensorstore knows it. ``check_directory`` says so as a ConfigError before any co
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
-import logging
 import math
 import os
-import threading
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.serialization
 import flax.traverse_util
@@ -54,6 +50,7 @@ import orbax.checkpoint as ocp
 
 from lr_study.errors import ConfigError
 from lr_study.runtime import run_files, strict_json
+from lr_study.training.orbax_quiet import quiet_orbax
 
 KEEP = 2  # checkpoints kept: the latest and one to fall back on
 SCHEMES = (None, 'gs')  # run_files.scheme values orbax can write (None: local)
@@ -158,87 +155,6 @@ class _Unusable(Exception):
   """A checkpoint step that cannot be restored, with the reason."""
 
 
-# --- Orbax, quiet --------------------------------------------------------------------------
-
-
-class _QuietLoop(asyncio.SelectorEventLoop):
-  """An event loop of orbax's that stays silent about the work it abandoned.
-
-  When one array of a restore fails to read, orbax's loop stops at the first error and
-  is closed while tensorstore still completes the other reads; each completion then
-  calls ``call_soon_threadsafe`` on the closed loop (a RuntimeError that tensorstore
-  prints from its thread), and each failed sibling task, once collected, reports that
-  its exception was never retrieved. Nobody waits for any of them: the restore has
-  already failed with its first error, which the caller reports.
-  """
-
-  def __init__(self) -> None:
-    super().__init__()
-    self.set_exception_handler(_ignore_abandoned_tasks)
-
-  def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
-    if self.is_closed():
-      return None
-    try:
-      return super().call_soon_threadsafe(callback, *args, context=context)
-    except RuntimeError:
-      if self.is_closed():  # closed in between
-        return None
-      raise
-
-
-def _ignore_abandoned_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-  if loop.is_closed() or 'never retrieved' in context.get('message', ''):
-    return
-  loop.default_exception_handler(context)
-
-
-class _QuietPolicy(asyncio.DefaultEventLoopPolicy):
-  def new_event_loop(self) -> asyncio.AbstractEventLoop:
-    return _QuietLoop()
-
-
-class _DropOrbaxRecords(logging.Filter):
-  """Drops the log records of orbax's modules."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return f'{os.sep}orbax{os.sep}' not in record.pathname
-
-
-class _QuietOrbax:
-  """``with _quiet_orbax(): ...``: orbax calls without orbax's own log lines or the
-  tracebacks of its abandoned reads; what fails reaches the caller as an exception, which
-  this module turns into one line. Re-entrant; the first entry installs, the last exit
-  restores."""
-
-  def __init__(self) -> None:
-    self._lock = threading.Lock()
-    self._depth = 0
-    self._previous_policy: asyncio.AbstractEventLoopPolicy | None = None
-    self._filter = _DropOrbaxRecords()
-
-  @contextlib.contextmanager
-  def __call__(self) -> Iterator[None]:
-    absl_logger = logging.getLogger('absl')
-    with self._lock:
-      self._depth += 1
-      if self._depth == 1:
-        self._previous_policy = asyncio.get_event_loop_policy()
-        asyncio.set_event_loop_policy(_QuietPolicy())
-        absl_logger.addFilter(self._filter)
-    try:
-      yield
-    finally:
-      with self._lock:
-        self._depth -= 1
-        if self._depth == 0:
-          absl_logger.removeFilter(self._filter)
-          asyncio.set_event_loop_policy(self._previous_policy)
-
-
-_quiet_orbax = _QuietOrbax()
-
-
 # --- The manager --------------------------------------------------------------------------
 
 
@@ -268,7 +184,7 @@ class Checkpoints:
         save_root_metadata=False,
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=me, active_processes={me}))
-    with _quiet_orbax():
+    with quiet_orbax():
       self._manager = ocp.CheckpointManager(
           self.directory, options=options,
           item_handlers={'state': ocp.StandardCheckpointHandler(),
@@ -276,7 +192,7 @@ class Checkpoints:
 
   def steps(self) -> list[int]:
     """The committed steps, oldest first (temporary directories are not steps)."""
-    with _quiet_orbax():
+    with quiet_orbax():
       self._manager.reload()
       return sorted(self._manager.all_steps())
 
@@ -287,7 +203,7 @@ class Checkpoints:
     arrays = _host_state_dict(state)
     encoded = _encode(loop_state)
     digest = _digest(step, _flat(arrays), _canonical(encoded))
-    with _quiet_orbax():
+    with quiet_orbax():
       for old in self.steps():
         if old >= step:
           self._manager.delete(old)
@@ -340,7 +256,7 @@ class Checkpoints:
     skipped = []
     for step in reversed(self.steps()):
       try:
-        with _quiet_orbax():
+        with quiet_orbax():
           arrays, loop_state = self._restore_step(step, expected)
       except _Unusable as e:
         skipped.append(f'step {step} ({e})')
@@ -354,7 +270,7 @@ class Checkpoints:
     return None
 
   def close(self) -> None:
-    with _quiet_orbax():
+    with quiet_orbax():
       self._manager.close()
 
   def __enter__(self) -> Checkpoints:
