@@ -35,7 +35,9 @@ global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per devi
     step, ``train_step(P, 1, streaming=True)``, on one fixed uint8 batch already on the
     devices (normalize, no gather), and ``(b − b′) / b`` is what the gather adds;
 (e) the fused dispatch the training loop makes: (b_K) the same train step running
-    ``K = --updates_per_dispatch`` updates per call, and (a_K) the data side in a
+    ``K = --updates_per_dispatch`` updates per call (at most
+    ``lr_study.training.loop.max_in_flight()``, as the loop chunks them), and (a_K) the
+    data side in a
     ``lax.fori_loop`` of ``K`` gathers per call (each overwriting the returned batch),
     both per update; ``a_K / b_K`` is the data side's share without per-call dispatch;
 (d) for contrast, streaming mode, ``streaming.epoch_batches``: tf.data on the host and a
@@ -290,6 +292,7 @@ def time_in_memory(args: argparse.Namespace, arrays: DatasetArrays, feed: InMemo
       counts[k] = devices.replicate(np.int32(k))
     return counts[k]
 
+  per_call = min(args.updates_per_dispatch, max_in_flight() or args.updates_per_dispatch)
   counter = devices.replicate(np.int32(0))
   rows = np.zeros((num_devices, per_device, int(np.prod(spec.image_shape))), np.float32)
   labels = np.zeros((num_devices, per_device), np.int32)
@@ -301,10 +304,9 @@ def time_in_memory(args: argparse.Namespace, arrays: DatasetArrays, feed: InMemo
       'train_step_us': (lambda st, ctx, k: train_step(st, *ctx, count(k)), state(), 1),
       'fixed_batch_step_us': (lambda st, ctx, k: fixed_step(st, batch, ctx[1]), state(), 1),
       'fused_data_side_us': (lambda out, ctx, k: fused_data_fn(out, *ctx, count(k)),
-                             (counter, devices.shard(rows), devices.shard(labels)),
-                             args.updates_per_dispatch),
+                             (counter, devices.shard(rows), devices.shard(labels)), per_call),
       'fused_train_step_us': (lambda st, ctx, k: train_step(st, *ctx, count(k)), state(),
-                              args.updates_per_dispatch),
+                              per_call),
   }
   gathers = uint8_gathers(train_step, steppers['train_step_us'][1], *context(0, 0), count(1))
   # Epoch 0 warms up; repetition r is epoch r + 1 and starts at update warmup + r·steps.
@@ -359,7 +361,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       'steps': args.steps,
       'repeats': args.repeats,
       'warmup': args.warmup,
-      'updates_per_dispatch': args.updates_per_dispatch,
+      'updates_per_dispatch': min(args.updates_per_dispatch,
+                                  max_in_flight() or args.updates_per_dispatch),
       'steps_timed': args.steps * args.repeats,
       'sync_every': max_in_flight(),
       **times,

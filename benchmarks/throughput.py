@@ -1035,7 +1035,8 @@ def markdown(r: dict[str, Any]) -> str:
   loops = r['loops']
   k = r['updates_per_dispatch']
   rate = lambda loop: lambda b: f'{loops[loop][b]["examples_per_second"]["median"]:,.0f}'
-  rows = [(f'{LOOP_TITLES[loop].format(k=k)}, examples/s', rate(loop)) for loop in loops]
+  rows = [(f'{LOOP_TITLES[loop].format(k=k)}, examples/s', rate(loop))
+          for loop in LOOP_TITLES if loop in loops]
   for x, y in RATIOS:
     key = f'{x} / {y}'
     if any(r['ratios'][b][key] is not None for b in batches):
@@ -1060,7 +1061,7 @@ def markdown(r: dict[str, Any]) -> str:
     rows.append((f'{loop} time to first update in this process: first run / later runs, s',
                  lambda b, ttfu=ttfu: f'{ttfu(b)["first_run"]:.2f} / '
                  + _fmt(ttfu(b)['warm'], '{:.2f}')))
-  for loop in (r['cold_start'] or {}):
+  for loop in (loop for loop in COLD_START_LOOPS if loop in (r['cold_start'] or {})):
     c = r['cold_start'][loop]
     rows.append((f'{loop} cold start, launch → first update (loop start → first update; '
                  'XLA compiles before it), s',
@@ -1069,6 +1070,8 @@ def markdown(r: dict[str, Any]) -> str:
                  f'{c[b]["xla_compiles_before_first_update"]})'))
   n = r['step_level']
   us = lambda v: lambda b: f'{n[b]["us_per_update"][v]["median"]:,.0f}'
+  us_best = lambda v: lambda b: (f'{n[b]["us_per_update"][v]["median"]:,.0f} '
+                                 f'({n[b]["us_per_update"][v]["min"]:,.0f})')
   pct = lambda key: lambda b: f'{n[b][key]:.1f}%'
   speed = lambda v: lambda b: f'{n[b]["speed_vs_jax_jit"][v]:.2f}×'
   step_rows = [
@@ -1079,8 +1082,8 @@ def markdown(r: dict[str, Any]) -> str:
       ('the same jit step on a fixed on-device batch', 'jax_jit_device_batch'),
   ]
   step_rows = [row for title, v in step_rows
-               for row in ((f'{title}, µs/update', us(v)), (f'{title}, speed ÷ host-fed jit',
-                                                           speed(v)))]
+               for row in ((f'{title}, µs/update (fastest block)', us_best(v)),
+                           (f'{title}, speed ÷ host-fed jit', speed(v)))]
   noise_rows = [
       ('step with the measurement (lr_study), µs/update', us('with')),
       ('step without it, µs/update', us('without')),
