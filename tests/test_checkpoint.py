@@ -131,6 +131,13 @@ def test_save_then_restore_is_bit_exact(tmp_path):
   _assert_loop_state(restored.loop_state, 3)
 
 
+def test_a_relative_run_dir_saves_and_restores(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # the default workdir, runs/<config>, is relative
+  checkpoint.save('runs/x/seed_0', 5, _state(5), _loop_state(5))
+  assert os.path.isdir(tmp_path / 'runs' / 'x' / 'seed_0' / 'checkpoints' / '5')
+  _assert_same(checkpoint.restore('runs/x/seed_0', _state(0)).state, _state(5))
+
+
 def test_checkpoint_json_files_are_strict(tmp_path):
   checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
 
