@@ -1110,7 +1110,7 @@ def markdown(r: dict[str, Any]) -> str:
       f'{r["device_count"]} × {r["device_kind"]} ({r["device_platform"]}) on {r["host_cpus"]} '
       f'host CPUs; jax {r["jax_version"]}'
       + (f', torch {r["torch_version"]} ({r["torch_threads"]} threads)'
-         if r['torch_version'] else ', torch not installed')
+         if r['torch_version'] else ', PyTorch not timed (not installed, or --notorch)')
       + f'. Median whole-epoch examples/s over {r["timed_epochs_per_loop"]} epochs per loop '
       f'({r["rounds"]} runs of {r["epochs_per_run"]} epochs taking turns, the first epoch '
       f'of each run not timed). 1-minute load average: {loads}.',
