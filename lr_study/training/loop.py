@@ -122,7 +122,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
         if progress.due() or loop.update == controllers.pending_at:
           if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
             inputs = _inputs(seed, controllers)
-          loss, _, count = np.subtract(_sums(state), loop.train_log_mark)
+          loss, _, count = _sums(state)  # since the last evaluation
           progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
                         phase=plan.phases.index(phase), num_phases=len(plan.phases),
                         batch_size=phase.batch_size, learning_rate=_lr(state),
