@@ -62,12 +62,13 @@ compiled. Cold starts are timed in a fresh process per loop and batch size
 the loop's start (data loaded) to it, with the XLA compiles before it.
 
 **Step level.** The compiled steps alone, without the loops around them: lr_study's
-step with ``K`` and with 1 update per call, its variants below, the host-fed jit step
-(slicing the host arrays at a running position, as the loop does) and the same jit step
-on a fixed device batch, each run for the same updates (``--noise_examples`` examples,
-whole dispatches) in ``--noise_blocks`` blocks that take turns; a ratio is the median
-over blocks of the two variants' ratio in that block (``speed_vs_jax_jit``). Load that
-changes between rounds moves these paired ratios far less than the loops' epochs.
+step with ``K`` and with 1 update per call (with and without the noise measurement, so
+that the fused dispatch's gain shows apart from it), its variants below, the host-fed
+jit step (slicing the host arrays at a running position, as the loop does) and the same
+jit step on a fixed device batch, each run for the same updates (``--noise_examples``
+examples, whole dispatches) in ``--noise_blocks`` blocks that take turns; a ratio is the
+median over blocks of the two variants' ratio in that block (``speed_vs_jax_jit``). Load
+that changes between rounds moves these paired ratios far less than the loops' epochs.
 
 **The gradient noise scale's cost.** lr_study's step measures B_simple on every update;
 on one device it computes each batch as two halves to get a small-batch gradient.
@@ -147,8 +148,8 @@ LOOP_TITLES = {
     'torch_randperm': 'PyTorch, randperm + slicing',
     'torch_dataloader': 'PyTorch, DataLoader',
 }
-STEP_VARIANTS = ('with', 'with_k1', 'no_split', 'without', 'once_per_dispatch', 'jax_jit',
-                 'jax_jit_device_batch')
+STEP_VARIANTS = ('with', 'with_k1', 'no_split', 'without', 'without_k1', 'once_per_dispatch',
+                 'jax_jit', 'jax_jit_device_batch')
 
 @dataclasses.dataclass
 class Options:
@@ -684,6 +685,7 @@ def _lr_study_steppers(setup: RunSetup, feed: InMemoryFeed, k: int,
   steppers = {name: (stepper(step, k), fresh()) for name, step in steps.items()
               if name != 'copy_with'}
   steppers['with_k1'] = (stepper(steps['with'], 1), fresh())
+  steppers['without_k1'] = (stepper(steps['without'], 1), fresh())
   return steppers, check
 
 
@@ -1078,6 +1080,7 @@ def markdown(r: dict[str, Any]) -> str:
       (f'lr_study step, K = {k} per call (as the loop runs it)', 'with'),
       ('lr_study step, K = 1 per call', 'with_k1'),
       (f'lr_study step without the noise measurement, K = {k}', 'without'),
+      ('lr_study step without the noise measurement, K = 1', 'without_k1'),
       ('host-fed jit step (host slicing, copy, dispatch)', 'jax_jit'),
       ('the same jit step on a fixed on-device batch', 'jax_jit_device_batch'),
   ]
