@@ -1084,7 +1084,7 @@ def markdown(r: dict[str, Any]) -> str:
       ('host-fed jit step (host slicing, copy, dispatch)', 'jax_jit'),
       ('the same jit step on a fixed on-device batch', 'jax_jit_device_batch'),
   ]
-  step_rows = [row for title, v in step_rows
+  step_rows = [row for title, v in step_rows if v in n[batches[0]]['us_per_update']
                for row in ((f'{title}, µs/update (fastest block)', us_best(v)),
                            (f'{title}, speed ÷ host-fed jit', speed(v)))]
   noise_rows = [
