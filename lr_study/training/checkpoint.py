@@ -68,12 +68,10 @@ class Restored(NamedTuple):
 
 
 def directory(run_dir: str) -> str:
-  """Where ``run_dir``'s checkpoints are (an absolute path, as orbax needs, for a local
-  ``run_dir`` such as the default ``runs/...``)."""
-  run_dir = os.fspath(run_dir)
-  if run_files.scheme(run_dir) is None:
-    run_dir = os.path.abspath(run_dir)
-  return os.path.join(run_dir, run_files.CHECKPOINTS)
+  """Where ``run_dir``'s checkpoints are; absolute, as orbax needs, for a local path."""
+  local = run_files.scheme(os.fspath(run_dir)) is None
+  return os.path.join(os.path.abspath(run_dir) if local else os.fspath(run_dir),
+                      run_files.CHECKPOINTS)
 
 
 def check_directory(run_dir: str) -> None:
