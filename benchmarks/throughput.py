@@ -72,10 +72,10 @@ that changes between rounds moves these paired ratios far less than the loops' e
 
 **The gradient noise scale's cost.** lr_study's step measures B_simple on every update;
 on one device it computes each batch as two halves to get a small-batch gradient.
-:class:`NoiseMeasurementSwitch` is ``StepCompiler`` with ``_update`` copied and two
-switches: ``split_batch`` (the two halves) and ``measure`` (the small-batch squared norms
-and the moving averages; the squared norm of the update's gradient stays, as the
-divergence check reads it). The copy is checked against the real step at every batch
+:class:`NoiseMeasurementSwitch` is ``StepCompiler`` with its two switches turned:
+``split_batch`` (the two halves) and ``measure`` (the small-batch squared norms and the
+moving averages; the squared norm of the update's gradient stays, as the divergence check
+reads it). The switched step is checked against the default one at every batch
 size, one update from the same state: with both switches on the states must be
 bit-identical, with both off the parameters equal up to rounding
 (``step_level.*.check``). The cost is timed two ways: at the step level (above), cost =
@@ -299,72 +299,10 @@ class FirstDispatchClock:
 # The step with and without the gradient noise measurement.
 
 class NoiseMeasurementSwitch(StepCompiler):
-  """``StepCompiler`` whose update can leave out the gradient noise measurement.
-
-  ``_update`` is a copy of ``StepCompiler._update`` with two switches, read at trace
-  time: ``split_batch`` (on one device, compute the batch as two halves for a
-  small-batch gradient) and ``measure`` (the small-batch squared norms, the B_simple
-  estimates and their moving averages; off, ``state.noise`` is carried unchanged). The
-  squared norm of the update's gradient is computed either way: the divergence check
-  reads it. With both switches on it is lr_study's step (the benchmark checks that the
-  states are bit-identical).
-  """
-
-  def __init__(self, *args: Any, split_batch: bool = True, measure: bool = True,
-               **kwargs: Any):
-    super().__init__(*args, **kwargs)
-    self.split_batch, self.measure = split_batch, measure
-
-  def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
-              inputs: StepInputs) -> TrainState:
-    num_devices, (k, m) = jax.device_count(), x.shape[:2]
-    if (self.split_batch and num_devices == 1 and k == 1 and m % 2 == 0
-        and not state.batch_stats):
-      x, y, k, m = x.reshape(2, m // 2, *x.shape[2:]), y.reshape(2, m // 2), 2, m // 2
-    device = jax.lax.axis_index(AXIS)
-    measure = self.measure
-
-    def micro_step(carry, micro):
-      xm, ym, j = micro
-
-      def loss_fn(params):
-        logits, new_vars = self.model.apply(
-            {'params': params, 'batch_stats': state.batch_stats}, xm, train=True,
-            rngs={'dropout': rng.dropout_key(inputs.seed, state.step, device, j)},
-            mutable=['batch_stats'])
-        loss, correct = cross_entropy_and_accuracy(logits, ym)
-        return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
-
-      (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      sq = gradient_noise.sq_norm(grads) if measure else jnp.zeros(())
-      return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc, sq)), None
-
-    zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
-                                          jnp.zeros(()), jnp.zeros(())))
-    sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
-    local = jax.tree.map(lambda s: s / k, sums)
-    grads, batch_stats, loss, acc, micro_sq = jax.lax.pmean(local, AXIS)
-    big = gradient_noise.sq_norm(grads)
-    noise = state.noise
-    if measure:
-      if num_devices > 1:  # small batches: each device's B/D examples
-        small, b_small = jax.lax.pmean(gradient_noise.sq_norm(local[0]), AXIS), k * m
-      else:  # each micro-batch's m examples (NaN where the batch was not split)
-        small, b_small = (micro_sq, m) if k > 1 else (jnp.nan, m)
-      noise = gradient_noise.update(state.noise, small, big, b_small, num_devices * k * m,
-                                    self.noise_decay)
-
-    learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
-                                        inputs.lr_multiplier)
-    opt_state = with_learning_rate(state.opt_state, learning_rate)
-    updates, opt_state = self.tx.update(grads, opt_state, state.params)
-    finite = jnp.isfinite(loss) & jnp.isfinite(big)
-    diverged_at = jnp.where((state.diverged_at == 0) & ~finite, state.step + 1, state.diverged_at)
-    metrics = MetricSums(state.metrics.loss + loss, state.metrics.accuracy + acc,
-                         state.metrics.updates + 1)
-    return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
-                      diverged_at=diverged_at, noise=noise)
+  """``StepCompiler`` with its two switches named for the benchmark: ``split_batch`` (on
+  one device, compute the batch as two halves for a small-batch gradient) and ``measure``
+  (the B_simple estimates and their moving averages). With both on it is lr_study's step
+  (the benchmark checks that the states are bit-identical)."""
 
 
 class OncePerDispatch(NoiseMeasurementSwitch):
@@ -650,7 +588,7 @@ def _lr_study_steppers(setup: RunSetup, feed: InMemoryFeed, k: int,
                        compilers: dict[str, StepCompiler]
                        ) -> tuple[dict[str, tuple[Callable[[Any, int], Any], Any]],
                                   dict[str, Any]]:
-  """(stepper, state) of each lr_study step variant, and the check of the copied step."""
+  """(stepper, state) of each lr_study step variant, and the check of the switched step."""
   phase, seed = setup.plan.phases[0], 0
   steps = {name: c.train_step(phase.per_device_batch, phase.accumulation_steps)
            for name, c in compilers.items()}

@@ -108,9 +108,13 @@ class StepCompiler:
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
                *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
-               gradient_noise_decay: float = 0.99):
+               gradient_noise_decay: float = 0.99, split_batch: bool = True,
+               measure: bool = True):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
     self.noise_decay = gradient_noise_decay
+    # Read at trace time: on one device, compute a batch as two halves (``split_batch``)
+    # and measure the gradient noise scale (``measure``; off, ``state.noise`` is carried).
+    self.split_batch, self.measure = split_batch, measure
     self.mean, self.std = mean, std  # normalisation of streamed batches
     self.traces = 0
     self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
@@ -170,7 +174,8 @@ class StepCompiler:
               inputs: StepInputs) -> TrainState:
     """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y`` [k, m]."""
     num_devices, (k, m) = jax.device_count(), x.shape[:2]
-    if num_devices == 1 and k == 1 and m % 2 == 0 and not state.batch_stats:
+    if (self.split_batch and num_devices == 1 and k == 1 and m % 2 == 0
+        and not state.batch_stats):
       x, y, k, m = x.reshape(2, m // 2, *x.shape[2:]), y.reshape(2, m // 2), 2, m // 2
     device = jax.lax.axis_index(AXIS)
 
@@ -186,7 +191,7 @@ class StepCompiler:
         return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
 
       (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      sq = gradient_noise.sq_norm(grads)
+      sq = gradient_noise.sq_norm(grads) if self.measure else jnp.zeros(())
       return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc, sq)), None
 
     zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
@@ -194,13 +199,15 @@ class StepCompiler:
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
     grads, batch_stats, loss, acc, micro_sq = jax.lax.pmean(local, AXIS)
-    if num_devices > 1:  # small batches: each device's B/D examples
-      small, b_small = jax.lax.pmean(gradient_noise.sq_norm(local[0]), AXIS), k * m
-    else:  # each micro-batch's m examples (NaN where the batch was not split)
-      small, b_small = (micro_sq, m) if k > 1 else (jnp.nan, m)
     big = gradient_noise.sq_norm(grads)
-    noise = gradient_noise.update(state.noise, small, big, b_small, num_devices * k * m,
-                                  self.noise_decay)
+    noise = state.noise
+    if self.measure:
+      if num_devices > 1:  # small batches: each device's B/D examples
+        small, b_small = jax.lax.pmean(gradient_noise.sq_norm(local[0]), AXIS), k * m
+      else:  # each micro-batch's m examples (NaN where the batch was not split)
+        small, b_small = (micro_sq, m) if k > 1 else (jnp.nan, m)
+      noise = gradient_noise.update(state.noise, small, big, b_small, num_devices * k * m,
+                                    self.noise_decay)
 
     learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
                                         inputs.lr_multiplier)
