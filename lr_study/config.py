@@ -25,8 +25,11 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
 * ``eval_every_epochs``, ``train_log_every_updates`` (0: no train log),
   ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
-  the compiled step runs per call), ``gradient_noise_decay`` (of the moving averages of
-  the measured gradient noise scale, ``lr_study.training.gradient_noise``).
+  the compiled step runs per call), ``gradient_noise_every_updates`` (M: the train step
+  measures the gradient noise scale B_simple, ``lr_study.training.gradient_noise``, at
+  the updates u with u % M == 0, whatever the updates per call), ``gradient_noise_decay``
+  (d: the decay of its moving averages per measurement, a memory of about 1/(1 − d)
+  measurements, M/(1 − d) updates).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
   variants to run (``lr_study.study.select_variant``).
 
@@ -46,7 +49,8 @@ DATASET_MODES = ('in_memory', 'streaming')
 # Keys whose values must be whole numbers >= the given minimum.
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
           'eval_every_epochs': 1, 'train_log_every_updates': 0, 'checkpoint_every_epochs': 0,
-          'updates_per_dispatch': 1, 'checkpoints_to_keep': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
+          'updates_per_dispatch': 1, 'gradient_noise_every_updates': 1,
+          'checkpoints_to_keep': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
 
 
 def dataset_defaults(name: str = 'digits', **overrides: Any) -> ml_collections.ConfigDict:
@@ -78,7 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 1
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
-  config.gradient_noise_decay = 0.99
+  config.gradient_noise_every_updates = 32
+  config.gradient_noise_decay = 0.9
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config

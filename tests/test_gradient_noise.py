@@ -84,6 +84,15 @@ def test_sq_norm_sums_squares_over_every_leaf_in_float32():
   assert float(total) == 25.0 + 16.0 + 1.0
 
 
+def test_two_halves_sq_norm_is_the_mean_of_the_halves_squared_norms():
+  per_example, _, _ = _problem()
+  halves = [jax.tree_util.tree_map(lambda g: g[i:i + 8].mean(0), per_example) for i in (0, 8)]
+  whole = jax.tree_util.tree_map(lambda g: g[:16].mean(0), per_example)
+  expected = (gradient_noise.sq_norm(halves[0]) + gradient_noise.sq_norm(halves[1])) / 2
+  assert float(gradient_noise.two_halves_sq_norm(halves[0], whole)) == pytest.approx(
+      float(expected), rel=1e-5)
+
+
 def test_problem_sits_between_the_two_batch_sizes():
   _, g_sq, trace = _problem()
   assert B_SMALL < trace / g_sq < B_BIG  # both batch sizes carry information

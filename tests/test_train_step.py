@@ -1,19 +1,26 @@
 """The pmap train step on 8 fake CPU devices: equivalence, accumulation, fused updates,
-the seed and the LR as data, no recompiles, no host-device copies."""
+the seed and the LR as data, no recompiles, no host-device copies, the gradient noise
+measurement every M updates (on one device too, in a fresh process)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import optax
+import pytest
 
 from lr_study.data.in_memory import DeviceData, epoch_permutation
 from lr_study.models import build_model
 from lr_study.runtime import devices
 from lr_study.schedules import build_lr_schedule, clock
 from lr_study.optimizers import build_optimizer, with_learning_rate
+from lr_study.training import gradient_noise
 from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
                                     init_train_state)
 
@@ -49,7 +56,8 @@ def _split(epoch: int = 0, seed: int = 0) -> DeviceData:
   images, labels = _data()
   data = devices.replicate(DeviceData(images, labels, MEAN, STD, np.int32(0),
                                       np.asarray(epoch_permutation(seed, epoch, N))))
-  return data.replace(local_device=devices.shard(np.arange(8, dtype=np.int32)))
+  return data.replace(local_device=devices.shard(
+      np.arange(jax.local_device_count(), dtype=np.int32)))
 
 
 def _inputs(global_batch: int, seed: int = 0, lr_multiplier: float = 1.0) -> StepInputs:
@@ -62,7 +70,7 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   model, tx = compiler.model, compiler.tx
   state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
   dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
-  split, inputs = _split(seed=seed), _inputs(per_device * 8, seed)
+  split, inputs = _split(seed=seed), _inputs(per_device * jax.local_device_count(), seed)
   for _ in range(updates // per_dispatch):
     state = dispatch(state, (split,), inputs, per_dispatch)
   return devices.unreplicate(state)
@@ -162,3 +170,33 @@ def test_a_non_finite_loss_marks_its_first_update():
   model, tx, schedule = _setup({'name': 'constant', 'init_value': 1e6})
   state = _run(StepCompiler(model, tx, schedule, augment=False), 4, 1, 6)
   assert 1 < int(state.diverged_at) <= 6
+
+
+@pytest.mark.parametrize('updates', [1, 4, 5, 8, 9])
+def test_noise_is_measured_at_the_updates_that_are_multiples_of_m(updates):
+  model, tx, schedule = _setup()
+  compiler = StepCompiler(model, tx, schedule, augment=False, gradient_noise_decay=0.5,
+                          gradient_noise_every_updates=4)
+  state = _run(compiler, 4, 1, updates)  # updates 0, 4, 8 are measured
+  assert float(state.noise.weight) == pytest.approx(1 - 0.5 ** math.ceil(updates / 4))
+
+
+def test_parameters_do_not_depend_on_how_often_the_noise_is_measured():
+  model, tx, schedule = _setup(dropout=0.2)
+  states = {every: _run(StepCompiler(model, tx, schedule, augment=False,
+                                     gradient_noise_every_updates=every), 4, 1, 6)
+            for every in (1, 1000)}
+  assert np.isfinite(float(gradient_noise.b_simple(states[1].noise)))  # measured 6 times
+  for a, b in zip(jax.tree.leaves(states[1].params), jax.tree.leaves(states[1000].params)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_parameters_do_not_depend_on_how_often_the_noise_is_measured_on_one_device():
+  """The same test in a process with one device, where the two halves of the batch are the
+  small batches."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  test = f'{__file__}::test_parameters_do_not_depend_on_how_often_the_noise_is_measured'
+  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', test],
+                          env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and '1 passed' in result.stdout, result.stdout[-2000:]

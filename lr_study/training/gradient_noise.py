@@ -19,13 +19,16 @@ Appendix A.1:
 per-device gradients before the all-reduce, or the micro-batches of one device): its
 expectation is unchanged, its variance smaller. Each single estimate is noisy, so
 :func:`update` keeps an exponential moving average of each, and :func:`b_simple` takes
-the ratio of the two averages (not the average of ratios). With decay d the averages and
-their debiasing weight w (Adam's 1 − dᵗ when d is constant) follow
+the ratio of the two averages (not the average of ratios). With decay d per
+measurement the averages and their debiasing weight w (Adam's 1 − dᵗ after t
+measurements when d is constant) follow
 
     m ← d·m + (1 − d)·estimate,     w ← d·w + (1 − d),     debiased m̂ = m / w;
 
 the weight cancels in the ratio, B_simple = m_tr(Σ) / m_|G|², but not in
-:func:`estimates`.
+:func:`estimates`. The memory is about 1/(1 − d) measurements: lr_study's train step
+measures every M-th update (``gradient_noise_every_updates``, default 32), so the
+default d = 0.9 remembers about 10 measurements, 320 updates.
 
 In a ``jax.pmap`` train step over D devices in all (every process's) with global batch
 B, each device holding B/D examples, the gradients being those of the mean loss over each
@@ -33,15 +36,21 @@ device's examples, before the optimizer (all-reduce over the axis ``AXIS``)::
 
     small = lax.pmean(sq_norm(local_grads), AXIS)   # B_small = B / D
     grads = lax.pmean(local_grads, AXIS)            # B_big = B
-    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.99)
+    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.9)
 
-Every device then holds the same state. On one device (D = 1) there is no small batch
-without splitting the batch: compute the gradient over k ≥ 2 micro-batches of B/k
-examples (as gradient accumulation does), with B_small = B/k, ``small`` the mean of their
-squared norms and ``big`` the squared norm of their mean (B_big = B). With D devices and
-k micro-batches each, B_small = B/(D·k) from the micro-batches, or B/D from the
-per-device means. Sampling without replacement from N examples scales the tr(Σ)/B term
-by (N − B)/(N − 1), negligible for B ≪ N.
+Every device then holds the same state. With D devices and k micro-batches each,
+B_small = B/(D·k) from the micro-batches, or B/D from the per-device means; on one
+device with k ≥ 2 micro-batches, B_small = B/k, ``small`` the mean of their squared norms
+and ``big`` the squared norm of their mean (B_big = B). On one device without
+micro-batches the two halves of the batch are the small batches: for a mean loss (no
+batch norm, which would normalise each half apart) the batch's gradient g is the mean of
+the halves' g₁ and g₂, so the first half's gradient alone gives g₂ = 2g − g₁ and
+
+    small = (|g₁|² + |g₂|²) / 2 = |g|² + |g₁ − g|²,     B_small = B/2,   big = |g|²,   B_big = B
+
+(:func:`two_halves_sq_norm`), whence tr(Σ) ≈ B·|g₁ − g|² and |G|² ≈ |g|² − |g₁ − g|²;
+the update's own gradient g is computed as without the measurement. Sampling without replacement from N examples scales the tr(Σ)/B term by
+(N − B)/(N − 1), negligible for B ≪ N.
 
 Example: |G|² = 1 and tr(Σ) = 8 give, at B_small = 2 and B_big = 8, expected squared
 norms 1 + 8/2 = 5 and 1 + 8/8 = 2, from which the estimates recover both:
@@ -93,6 +102,13 @@ def sq_norm(tree: Any) -> jax.Array:
              jnp.zeros((), jnp.float32))
 
 
+def two_halves_sq_norm(first_half: Any, whole: Any) -> jax.Array:
+  """|G_small|² of the two halves of a batch, ``|g|² + |g₁ − g|²`` (module docstring),
+  from the gradient ``first_half`` (g₁) over its first B/2 examples and ``whole`` (g)
+  over all B."""
+  return sq_norm(whole) + sq_norm(jax.tree.map(jnp.subtract, first_half, whole))
+
+
 def unbiased_estimates(small_sq_norm: Scalar, big_sq_norm: Scalar, b_small: Scalar,
                        b_big: Scalar) -> tuple[jax.Array, jax.Array]:
   """One step's unbiased ``(|G|², tr(Σ))`` from |G_small|² and |G_big|² (module docstring).
@@ -117,7 +133,7 @@ def unbiased_estimates(small_sq_norm: Scalar, big_sq_norm: Scalar, b_small: Scal
 
 def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar,
            b_small: Scalar, b_big: Scalar, decay: Scalar) -> GradientNoiseState:
-  """Folds one step's |G|² and tr(Σ) estimates into the moving averages.
+  """Folds one measurement's |G|² and tr(Σ) estimates into the moving averages.
 
   Args:
     state: the averages so far.
@@ -125,7 +141,7 @@ def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar
     big_sq_norm: |G_big|².
     b_small: the small batch size.
     b_big: the big batch size.
-    decay: d in [0, 1): the weight of the past; ``1/(1 − d)`` steps is the memory.
+    decay: d in [0, 1): the weight of the past; ``1/(1 − d)`` measurements is the memory.
 
   Returns:
     ``m ← d·m + (1 − d)·estimate`` for both averages, ``w ← d·w + (1 − d)``.

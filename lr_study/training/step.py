@@ -14,10 +14,13 @@ ImageNet example):
   on the device and written into the optimizer's injected hyperparameters;
 * the state records the first update whose loss or gradient is not finite, and the
   moving averages of the gradient noise scale B_simple = tr(Σ)/|G|²
-  (``lr_study.training.gradient_noise``), from the squared norms of the small-batch
-  gradients (each device's, or on one device each micro-batch's: a batch is then
-  computed as two halves, unless batch norm would see the halves apart) and of the
-  all-reduced one.
+  (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
+  before the update) with ``u % M == 0``, M = ``gradient_noise_every_updates``: a
+  ``lax.cond`` inside the update, so the measured updates do not depend on how many
+  updates a call runs. A measurement adds to the update only the squared norms of the
+  small-batch gradients (each device's; on one device each micro-batch's, or without
+  accumulation the first half's, one more backward pass over B/2 examples) and never
+  changes the update's gradient, so the parameters do not depend on M.
 
 An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
 for many updates, the count itself data). The seed, the plan's phase table and the
@@ -108,13 +111,11 @@ class StepCompiler:
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
                *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
-               gradient_noise_decay: float = 0.99, split_batch: bool = True,
+               gradient_noise_decay: float = 0.9, gradient_noise_every_updates: int = 32,
                measure: bool = True):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
-    self.noise_decay = gradient_noise_decay
-    # Read at trace time: on one device, compute a batch as two halves (``split_batch``)
-    # and measure the gradient noise scale (``measure``; off, ``state.noise`` is carried).
-    self.split_batch, self.measure = split_batch, measure
+    self.noise_decay, self.noise_every = gradient_noise_decay, gradient_noise_every_updates
+    self.measure = measure  # read at trace time; off, ``state.noise`` is carried unchanged
     self.mean, self.std = mean, std  # normalisation of streamed batches
     self.traces = 0
     self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
@@ -173,15 +174,12 @@ class StepCompiler:
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
               inputs: StepInputs) -> TrainState:
     """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y`` [k, m]."""
-    num_devices, (k, m) = jax.device_count(), x.shape[:2]
-    if (self.split_batch and num_devices == 1 and k == 1 and m % 2 == 0
-        and not state.batch_stats):
-      x, y, k, m = x.reshape(2, m // 2, *x.shape[2:]), y.reshape(2, m // 2), 2, m // 2
+    k = x.shape[0]
     device = jax.lax.axis_index(AXIS)
+    # The micro-batches' squared norms: the small batches on one device with accumulation.
+    micro_sq = self.measure and k > 1 and jax.device_count() == 1
 
-    def micro_step(carry, micro):
-      xm, ym, j = micro
-
+    def gradient(xm: jax.Array, ym: jax.Array, j: jax.Array) -> tuple[Any, ...]:
       def loss_fn(params):
         logits, new_vars = self.model.apply(
             {'params': params, 'batch_stats': state.batch_stats}, xm, train=True,
@@ -191,23 +189,25 @@ class StepCompiler:
         return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
 
       (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      sq = gradient_noise.sq_norm(grads) if self.measure else jnp.zeros(())
+      return grads, stats, loss, acc
+
+    def micro_step(carry, micro):
+      grads, stats, loss, acc = gradient(*micro)
+      sq = gradient_noise.sq_norm(grads) if micro_sq else jnp.zeros(())
       return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc, sq)), None
 
     zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
                                           jnp.zeros(()), jnp.zeros(())))
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
-    grads, batch_stats, loss, acc, micro_sq = jax.lax.pmean(local, AXIS)
+    grads, batch_stats, loss, acc, micro_sq_mean = jax.lax.pmean(local, AXIS)
     big = gradient_noise.sq_norm(grads)
     noise = state.noise
     if self.measure:
-      if num_devices > 1:  # small batches: each device's B/D examples
-        small, b_small = jax.lax.pmean(gradient_noise.sq_norm(local[0]), AXIS), k * m
-      else:  # each micro-batch's m examples (NaN where the batch was not split)
-        small, b_small = (micro_sq, m) if k > 1 else (jnp.nan, m)
-      noise = gradient_noise.update(state.noise, small, big, b_small, num_devices * k * m,
-                                    self.noise_decay)
+      half = x.shape[1] // 2
+      first_half = lambda: gradient(x[0, :half], y[0, :half], 0)[0]
+      noise = self._measured_noise(state, x.shape[:2], local[0], grads, big, micro_sq_mean,
+                                   first_half)
 
     learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
                                         inputs.lr_multiplier)
@@ -220,6 +220,39 @@ class StepCompiler:
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
                       diverged_at=diverged_at, noise=noise)
+
+  def _measured_noise(self, state: TrainState, shape: tuple[int, int], local_grads: Any,
+                      grads: Any, big: jax.Array, micro_sq: jax.Array,
+                      first_half: Callable[[], Any]) -> gradient_noise.GradientNoiseState:
+    """``state.noise`` with this update's measurement folded in if ``state.step`` is a
+    multiple of ``gradient_noise_every_updates`` (M), else unchanged.
+
+    The small batches (``gradient_noise``'s docstring): each device's B/D examples on
+    several devices, each micro-batch's on one device with accumulation, else the two
+    halves of the batch, from the first half's gradient ``first_half()`` and ``grads``
+    (NaN with batch norm, which would see the halves apart, or an odd batch). Dropout
+    masks of the first half are the first rows of the batch's: JAX's partitionable
+    threefry draws random bits by position.
+    """
+    num_devices, (k, m) = jax.device_count(), shape
+
+    def small() -> tuple[jax.Array, int]:
+      if num_devices > 1:
+        return jax.lax.pmean(gradient_noise.sq_norm(local_grads), AXIS), k * m
+      if k > 1:
+        return micro_sq, m
+      if state.batch_stats or m % 2:
+        return jnp.full((), jnp.nan), m
+      return gradient_noise.two_halves_sq_norm(first_half(), grads), m // 2
+
+    def measure() -> gradient_noise.GradientNoiseState:
+      small_sq, b_small = small()
+      return gradient_noise.update(state.noise, small_sq, big, b_small, num_devices * k * m,
+                                   self.noise_decay)
+
+    if self.noise_every == 1:
+      return measure()
+    return jax.lax.cond(state.step % self.noise_every == 0, measure, lambda: state.noise)
 
 
 @functools.cache
