@@ -17,7 +17,6 @@ import optax
 import pytest
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import run_files
 from lr_study.training import checkpoint
 
 
@@ -300,13 +299,6 @@ def test_unusable_checkpoints_are_named_in_one_line_without_orbax_noise(tmp_path
   assert process.returncode == 0, process.stderr[-3000:]
   assert process.stdout == 'no usable checkpoint\n' * 5
   assert process.stderr == ''
-
-
-def test_checkpoints_on_ram_are_a_config_error():
-  with pytest.raises(ConfigError, match=r"^checkpoints cannot be kept in 'ram://run': orbax "
-                     r'writes local paths and gs:// only, not ram://$'):
-    checkpoint.save('ram://run', 1, _state(1), _loop_state(1))
-  assert not run_files.exists('ram://run')
 
 
 _TWO_PROCESSES = textwrap.dedent('''

@@ -29,9 +29,9 @@ Every orbax call here runs under ``quiet_orbax``: orbax's log records are droppe
 the event loops it creates meanwhile drop the callbacks that reach them once closed and
 the errors of the tasks it left behind.
 
-Filesystems: local paths and ``gs://`` (orbax's tensorstore). TensorFlow's ``ram://``
-is not one of them: neither etils.epath, through which orbax names paths, nor
-tensorstore knows it. ``check_directory`` says so as a ConfigError before any compute.
+Filesystems: any that TensorFlow's ``tf.io.gfile`` writes. Orbax writes local paths and
+``gs://`` itself; on the others (``ram://``) it works in a local staging copy that
+``lr_study.training.checkpoint_mirror`` mirrors, each step committed whole.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ import orbax.checkpoint as ocp
 
 from lr_study.errors import ConfigError
 from lr_study.runtime import run_files, strict_json
+from lr_study.training import checkpoint_mirror
 from lr_study.training.orbax_quiet import quiet_orbax
 
 KEEP = 2  # checkpoints kept: the latest and one to fall back on
-SCHEMES = (None, 'gs')  # run_files.scheme values orbax can write (None: local)
 _FORMAT = 1  # of the digest in each step's custom metadata
 _STEP_METADATA = '_CHECKPOINT_METADATA'  # orbax's per-step metadata file, holding the digest
 
@@ -72,14 +72,6 @@ def directory(run_dir: str) -> str:
   local = run_files.scheme(os.fspath(run_dir)) is None
   return os.path.join(os.path.abspath(run_dir) if local else os.fspath(run_dir),
                       run_files.CHECKPOINTS)
-
-
-def check_directory(run_dir: str) -> None:
-  """A ConfigError unless orbax can keep checkpoints under ``run_dir``'s filesystem."""
-  kind = run_files.scheme(run_dir)
-  if kind not in SCHEMES:
-    raise ConfigError(f'checkpoints cannot be kept in {os.fspath(run_dir)!r}: orbax writes '
-                      f'local paths and gs:// only, not {kind}://')
 
 
 # --- Strict, reversible JSON for the loop state ------------------------------------------
@@ -173,10 +165,10 @@ class Checkpoints:
     every file as it is."""
     if keep < 1:
       raise ConfigError(f'checkpoints to keep must be >= 1, got {keep}')
-    check_directory(run_dir)
     self.directory = directory(run_dir)
     if not read_only:
       run_files.make_dirs(self.directory)
+    self._files = checkpoint_mirror.open_directory(self.directory)  # where orbax works
     me = jax.process_index()
     # Orbax's own read_only mode logs three warnings; a manager that is never asked to
     # save, with nothing to create or clean up, writes nothing either.
@@ -188,12 +180,13 @@ class Checkpoints:
             primary_host=me, active_processes={me}))
     with quiet_orbax():
       self._manager = ocp.CheckpointManager(
-          self.directory, options=options,
+          self._files.path, options=options,
           item_handlers={'state': ocp.StandardCheckpointHandler(),
                          'loop_state': ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
     """The committed steps, oldest first (temporary directories are not steps)."""
+    self._files.pull()
     with quiet_orbax():
       self._manager.reload()
       return sorted(self._manager.all_steps())
@@ -214,6 +207,7 @@ class Checkpoints:
                                         loop_state=ocp.args.JsonSave(encoded)),
           custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
       self._manager.wait_until_finished()
+    self._files.push(step)
 
   def _restore_step(self, step: int, template: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """``step``'s (arrays, loop state), verified; _Unusable saying why not."""
@@ -274,6 +268,7 @@ class Checkpoints:
   def close(self) -> None:
     with quiet_orbax():
       self._manager.close()
+    self._files.close()
 
   def __enter__(self) -> Checkpoints:
     return self
@@ -292,7 +287,6 @@ def save(run_dir: str, step: int, state: Any, loop_state: dict[str, Any],
 def restore(run_dir: str, template: Any) -> Restored | None:
   """The latest usable checkpoint of ``run_dir`` (see ``Checkpoints.restore``); reads
   only: leftovers and unusable checkpoints stay as they are."""
-  check_directory(run_dir)
   if not run_files.exists(directory(run_dir)):
     return None
   with Checkpoints(run_dir, read_only=True) as checkpoints:
