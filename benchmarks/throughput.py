@@ -1,4 +1,4 @@
-r"""Whole-epoch training throughput: lr_study's loop against a plain host-fed ``jax.jit`` loop.
+r"""Whole-epoch training throughput: lr_study's loop against plain host-fed ``jax.jit`` loops.
 
     python -m benchmarks.throughput [--batch_sizes=64,128,1024] [--rounds=5] [--epochs=3] \
         [--manual_dir=../shared/data/mnist] [--data_dir=/tmp/lr_study_tfds] \
@@ -19,18 +19,26 @@ over a fresh permutation, as in lr_study. The loops:
 * ``lr_study_k1``: the same with ``updates_per_dispatch=1``, so the gain of the fused
   dispatch shows.
 * ``lr_study_no_noise``: the same loop with a step that skips the gradient noise
-  measurement (:class:`NoiseMeasurementSwitch`, below).
-* ``jax_jit``: the plain host-fed loop in the Flax examples' style: the split normalized
-  once to float32 on the host, a NumPy permutation per epoch, each batch sliced on the
-  host and passed to a ``jax.jit`` train step (``flax.training.train_state.TrainState``,
+  measurement (``StepCompiler(..., measure=False)``).
+* ``jax_jit_tfdata``: the host-fed loop of the Flax MNIST example
+  (``examples/mnist/train.py``): ``tf.data.Dataset.from_tensor_slices`` of the split
+  normalized once to float32 on the host, ``.shuffle(1024).batch(B,
+  drop_remainder=True).prefetch(1)``, iterated with ``as_numpy_iterator()`` each epoch,
+  each batch passed to a ``jax.jit`` train step (``flax.training.train_state.TrainState``,
   ``optax.sgd(lr, momentum=0.9)``, ``nn.Dense`` 784-256-256-10, softmax cross-entropy;
   loss and accuracy per step, read back at the end of the epoch). Each run builds its
   train state and optimizer anew, as the examples' ``create_train_state`` does; the
   optimizer is a static field of the state, so each run compiles the step again.
+* ``jax_jit``: the same loop and step with the batches sliced from the same host arrays
+  by a NumPy permutation per epoch (an epoch is then a true permutation, as in lr_study,
+  where ``shuffle(1024)`` only shuffles within a window).
 * ``jax_jit_device_batch``: the same loop and step on one fixed batch already on the
   device: no host slicing, no copy. No input pipeline can make the host-fed loop faster
   than this, so ``jax_jit_device_batch ÷ jax_jit`` bounds what a device-resident
   pipeline can gain on this step.
+
+The headline is lr_study ÷ each host-fed baseline, and the targets (:data:`TARGETS`) are
+evaluated against both: the Flax example's tf.data loop and the NumPy-sliced jit loop.
 * ``torch_randperm`` and ``torch_dataloader``, when PyTorch is importable (it is not a
   dependency): the same net and optimizer with ``torch.randperm`` and tensor slicing, or
   ``DataLoader(TensorDataset, shuffle=True, drop_last=True)``.
@@ -70,20 +78,15 @@ examples, whole dispatches) in ``--noise_blocks`` blocks that take turns; a rati
 median over blocks of the two variants' ratio in that block (``speed_vs_jax_jit``). Load
 that changes between rounds moves these paired ratios far less than the loops' epochs.
 
-**The gradient noise scale's cost.** lr_study's step measures B_simple on every update;
-on one device it computes each batch as two halves to get a small-batch gradient.
-:class:`NoiseMeasurementSwitch` is ``StepCompiler`` with its two switches turned:
-``split_batch`` (the two halves) and ``measure`` (the small-batch squared norms and the
-moving averages; the squared norm of the update's gradient stays, as the divergence check
-reads it). The switched step is checked against the default one at every batch
-size, one update from the same state: with both switches on the states must be
-bit-identical, with both off the parameters equal up to rounding
+**The gradient noise scale's cost.** lr_study's step measures B_simple every
+``gradient_noise_every_updates`` updates (``lr_study.training.step``); on one device a
+measurement adds the gradient of the batch's first half. The step without it is
+``StepCompiler(..., measure=False)`` (the squared norm of the update's gradient stays,
+as the divergence check reads it). A measurement never changes the update: one update
+from the same state, measured, must give the same parameters as without the measurement
 (``step_level.*.check``). The cost is timed two ways: at the step level (above), cost =
-the median over blocks of ``(t_with − t_without) / t_with``, with the share of the split
-alone; and in the loop, from the epoch medians of ``lr_study`` and
-``lr_study_no_noise``. Target: under 3% of the step to turn it on by default.
-:class:`OncePerDispatch`, a proposal, not lr_study's code, measures on the first update
-of each dispatch only; its cost is timed beside.
+the median over blocks of ``(t_with − t_without) / t_with``; and in the loop, from the
+epoch medians of ``lr_study`` and ``lr_study_no_noise``. Target: under 3% of the step.
 
 Writes ``throughput.json`` and ``throughput.md`` to ``--out_dir``. The host load
 (``os.getloadavg()``) is sampled before and after each batch size: the timings are only
@@ -113,43 +116,41 @@ import numpy as np
 import optax
 
 from lr_study import config as schema
-from lr_study import rng, study
+from lr_study import study
 from lr_study.data.feeds import InMemoryFeed
-from lr_study.data.in_memory import take_micro_batches
 from lr_study.data.sources import DatasetArrays, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.runtime import devices, run_files
-from lr_study.runtime.devices import AXIS
 from lr_study.runtime.metadata import git_commit, package_versions
+from lr_study.runtime.quiet_tf import import_tensorflow
 from lr_study.schedules import clock
-from lr_study.training import gradient_noise
 from lr_study.training.loop import max_in_flight, train_and_evaluate
-from lr_study.optimizers import with_learning_rate
 from lr_study.training.setup import RunSetup, prepare_run
-from lr_study.training.step import (MetricSums, StepCompiler, StepInputs, TrainState,
-                                    cross_entropy_and_accuracy, init_train_state)
+from lr_study.training.step import StepCompiler, StepInputs, init_train_state
 
 JSON_NAME, MARKDOWN_NAME = 'throughput.json', 'throughput.md'
 WIDTHS = (256, 256)
 MOMENTUM = 0.9
-TARGETS = {64: 1.3, 1024: 1.15}  # lr_study ÷ jax_jit, the issue's targets on 2 CPU cores
+TARGETS = {64: 1.3, 1024: 1.15}  # lr_study ÷ each baseline, on 2 CPU cores
+BASELINES = {'jax_jit_tfdata': "vs the Flax example's tf.data loop",
+             'jax_jit': 'vs NumPy-sliced jit'}
 NOISE_TARGET_PERCENT = 3.0
 LR_STUDY_LOOPS = ('lr_study', 'lr_study_k1', 'lr_study_no_noise')
-JIT_LOOPS = ('jax_jit', 'jax_jit_device_batch')
+JIT_LOOPS = ('jax_jit_tfdata', 'jax_jit', 'jax_jit_device_batch')
 TORCH_LOOPS = ('torch_randperm', 'torch_dataloader')
 COLD_START_LOOPS = ('lr_study', 'jax_jit')
 LOOP_TITLES = {
     'lr_study': 'lr_study loop (K = {k} updates per dispatch)',
     'lr_study_k1': 'lr_study loop, K = 1',
     'lr_study_no_noise': 'lr_study loop, step without the noise measurement',
-    'jax_jit': 'host-fed jax.jit loop (Flax examples)',
+    'jax_jit_tfdata': 'host-fed jax.jit loop fed by tf.data (the Flax MNIST example)',
+    'jax_jit': 'host-fed jax.jit loop, NumPy slicing',
     'jax_jit_device_batch': 'the same jit step on a fixed on-device batch (bound)',
     'torch_randperm': 'PyTorch, randperm + slicing',
     'torch_dataloader': 'PyTorch, DataLoader',
 }
-STEP_VARIANTS = ('with', 'with_k1', 'no_split', 'without', 'without_k1', 'once_per_dispatch',
-                 'jax_jit', 'jax_jit_device_batch')
+STEP_VARIANTS = ('with', 'with_k1', 'without', 'without_k1', 'jax_jit', 'jax_jit_device_batch')
 
 @dataclasses.dataclass
 class Options:
@@ -296,46 +297,6 @@ class FirstDispatchClock:
 
 
 # ---------------------------------------------------------------------------------------
-# The step with and without the gradient noise measurement.
-
-class NoiseMeasurementSwitch(StepCompiler):
-  """``StepCompiler`` with its two switches named for the benchmark: ``split_batch`` (on
-  one device, compute the batch as two halves for a small-batch gradient) and ``measure``
-  (the B_simple estimates and their moving averages). With both on it is lr_study's step
-  (the benchmark checks that the states are bit-identical)."""
-
-
-class OncePerDispatch(NoiseMeasurementSwitch):
-  """A proposal, not lr_study's step: the first update of each dispatch is measured (as
-  lr_study measures every update), the others run without the measurement.
-
-  ``_train_step`` is ``StepCompiler._train_step`` with the first update peeled off the
-  ``fori_loop`` (a dispatch always runs at least one update).
-  """
-
-  def _train_step(self, state: TrainState, split: Any, inputs: StepInputs,
-                  num_updates: jax.Array, *, per_device_batch: int,
-                  accumulation_steps: int) -> TrainState:
-    self.traces += 1
-
-    def one_update(measured: bool) -> Callable[[Any, TrainState], TrainState]:
-      def update(_, state: TrainState) -> TrainState:
-        epoch, position = clock.epoch_and_position(inputs.table, state.step)
-        x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
-                                  jax.local_device_count(), augment=self.augment,
-                                  seed=inputs.seed, epoch=epoch)
-        self.split_batch = self.measure = measured
-        try:
-          return self._update(state, x, y, inputs)
-        finally:
-          self.split_batch = self.measure = True
-      return update
-
-    state = one_update(True)(0, state)
-    return jax.lax.fori_loop(1, num_updates, one_update(False), state)
-
-
-# ---------------------------------------------------------------------------------------
 # The lr_study loop, as run_study runs it.
 
 def dataset_config(options: Options) -> ml_collections.ConfigDict:
@@ -377,12 +338,15 @@ def run_setup(options: Options, batch_size: int, updates_per_dispatch: int | Non
   return prepare_run(study.resolve_variant(config, 'constant'))
 
 
-def make_compiler(setup: RunSetup, cls: type[StepCompiler] = StepCompiler, **kwargs: Any
-                  ) -> StepCompiler:
-  """The variant's compiler, built as ``run_study`` builds it."""
-  return cls(setup.model, setup.tx, setup.plan.lr_schedule,
-             augment=setup.config.dataset.augment, mean=setup.spec.mean, std=setup.spec.std,
-             gradient_noise_decay=setup.config.gradient_noise_decay, **kwargs)
+def make_compiler(setup: RunSetup, measure: bool = True) -> StepCompiler:
+  """The variant's compiler, built as ``run_study`` builds it (``measure=False``: without
+  the gradient noise measurement)."""
+  config = setup.config
+  return StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule,
+                      augment=config.dataset.augment, mean=setup.spec.mean, std=setup.spec.std,
+                      gradient_noise_decay=config.gradient_noise_decay,
+                      gradient_noise_every_updates=config.gradient_noise_every_updates,
+                      measure=measure)
 
 
 class LrStudyLoop:
@@ -472,29 +436,59 @@ def host_data(arrays: DatasetArrays) -> HostData:
                   normalize(arrays.test.images), arrays.test.labels.astype(np.int32))
 
 
+def tfdata_batches(data: HostData, batch_size: int, seed: int
+                   ) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+  """The Flax MNIST example's input pipeline on the normalized host arrays: each call
+  iterates one epoch of ``shuffle(1024).batch(B, drop_remainder=True).prefetch(1)``."""
+  tf = import_tensorflow()
+  dataset = (tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+             .shuffle(1024, seed=seed).batch(batch_size, drop_remainder=True).prefetch(1))
+  return dataset.as_numpy_iterator
+
+
+def numpy_batches(data: HostData, batch_size: int, seed: int
+                  ) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+  """Each call: one epoch of batches sliced on the host by a fresh NumPy permutation."""
+  rng_np = np.random.default_rng(seed)
+  steps = len(data.labels) // batch_size
+
+  def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    perms = rng_np.permutation(len(data.labels))[:steps * batch_size]
+    for perm in perms.reshape((steps, batch_size)):
+      yield data.images[perm, ...], data.labels[perm]
+
+  return epoch
+
+
+def device_batches(data: HostData, batch_size: int, seed: int
+                   ) -> Callable[[], Iterator[tuple[jax.Array, jax.Array]]]:
+  """Each call: one epoch of the same fixed batch, already on the device."""
+  fixed = np.random.default_rng(seed).permutation(len(data.labels))[:batch_size]
+  batch = jax.device_put((data.images[fixed], data.labels[fixed]))
+  steps = len(data.labels) // batch_size
+  return lambda: iter([batch] * steps)
+
+
+JIT_BATCHES = {'jax_jit_tfdata': tfdata_batches, 'jax_jit': numpy_batches,
+               'jax_jit_device_batch': device_batches}
+
+
 def jax_jit_run(data: HostData, num_classes: int, batch_size: int, epochs: int,
-                learning_rate: float, seed: int, device_batch: bool = False
-                ) -> dict[str, Any]:
-  """``epochs`` epochs of the host-fed loop (or, ``device_batch``, of its step on one
-  fixed on-device batch); the run's first step is waited for."""
+                learning_rate: float, seed: int, loop: str = 'jax_jit') -> dict[str, Any]:
+  """``epochs`` epochs of the host-fed jit loop ``loop``, its batches from
+  :data:`JIT_BATCHES`; the run's first step is waited for."""
   start = time.perf_counter()
   compiles = len(XLA_COMPILES)
   model = dense_mlp(num_classes)
   params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, data.images.shape[1])))['params']
   state = train_state.TrainState.create(apply_fn=model.apply, params=params,
                                         tx=optax.sgd(learning_rate, momentum=MOMENTUM))
-  rng_np = np.random.default_rng(seed)
-  steps = len(data.labels) // batch_size
-  fixed = rng_np.permutation(len(data.labels))[:batch_size]
-  fixed_batch = jax.device_put((data.images[fixed], data.labels[fixed]))
+  epoch_batches = JIT_BATCHES[loop](data, batch_size, seed)
   seconds, first = [], None
   for _ in range(epochs):
     epoch_start = time.perf_counter()
-    perms = rng_np.permutation(len(data.labels))[:steps * batch_size]
-    perms = perms.reshape((steps, batch_size))
     losses, accuracies = [], []
-    for perm in perms:
-      batch = fixed_batch if device_batch else (data.images[perm, ...], data.labels[perm])
+    for batch in epoch_batches():
       state, loss, accuracy = jit_train_step(state, *batch)
       losses.append(loss)
       accuracies.append(accuracy)
@@ -588,7 +582,8 @@ def _lr_study_steppers(setup: RunSetup, feed: InMemoryFeed, k: int,
                        compilers: dict[str, StepCompiler]
                        ) -> tuple[dict[str, tuple[Callable[[Any, int], Any], Any]],
                                   dict[str, Any]]:
-  """(stepper, state) of each lr_study step variant, and the check of the switched step."""
+  """(stepper, state) of each lr_study step variant, and the check that a measured update
+  equals one without the measurement."""
   phase, seed = setup.plan.phases[0], 0
   steps = {name: c.train_step(phase.per_device_batch, phase.accumulation_steps)
            for name, c in compilers.items()}
@@ -597,18 +592,12 @@ def _lr_study_steppers(setup: RunSetup, feed: InMemoryFeed, k: int,
   counts = {n: devices.replicate(np.int32(n)) for n in {1, k}}
   fresh = lambda: devices.replicate(init_train_state(setup.model, setup.tx, seed,
                                                      setup.spec.image_shape))
-  # The check: one update from the same state.
-  host = {name: devices.unreplicate(steps[name](fresh(), split, inputs, counts[1]))
-          for name in ('with', 'copy_with', 'without')}
-  check = {
-      'copy_identical_to_step': all(
-          np.array_equal(x, y) for x, y in zip(jax.tree.leaves(host['with']),
-                                              jax.tree.leaves(host['copy_with']), strict=True)),
-      'params_max_abs_diff_without': _max_abs_diff(host['with'].params,
-                                                   host['without'].params),
-      'params_max_abs': max(float(np.max(np.abs(x)))
-                            for x in jax.tree.leaves(host['with'].params)),
-  }
+  # The check: one update (update 0, measured) from the same state.
+  host = {name: devices.unreplicate(step(fresh(), split, inputs, counts[1]))
+          for name, step in steps.items()}
+  check = {'measured': float(host['with'].noise.weight) > 0,
+           'params_max_abs_diff_without': _max_abs_diff(host['with'].params,
+                                                        host['without'].params)}
   sync = max_in_flight()
 
   def stepper(step: Callable[..., Any], per_call: int) -> Callable[[Any, int], Any]:
@@ -620,8 +609,7 @@ def _lr_study_steppers(setup: RunSetup, feed: InMemoryFeed, k: int,
       return state
     return run_updates
 
-  steppers = {name: (stepper(step, k), fresh()) for name, step in steps.items()
-              if name != 'copy_with'}
+  steppers = {name: (stepper(step, k), fresh()) for name, step in steps.items()}
   steppers['with_k1'] = (stepper(steps['with'], 1), fresh())
   steppers['without_k1'] = (stepper(steps['without'], 1), fresh())
   return steppers, check
@@ -658,20 +646,14 @@ def _jit_steppers(data: HostData, num_classes: int, batch_size: int, learning_ra
 def step_level(setup: RunSetup, feed: InMemoryFeed, data: HostData, options: Options,
                compilers: dict[str, StepCompiler] | None = None) -> dict[str, Any]:
   """Every step variant (:data:`STEP_VARIANTS`) timed alone in alternating blocks of the
-  same updates; ``compilers`` may hold lr_study compilers already built ('with',
+  same updates; ``compilers`` may hold lr_study's compilers already built ('with',
   'without'). Returns µs per update, the noise measurement's cost and each variant's
   speed relative to the host-fed jit step, as medians over blocks of paired ratios."""
   phase = setup.plan.phases[0]
   k = min(setup.config.updates_per_dispatch, max_in_flight() or phase.updates_per_epoch,
           phase.updates_per_epoch)
-  compilers = {
-      'with': make_compiler(setup),
-      'copy_with': make_compiler(setup, NoiseMeasurementSwitch),
-      'no_split': make_compiler(setup, NoiseMeasurementSwitch, split_batch=False),
-      'without': make_compiler(setup, NoiseMeasurementSwitch, split_batch=False,
-                               measure=False),
-      'once_per_dispatch': make_compiler(setup, OncePerDispatch),
-  } | (compilers or {})
+  compilers = compilers or {'with': make_compiler(setup),
+                            'without': make_compiler(setup, measure=False)}
   steppers, check = _lr_study_steppers(setup, feed, k, compilers)
   steppers |= _jit_steppers(data, setup.spec.num_classes, phase.batch_size,
                             options.learning_rate)
@@ -686,14 +668,11 @@ def step_level(setup: RunSetup, feed: InMemoryFeed, data: HostData, options: Opt
       times[name].append((time.perf_counter() - started) / updates * 1e6)
   paired = lambda f, *names: statistics.median(
       f(*values) for values in zip(*(times[n] for n in names), strict=True))
-  share = lambda a, b: paired(lambda w, x, y: 100 * (x - y) / w, 'with', a, b)
   return {
       'updates_per_dispatch': k, 'updates_per_block': updates, 'blocks': options.noise_blocks,
+      'gradient_noise_every_updates': setup.config.gradient_noise_every_updates,
       'us_per_update': {name: summary(v) for name, v in times.items()},
-      'cost_percent': share('with', 'without'),
-      'split_share_percent': share('with', 'no_split'),
-      'norms_share_percent': share('no_split', 'without'),
-      'once_per_dispatch_cost_percent': share('once_per_dispatch', 'without'),
+      'cost_percent': paired(lambda w, wo: 100 * (w - wo) / w, 'with', 'without'),
       'speed_vs_jax_jit': {name: paired(lambda j, x: j / x, 'jax_jit', name)
                            for name in STEP_VARIANTS},
       'check': check,
@@ -823,16 +802,14 @@ def time_batch_size(options: Options, b: int, setups: dict[Any, RunSetup],
                                  make_compiler(setups[b, 'lr_study_k1']),
                                  os.path.join(workdir, f'b{b}', 'lr_study_k1')),
       'lr_study_no_noise': LrStudyLoop(
-          setups[b, 'lr_study'], make_compiler(setups[b, 'lr_study'], NoiseMeasurementSwitch,
-                                               split_batch=False, measure=False),
+          setups[b, 'lr_study'], make_compiler(setups[b, 'lr_study'], measure=False),
           os.path.join(workdir, f'b{b}', 'lr_study_no_noise')),
   }
   runners: dict[str, Callable[[int], dict[str, Any]]] = {
       name: functools.partial(loop.run, feed) for name, loop in lr_loops.items()}
   for name in JIT_LOOPS:
     runners[name] = functools.partial(jax_jit_run, data, spec.num_classes, b, options.epochs,
-                                      options.learning_rate,
-                                      device_batch=name == 'jax_jit_device_batch')
+                                      options.learning_rate, loop=name)
   for name in TORCH_LOOPS if torch is not None else ():
     runners[name] = functools.partial(torch_run, torch, data, spec.num_classes, b,
                                       options.epochs, options.learning_rate,
@@ -902,8 +879,10 @@ def _ratio(results: dict[str, Any], a: str, b: str, batch: str, how: str = 'medi
   return x['examples_per_second'][how] / y['examples_per_second'][how]
 
 
-RATIOS = (('lr_study', 'jax_jit'), ('lr_study_k1', 'jax_jit'), ('lr_study', 'lr_study_k1'),
-          ('lr_study_no_noise', 'jax_jit'), ('jax_jit_device_batch', 'jax_jit'),
+HEADLINES = tuple(f'lr_study / {baseline}' for baseline in BASELINES)
+RATIOS = (*(('lr_study', baseline) for baseline in BASELINES), ('lr_study_k1', 'jax_jit'),
+          ('lr_study', 'lr_study_k1'), ('lr_study_no_noise', 'jax_jit'),
+          ('jax_jit_tfdata', 'jax_jit'), ('jax_jit_device_batch', 'jax_jit'),
           ('lr_study', 'torch_randperm'))
 
 
@@ -950,7 +929,8 @@ def _record(options: Options, spec: Any, results: dict[str, Any], steps: dict[st
       'paired_ratios': paired,
       'best_epoch_ratios': best,
       'targets': targets,
-      'meets_targets': {b: ratios[b]['lr_study / jax_jit'] >= t for b, t in targets.items()},
+      'meets_targets': {baseline: {b: ratios[b][f'lr_study / {baseline}'] >= t
+                                   for b, t in targets.items()} for baseline in BASELINES},
       'cold_start': cold or None,
       'step_level': steps,
       'noise_target_percent': NOISE_TARGET_PERCENT,
@@ -980,15 +960,16 @@ def markdown(r: dict[str, Any]) -> str:
   for x, y in RATIOS:
     key = f'{x} / {y}'
     if any(r['ratios'][b][key] is not None for b in batches):
-      title = f'**{key}**' if key == 'lr_study / jax_jit' else key
+      title = f'**{key}**' if key in HEADLINES else key
       rows.append((title, lambda b, key=key: _fmt(r['ratios'][b][key], '{:.2f}×')))
-  for key in ('lr_study / jax_jit', 'lr_study_no_noise / jax_jit',
-              'jax_jit_device_batch / jax_jit'):
+  for key in (*HEADLINES, 'lr_study_no_noise / jax_jit', 'jax_jit_device_batch / jax_jit'):
     rows.append((f'{key}: paired by round; best epochs', lambda b, key=key: (
         f'{r["paired_ratios"][b][key]:.2f}×; {r["best_epoch_ratios"][b][key]:.2f}×')))
-  rows.append(('target (lr_study / jax_jit)', lambda b: (
-      _fmt(r['targets'].get(b), '≥ {:.2f}×')
-      + ((' met' if r['meets_targets'][b] else ' **missed**') if b in r['targets'] else ''))))
+  for baseline, label in BASELINES.items():
+    met = r['meets_targets'][baseline]
+    rows.append((f'target {label} (lr_study / {baseline})', lambda b, met=met: (
+        _fmt(r['targets'].get(b), '≥ {:.2f}×')
+        + ((' met' if met[b] else ' **missed**') if b in met else ''))))
   lr = lambda b: loops['lr_study'][b]
   rows += [
       ('lr_study train-step compiles, all seeds', lambda b: str(lr(b)['compiles'])),
@@ -1028,16 +1009,10 @@ def markdown(r: dict[str, Any]) -> str:
   noise_rows = [
       ('step with the measurement (lr_study), µs/update', us('with')),
       ('step without it, µs/update', us('without')),
-      ('step without the two-halves split (norms kept), µs/update', us('no_split')),
       ('**cost, % of the step** (step level)', pct('cost_percent')),
-      ('of which the two-halves split', pct('split_share_percent')),
-      ('of which the norms and moving averages', pct('norms_share_percent')),
       ('cost in the loop (epoch medians)', pct('loop_cost_percent')),
-      ('proposal, measured once per dispatch: µs/update', us('once_per_dispatch')),
-      ('proposal: cost, % of the step', pct('once_per_dispatch_cost_percent')),
-      ('checks: copy bit-identical; max param difference without',
-       lambda b: f'{"yes" if n[b]["check"]["copy_identical_to_step"] else "NO"}; '
-                 f'{n[b]["check"]["params_max_abs_diff_without"]:.1e}'),
+      ('check: max param difference after a measured update vs without',
+       lambda b: f'{n[b]["check"]["params_max_abs_diff_without"]:.1e}'),
   ]
   verdict = ('under' if all(n[b]['cost_percent'] < r['noise_target_percent'] for b in batches)
              else 'not under')
@@ -1063,7 +1038,8 @@ def markdown(r: dict[str, Any]) -> str:
       '',
       *_table(batches, step_rows),
       '',
-      f'Gradient noise scale measurement, cost per update (target < '
+      f'Gradient noise scale measurement every '
+      f'{n[batches[0]]["gradient_noise_every_updates"]} updates, cost per update (target < '
       f'{r["noise_target_percent"]:g}%: {verdict}):',
       '',
       *_table(batches, noise_rows),
