@@ -183,6 +183,7 @@ def _join_processes(values: flags.FlagValues) -> None:
 
 def _dry_run(config, workdir: str, num_devices: int) -> None:
   from lr_study import study  # pylint: disable=g-import-not-at-top
+  from lr_study.plan_table import format_plan  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.workdir import check_workdir  # pylint: disable=g-import-not-at-top
   from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
@@ -195,7 +196,7 @@ def _dry_run(config, workdir: str, num_devices: int) -> None:
   for name, plan in plans.items():
     run_files.make_dirs(os.path.join(workdir, name))
     run_files.write_json(os.path.join(workdir, name, run_files.PLAN), plan.to_json())
-    print(f'\n== {name}\n{plan.format_table()}')
+    print(f'\n== {name}\n{format_plan(plan)}')
   print(f'\nplans written to {workdir}/<variant>/{run_files.PLAN}')
   print(json.dumps({name: plan.total_updates for name, plan in plans.items()}))
 

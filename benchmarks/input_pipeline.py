@@ -123,10 +123,12 @@ def epoch_context(feed: InMemoryFeed, epoch: int, first_update: int, updates_per
   """Epoch ``epoch``'s data from ``InMemoryFeed.epoch`` and step inputs whose one-phase
   table starts that epoch at update ``first_update``."""
   (split,), _ = next(iter(feed.epoch(SEED, epoch, batch_size, updates_per_epoch)))
-  table = clock.PhaseTable(first_update=np.array([first_update], np.int32),
-                           start_epoch=np.array([epoch], np.int32),
-                           updates_per_epoch=np.array([updates_per_epoch], np.int32),
-                           lr_multiplier=np.ones(1, np.float32))
+  column = lambda value, dtype=np.int32: np.array([value], dtype)
+  table = clock.PhaseTable(first_update=column(first_update), start_epoch=column(epoch),
+                           updates_per_epoch=column(updates_per_epoch),
+                           batch_size=column(batch_size), lr_multiplier=column(1.0, np.float32),
+                           start_offset=column(0),
+                           epoch_examples=column(updates_per_epoch * batch_size))
   return split, devices.replicate(StepInputs(seed=np.int32(SEED), table=table,
                                              lr_multiplier=np.float32(1.0)))
 

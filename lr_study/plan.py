@@ -20,6 +20,7 @@ is ``lr_study.schedules.noise_scale.noise_scale`` at its first update's LR.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from typing import Any, Sequence
@@ -30,7 +31,7 @@ import numpy as np
 from lr_study import checks
 from lr_study.errors import ConfigError
 from lr_study.models.ghost_batch_norm import DeviceSplit, accumulation_split
-from lr_study.schedules import LRSchedule, build_lr_schedule, clock
+from lr_study.schedules import LRSchedule, batch_ramp, build_lr_schedule, clock
 from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.schedules.noise_scale import noise_scale
 from lr_study.optimizers import momentum_of
@@ -40,8 +41,12 @@ from lr_study.optimizers import momentum_of
 class Phase:
   """Epochs ``[start_epoch, end_epoch)`` at one global batch size.
 
-  ``learning_rate`` is the effective LR at the phase's first update (the schedule times
-  ``lr_multiplier``); ``noise_scale`` is the exact g there, ``noise_scale_approx`` ≈ εN/(B(1 − m)).
+  A batch ramp's phase lies inside one epoch (``end_epoch = start_epoch + 1``): its
+  ``updates_per_epoch = updates`` start ``start_offset`` examples into the epoch's order.
+  ``epoch_examples`` is what each of its epochs uses (``updates_per_epoch · batch_size``
+  for whole epochs; a ramp's epoch: all its phases together). ``learning_rate`` is the
+  effective LR at the phase's first update (the schedule times ``lr_multiplier``);
+  ``noise_scale`` is the exact g there, ``noise_scale_approx`` ≈ εN/(B(1 − m)).
   """
 
   start_epoch: int
@@ -52,6 +57,8 @@ class Phase:
   accumulation_steps: int
   updates_per_epoch: int
   dropped_per_epoch: int
+  start_offset: int
+  epoch_examples: int
   updates: int
   first_update: int
   learning_rate: float
@@ -97,7 +104,8 @@ class TrainingPlan:
   # --- by epoch
 
   def phase_index_at_epoch(self, epoch: float) -> int:
-    """The index of the phase holding (0-based, possibly fractional) ``epoch``."""
+    """The index of the phase holding (0-based, possibly fractional) ``epoch``; in a
+    ramp's epoch, its last phase."""
     if not 0 <= epoch < self.num_epochs:
       raise ValueError(f'epoch {epoch} outside the plan [0, {self.num_epochs})')
     starts = [p.start_epoch for p in self.phases]
@@ -107,7 +115,14 @@ class TrainingPlan:
     return self.phases[self.phase_index_at_epoch(epoch)]
 
   def batch_size_at_epoch(self, epoch: float) -> int:
+    """B at the end of ``epoch`` (the last batch of a ramp's epoch)."""
     return self.phase_at_epoch(epoch).batch_size
+
+  def epoch_segments(self, epoch: int) -> list[tuple[Phase, int]]:
+    """The phases that run whole epoch ``epoch``, in order, each with its first update
+    in that epoch."""
+    return [(p, p.first_update + (epoch - p.start_epoch) * p.updates_per_epoch)
+            for p in self.phases if p.start_epoch <= epoch < p.end_epoch]
 
   # --- by update
 
@@ -162,33 +177,6 @@ class TrainingPlan:
             'batch_schedule': self.batch_schedule.name,
             'batch_schedule_dynamic': self.batch_schedule.dynamic}
 
-  def format_table(self) -> str:
-    """The phases as a text table, with a totals row."""
-    head = ('epochs', 'batch', 'per device', 'micro x accum', 'updates/epoch', 'dropped',
-            'updates', 'first update', 'LR', 'LR mult', 'g', 'g approx')
-    rows = [(f'{p.start_epoch}-{p.end_epoch}', f'{p.batch_size:,}', f'{p.per_device_batch:,}',
-             f'{p.micro_batch_size:,} x {p.accumulation_steps}', f'{p.updates_per_epoch:,}',
-             f'{p.dropped_per_epoch:,}', f'{p.updates:,}', f'{p.first_update:,}',
-             f'{p.learning_rate:.6g}', f'{p.lr_multiplier:.6g}', f'{p.noise_scale:.4g}',
-             f'{p.noise_scale_approx:.4g}') for p in self.phases]
-    total = (f'total {self.num_epochs}', '', '', '', '', '', f'{self.total_updates:,}', '', '',
-             '', '', '')
-    widths = [max(len(r[i]) for r in (head, total, *rows)) for i in range(len(head))]
-
-    def line(cells: Sequence[str]) -> str:
-      return '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    rule = '-' * len(line(head))
-    title = (f'N={self.num_train_examples:,} examples, {self.num_epochs} epochs, '
-             f'{self.num_devices} device(s), momentum {self.momentum:g}, '
-             f'LR {self.lr_schedule.name} ({self.lr_schedule.clock} clock), '
-             f'batch {self.batch_schedule.name}'
-             + (' (dynamic: the plan assumes B holds)' if self.batch_schedule.dynamic else ''))
-    return '\n'.join([title, line(head), rule, *map(line, rows), rule, line(total),
-                      f'examples seen: {self.examples_seen:,} '
-                      f'(epoch = floor(N/B) updates, remainder dropped)'])
-
 
 def _device_split(batch_size: int, num_devices: int, max_per_device_batch: int,
                   ghost_batch_size: int, where: str) -> DeviceSplit:
@@ -213,28 +201,52 @@ def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
   return sorted(cuts)
 
 
+def _phase(batch_size: int, lr_multiplier: float, start: int, end: int, per_epoch: int,
+           first: int, offset: int, used: int, n: int, split: DeviceSplit) -> Phase:
+  """A phase before its LR and noise scale are known (``_plan`` fills them in)."""
+  per_device, micro, accum = split
+  return Phase(start_epoch=start, end_epoch=end, batch_size=batch_size,
+               per_device_batch=per_device, micro_batch_size=micro, accumulation_steps=accum,
+               updates_per_epoch=per_epoch, dropped_per_epoch=n - used, start_offset=offset,
+               epoch_examples=used, updates=per_epoch * (end - start), first_update=first,
+               learning_rate=math.nan, lr_multiplier=lr_multiplier, noise_scale=math.nan,
+               noise_scale_approx=math.nan)
+
+
+def _ramp_phases(ramp: Any, n: int, num_epochs: int, device_split: Any) -> list[Phase]:
+  """One phase per segment of a batch ramp (``batch_ramp.segments``)."""
+  segments, _ = batch_ramp.segments(ramp, n, num_epochs)
+  used = collections.Counter()
+  for seg in segments:
+    used[seg.epoch] += seg.updates * seg.batch_size
+  phases, first = [], 0
+  for seg in segments:
+    split = device_split(seg.batch_size, f'(batch_schedule at epoch {seg.epoch}, example '
+                                         f'{seg.offset})')
+    phases.append(_phase(seg.batch_size, 1.0, seg.epoch, seg.epoch + 1, seg.updates, first,
+                         seg.offset, used[seg.epoch], n, split))
+    first += seg.updates
+  return phases
+
+
 def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule: LRSchedule,
                       batch_schedule: BatchSchedule, num_train_examples: int, num_devices: int,
-                      momentum: float, max_per_device_batch: int,
-                      ghost_batch_size: int) -> TrainingPlan:
-  """The plan from each epoch's batch size and LR multiplier."""
+                      momentum: float, max_per_device_batch: int, ghost_batch_size: int,
+                      ramp: Sequence[Phase] = ()) -> TrainingPlan:
+  """The plan from each epoch's batch size and LR multiplier; a batch ``ramp``'s phases
+  replace the epochs they cover."""
   n = num_train_examples
-  cuts = _split_epochs(sizes, mults, lr_schedule)
-  phases, first = [], 0
+  start = ramp[-1].end_epoch if ramp else 0
+  cuts = [start] + [c for c in _split_epochs(sizes, mults, lr_schedule) if c > start]
+  phases, first = list(ramp), sum(p.updates for p in ramp)
   for start, end in zip(cuts, cuts[1:]):
     b, k = sizes[start], mults[start]
     if b > n:
       raise ConfigError(f'batch_schedule: batch size {b} at epoch {start} is larger than the '
                         f'{n} training examples')
-    per_device, micro, accum = _device_split(b, num_devices, max_per_device_batch,
-                                             ghost_batch_size, f'(batch_schedule at epoch {start})')
-    per_epoch = n // b
-    phases.append(Phase(
-        start_epoch=start, end_epoch=end, batch_size=b, per_device_batch=per_device,
-        micro_batch_size=micro, accumulation_steps=accum, updates_per_epoch=per_epoch,
-        dropped_per_epoch=n - per_epoch * b, updates=per_epoch * (end - start),
-        first_update=first, learning_rate=math.nan, lr_multiplier=k, noise_scale=math.nan,
-        noise_scale_approx=math.nan))
+    split = _device_split(b, num_devices, max_per_device_batch, ghost_batch_size,
+                          f'(batch_schedule at epoch {start})')
+    phases.append(_phase(b, k, start, end, n // b, first, 0, n // b * b, n, split))
     first += phases[-1].updates
   table = clock.PhaseTable.from_phases(phases)
   lrs = clock.learning_rate(lr_schedule, table, np.asarray([p.first_update for p in phases]))
@@ -288,8 +300,15 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
     steps = [batch_schedule.fn(e) for e in range(num_epochs)]
   except ConfigError as e:
     raise ConfigError(f'batch_schedule.{e}') from None
+  ramp = []
+  if batch_schedule.ramp:
+    if batch_schedule.ramp(1.0) > n:
+      raise ConfigError(f'batch_schedule.final_batch_size {batch_schedule.ramp(1.0)} is larger '
+                        f'than the {n} training examples')
+    ramp = _ramp_phases(batch_schedule.ramp, n, num_epochs, lambda b, where: _device_split(
+        b, devices, max_pdb, ghost, where))
   plan = _plan_from_epochs([b for b, _ in steps], [k for _, k in steps], lr_schedule,
-                           batch_schedule, n, devices, momentum, max_pdb, ghost)
+                           batch_schedule, n, devices, momentum, max_pdb, ghost, ramp)
   if lr_schedule.clock == 'update':
     _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, plan.total_updates,
                   'updates')

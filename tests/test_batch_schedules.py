@@ -25,8 +25,8 @@ def build(**params):
 
 def test_registry_lists_every_schedule():
   assert sorted(BATCH_SCHEDULES) == [
-      'constant', 'geometric', 'hybrid', 'increase_on_plateau', 'match_noise', 'multistep',
-      'noise_adaptive']
+      'constant', 'geometric', 'geometric_ramp', 'hybrid', 'increase_on_plateau',
+      'linear_ramp', 'match_noise', 'multistep', 'noise_adaptive']
 
 
 def test_constant_holds_the_batch():

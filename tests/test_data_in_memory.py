@@ -63,12 +63,20 @@ def test_epoch_uses_each_example_at_most_once_and_floor_n_over_b_batches(batch_s
   perm = in_memory.epoch_permutation(0, 4, N)
   steps = N // batch_size
   split = _data(images, labels, perm)
-  take = lambda i: _take(split, i, batch_size)[1]
+  take = lambda i: _take(split, i * batch_size, batch_size)[1]
   used = np.asarray(jax.vmap(take)(jnp.arange(steps, dtype=jnp.int32))).reshape(-1)
   assert len(used) == steps * batch_size
   assert len(np.unique(used)) == len(used)
   # Any batch size cuts the same order: the used examples are the head of the permutation.
   np.testing.assert_array_equal(used, np.asarray(perm)[:steps * batch_size])
+
+
+def test_a_batch_starts_at_any_example_of_the_order():
+  # A batch ramp's update may start anywhere in the epoch: position 5, batch 3.
+  images, labels = _split(N)
+  perm = in_memory.epoch_permutation(0, 1, N)
+  y = _take(_data(images, labels, perm), jnp.int32(5), 3)[1]
+  np.testing.assert_array_equal(y[0], np.asarray(labels)[np.asarray(perm)[5:8]])
 
 
 def _pmapped_take(per_device: int, accumulation: int, perm: jax.Array):
@@ -91,7 +99,7 @@ def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   global_batch = num_devices * per_device
   perm = in_memory.epoch_permutation(1, 0, N)
   step_fn, split = _pmapped_take(per_device, 1, perm)
-  used = np.concatenate([np.asarray(step_fn(split, jnp.int32(step))).reshape(-1)
+  used = np.concatenate([np.asarray(step_fn(split, jnp.int32(step * global_batch))).reshape(-1)
                          for step in range(N // global_batch)])
   np.testing.assert_array_equal(used, np.asarray(perm)[:len(used)])
 
@@ -102,7 +110,7 @@ def test_micro_batches_are_consecutive_slices_of_the_global_batch():
   num_devices = jax.local_device_count()
   assert num_devices == 8
   step_fn, split = _pmapped_take(6, 3, jnp.arange(N, dtype=jnp.int32))
-  y = np.asarray(step_fn(split, jnp.int32(1)))  # update 1: positions 48..95
+  y = np.asarray(step_fn(split, jnp.int32(48)))  # update 1: positions 48..95
   assert y.shape == (8, 3, 2)
   np.testing.assert_array_equal(y[1, 2], [82, 83])  # 48 + 2·16 + 1·2
   np.testing.assert_array_equal(y[0, 0], [48, 49])
@@ -112,7 +120,7 @@ def test_micro_batches_are_consecutive_slices_of_the_global_batch():
   # Through a permutation: perm[i·B + j·D·m + d·m + r].
   perm = in_memory.epoch_permutation(2, 5, N)
   step_fn, split = _pmapped_take(6, 3, perm)
-  y = np.asarray(step_fn(split, jnp.int32(4)))
+  y = np.asarray(step_fn(split, jnp.int32(4 * 48)))
   i, d, j, r = np.meshgrid(4, np.arange(8), np.arange(3), np.arange(2), indexing='ij')
   np.testing.assert_array_equal(y, np.asarray(perm)[i * 48 + j * 16 + d * 2 + r][0])
 
@@ -128,7 +136,8 @@ def test_local_devices_read_their_process_share_of_the_epoch_once(num_local_devi
   n = updates * num_local_devices * per_device
   images, labels = _split(n)
   identity = jnp.arange(n, dtype=jnp.int32)
-  reads = [[np.asarray(_take(_data(images, labels, identity, local_device=d), jnp.int32(i),
+  reads = [[np.asarray(_take(_data(images, labels, identity, local_device=d),
+                             jnp.int32(i * num_local_devices * per_device),
                              per_device, accumulation, num_local_devices)[1])
             for d in range(num_local_devices)] for i in range(updates)]
   read = np.concatenate([reads[i][d][j] for i in range(updates) for j in range(accumulation)
@@ -139,7 +148,7 @@ def test_local_devices_read_their_process_share_of_the_epoch_once(num_local_devi
 def test_take_micro_batches_normalizes_each_channel():
   images = jnp.asarray(np.random.RandomState(0).randint(0, 256, (10, 4, 4, 3)), jnp.uint8)
   perm = jnp.asarray((np.arange(10) + 9) % 10, jnp.int32)  # perm[3:6] = 2, 3, 4
-  x, y = _take(_data(images, jnp.arange(10, dtype=jnp.int32), perm), jnp.int32(1), 3)
+  x, y = _take(_data(images, jnp.arange(10, dtype=jnp.int32), perm), jnp.int32(3), 3)
   expected = (np.asarray(images[2:5], np.float32) / 255.0 - MEAN) / STD
   assert x.dtype == jnp.float32 and y.dtype == jnp.int32
   assert x.shape == (1, 3, 4, 4, 3) and y.shape == (1, 3)
@@ -152,7 +161,7 @@ def test_take_micro_batches_augments_an_example_alike_whatever_the_batch_size():
   labels = jnp.arange(64, dtype=jnp.int32)
   split = _data(images, labels, in_memory.epoch_permutation(0, 2, 64))
   whole, _ = _take(split, jnp.int32(0), 16, augment=True, seed=0, epoch=2)
-  half, _ = _take(split, jnp.int32(1), 8, augment=True, seed=0, epoch=2)  # perm[8:16]
+  half, _ = _take(split, jnp.int32(8), 8, augment=True, seed=0, epoch=2)  # perm[8:16]
   np.testing.assert_array_equal(whole[0, 8:], half[0])
   # ... and whatever the accumulation: micro-batch 1 of 2 is perm[8:16] too.
   accumulated, _ = _take(split, jnp.int32(0), 16, 2, augment=True, seed=0, epoch=2)

@@ -45,6 +45,9 @@ class _Phase:
   start_epoch: int = 0
   updates_per_epoch: int = N // GLOBAL_BATCH
   lr_multiplier: float = 1.0
+  batch_size: int = GLOBAL_BATCH
+  start_offset: int = 0
+  epoch_examples: int = N // GLOBAL_BATCH * GLOBAL_BATCH
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:

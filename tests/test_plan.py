@@ -12,6 +12,7 @@ from lr_study import config as schema
 from lr_study.errors import ConfigError
 from lr_study.schedules.batch_dynamic import next_on_plateau
 from lr_study.plan import build_plan
+from lr_study.plan_table import format_plan
 from lr_study.schedules.noise_scale import noise_scale
 
 
@@ -178,7 +179,7 @@ def test_to_json_holds_every_phase_and_the_totals():
 
 
 def test_format_table_has_a_row_per_phase_and_a_totals_row():
-  lines = small_plan().format_table().splitlines()
+  lines = format_plan(small_plan()).splitlines()
   assert lines[1].split()[:2] == ['epochs', 'batch']
   assert [line.split()[0] for line in lines[3:7]] == ['0-2', '2-3', '3-4', '4-6']
   assert lines[8].split() == ['total', '6', '45']

@@ -8,10 +8,11 @@ import types
 
 import pytest
 
-from lr_study.schedules import cyclical, decay, optax_style, registered_schedules, wrappers
+from lr_study.schedules import (batch_ramp, cyclical, decay, optax_style, registered_schedules,
+                                wrappers)
 from lr_study.training import gradient_noise
 
-MODULES = (decay, wrappers, cyclical, optax_style, gradient_noise)
+MODULES = (decay, wrappers, cyclical, optax_style, batch_ramp, gradient_noise)
 BUILDER_MODULES = (decay, wrappers, cyclical)
 
 

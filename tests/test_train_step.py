@@ -35,6 +35,9 @@ class _Phase:
   start_epoch: int = 0
   updates_per_epoch: int = N // 32
   lr_multiplier: float = 1.0
+  batch_size: int = 32
+  start_offset: int = 0
+  epoch_examples: int = N // 32 * 32
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +64,9 @@ def _split(epoch: int = 0, seed: int = 0) -> DeviceData:
 
 
 def _inputs(global_batch: int, seed: int = 0, lr_multiplier: float = 1.0) -> StepInputs:
-  table = clock.PhaseTable.from_phases([_Phase(updates_per_epoch=N // global_batch)], 4)
+  per_epoch = N // global_batch
+  table = clock.PhaseTable.from_phases([_Phase(updates_per_epoch=per_epoch, batch_size=global_batch,
+                                               epoch_examples=per_epoch * global_batch)], 4)
   return devices.replicate(StepInputs(np.int32(seed), table, np.float32(lr_multiplier)))
 
 

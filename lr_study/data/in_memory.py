@@ -12,7 +12,9 @@ step, and any batch size draws from the same order:
 * update ``i`` of the epoch, at global batch ``B`` over ``D`` devices (``P = B // D`` each),
   uses ``perm[i*B : (i+1)*B]``; device ``d`` takes ``perm[i*B + d*P : i*B + (d+1)*P]``.
   An epoch is ``N // B`` updates, so ``(N // B) * B`` examples are used, each at most once
-  (PyTorch's ``DataLoader(shuffle=True, drop_last=True)``).
+  (PyTorch's ``DataLoader(shuffle=True, drop_last=True)``). Inside a batch ramp's epoch
+  (``lr_study.schedules.batch_ramp``) the batches are consecutive slices of different
+  sizes of the same order: the step reads its slice's start from the plan's clock.
 
 Inside the pmapped step the train step calls :func:`take_micro_batches`, which reads
 the update's examples from the epoch's permutation, with ``images``/``labels``/``perm``
@@ -114,13 +116,15 @@ def take_micro_batches(
     split: DeviceData, position: Any, per_device: int, accumulation: int,
     num_local_devices: int, *, augment: bool, seed: Any, epoch: Any,
 ) -> tuple[jax.Array, jax.Array]:
-  """This device's examples of update ``position`` of the epoch, as ``accumulation``
-  micro-batches of ``m = per_device // accumulation`` (call inside the pmap).
+  """This device's examples of the update whose batch starts ``position`` examples into
+  the epoch's order (``clock.epoch_and_position``), as ``accumulation`` micro-batches of
+  ``m = per_device // accumulation`` (call inside the pmap).
 
-  With ``D`` local devices and ``B_local = per_device · D``, micro-batch ``j`` of local
-  device ``d`` holds ``perm[i·B_local + j·D·m + d·m + r]``, ``r < m``: each micro-batch
-  of the global batch is a consecutive slice of it. ``position`` and ``epoch`` may be
-  traced; ``per_device`` and ``accumulation`` are static.
+  With ``H`` processes, ``D`` local devices and ``B_local = per_device · D``, this
+  process's batch is ``perm[i : i + B_local]`` of its own order, ``i = position / H``;
+  micro-batch ``j`` of local device ``d`` holds ``perm[i + j·D·m + d·m + r]``, ``r < m``:
+  each micro-batch of the global batch is a consecutive slice of it. ``position`` and
+  ``epoch`` may be traced; ``per_device`` and ``accumulation`` are static.
 
   Returns:
     ``x`` float32 [accumulation, m, H, W, C] (normalized; augmented with keys
@@ -128,7 +132,7 @@ def take_micro_batches(
     [accumulation, m].
   """
   m = per_device // accumulation
-  start = position * (per_device * num_local_devices) + split.local_device * m
+  start = position // jax.process_count() + split.local_device * m
   offsets = (start + jnp.arange(accumulation)[:, None] * (num_local_devices * m)
              + jnp.arange(m)[None, :])
   idx = jnp.take(split.perm, offsets, mode='clip')

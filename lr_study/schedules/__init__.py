@@ -17,7 +17,7 @@ from lr_study.schedules import cyclical, decay, dynamic, wrappers  # noqa: F401 
 from lr_study.schedules.base import (LRSchedule, build_lr_schedule, register, registered_schedules,
                                      schedule_example)
 from lr_study.schedules.dynamic import plateau_controller
-from lr_study.schedules import batch, batch_dynamic  # noqa: F401,E402  (registers the batch schedules)
+from lr_study.schedules import batch, batch_dynamic, batch_ramp  # noqa: F401,E402  (registers the batch schedules)
 
 __all__ = ['LRSchedule', 'build_lr_schedule', 'plateau_controller', 'register',
            'registered_schedules', 'schedule_example']

@@ -3,7 +3,8 @@
 A batch-size schedule gives, for each whole 0-based epoch ``e``, the global batch size
 ``B(e)`` and an LR multiplier ``k(e)`` (1 except where a batch increase past
 ``max_batch_size`` is taken as learning-rate decay instead). The batch size only changes
-between epochs: each epoch at batch B is ⌊N/B⌋ updates (``lr_study.plan``).
+between epochs (except in a ramp, below): each epoch at batch B is ⌊N/B⌋ updates
+(``lr_study.plan``).
 
 After Smith, Kindermans, Ying & Le, "Don't Decay the Learning Rate, Increase the Batch
 Size" (ICLR 2018): where a schedule would divide the LR by a factor, multiply B by it
@@ -15,7 +16,8 @@ rule): ``constant``, ``multistep`` (the paper's "increase"), ``hybrid`` (the pap
 batch schedule with the noise scale of any LR decay schedule), and the dynamic ones in
 ``lr_study.schedules.batch_dynamic``: ``increase_on_plateau`` and ``noise_adaptive``,
 which the training loop applies at evaluations by re-planning the remaining epochs
-(``plan.with_batch_size_from``).
+(``plan.with_batch_size_from``), and the ramps in ``lr_study.schedules.batch_ramp``:
+``linear_ramp`` and ``geometric_ramp``, which change B at any update.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class BatchSchedule:
       (``'increase_on_plateau'``, ``'noise_adaptive'``).
     reachable: for a dynamic schedule, every batch size it can reach (the plan checks
       each fits the devices before training).
+    ramp: for a batch ramp (``lr_study.schedules.batch_ramp``), the batch of the update
+      after a fraction ``x`` of the run's examples; ``fn`` then gives the epochs after it.
     params: the parameters it was built with, defaults filled in.
   """
 
@@ -61,6 +65,7 @@ class BatchSchedule:
   max_batch_size: int | None = None
   dynamic: Literal['increase_on_plateau', 'noise_adaptive'] | None = None
   reachable: tuple[int, ...] = ()
+  ramp: Callable[[float], int] | None = None
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __call__(self, epoch: int) -> int:

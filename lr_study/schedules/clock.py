@@ -5,15 +5,21 @@ an LR schedule and into the learning rate; the plan, the compiled step and
 ``lr_study.optax_schedule`` all call it.
 
 A plan is a list of phases (``lr_study.plan``). :class:`PhaseTable` holds, per phase,
-its first update ``f``, first epoch ``s``, updates per epoch ``n`` and LR multiplier
-``k`` (the batch schedule's: 1, or the LR decay a capped batch schedule takes instead).
-After ``u`` updates (``u`` = 0 before the first), in the phase ``p`` with
-``f_p <= u < f_{p+1}``:
+its first update ``f``, first epoch ``s``, updates per epoch ``n``, global batch ``B``,
+LR multiplier ``k`` (the batch schedule's: 1, or the LR decay a capped batch schedule
+takes instead), and where it starts in its first epoch's order, ``o`` examples in
+(0 for a phase of whole epochs), with ``U`` the examples its epochs use (``n·B`` for
+whole epochs; inside a batch ramp's epoch, all of that epoch's phases together). After
+``u`` updates (``u`` = 0 before the first), in the phase ``p`` with
+``f_p <= u < f_{p+1}`` and ``d = u − f_p``:
 
-    epoch(u) = s_p + (u − f_p) / n_p             (0-based, fractional inside an epoch)
-    t(u)     = epoch(u)  on the epoch clock,   u  on the update clock
-    η(u)     = schedule(t(u)) · k_p · m           (m: the run-time multiplier of a dynamic
-                                                   schedule, 1 otherwise)
+    epoch(u)    = s_p + (o_p + d·B_p) / U_p    (0-based, fractional: the share of the
+                                                epoch's examples used; s_p + d/n_p for
+                                                whole epochs, computed so)
+    position(u) = o_p + (d mod n_p)·B_p        (the update's first example in the order)
+    t(u)        = epoch(u)  on the epoch clock,   u  on the update clock
+    η(u)        = schedule(t(u)) · k_p · m     (m: the run-time multiplier of a dynamic
+                                                schedule, 1 otherwise)
 
 so ``η(u)`` is the LR of update ``u + 1``, optax's convention for ``schedule(count)``.
 Every function takes NumPy values on the host or jnp values (traced, inside the step).
@@ -35,16 +41,20 @@ _NEVER = np.iinfo(np.int32).max  # the first update of a padding phase: never re
 
 @flax.struct.dataclass
 class PhaseTable:
-  """Per phase: ``first_update``, ``start_epoch``, ``updates_per_epoch``, ``lr_multiplier``."""
+  """Per phase: ``first_update``, ``start_epoch``, ``updates_per_epoch``, ``batch_size``,
+  ``lr_multiplier``, ``start_offset`` and ``epoch_examples`` (``o`` and ``U`` above)."""
 
   first_update: Any
   start_epoch: Any
   updates_per_epoch: Any
+  batch_size: Any
   lr_multiplier: Any
+  start_offset: Any
+  epoch_examples: Any
 
   @classmethod
   def from_phases(cls, phases: Sequence[Any], size: int | None = None) -> 'PhaseTable':
-    """The table of ``phases`` (objects with those four fields), as NumPy arrays.
+    """The table of ``phases`` (objects with those fields), as NumPy arrays.
 
     ``size`` pads it with phases that are never reached, so that tables of plans with
     different phase counts have one shape (a replanned run does not recompile).
@@ -58,7 +68,10 @@ class PhaseTable:
     return cls(first_update=column('first_update', np.int32, _NEVER),
                start_epoch=column('start_epoch', np.int32, last.start_epoch),
                updates_per_epoch=column('updates_per_epoch', np.int32, last.updates_per_epoch),
-               lr_multiplier=column('lr_multiplier', np.float64, last.lr_multiplier))
+               batch_size=column('batch_size', np.int32, last.batch_size),
+               lr_multiplier=column('lr_multiplier', np.float64, last.lr_multiplier),
+               start_offset=column('start_offset', np.int32, last.start_offset),
+               epoch_examples=column('epoch_examples', np.int32, last.epoch_examples))
 
 
 def phase_index(table: PhaseTable, update: Any) -> Any:
@@ -74,18 +87,25 @@ def _at(table: PhaseTable, field: str, index: Any) -> Any:
 
 
 def epoch_and_position(table: PhaseTable, update: Any) -> tuple[Any, Any]:
-  """(whole epoch, update inside it) of the update that follows ``update`` updates."""
+  """(whole epoch, position(u)) of the update that follows ``update`` updates: its epoch
+  and the place of its first example in that epoch's order."""
   p = phase_index(table, update)
   done = update - _at(table, 'first_update', p)
   per = _at(table, 'updates_per_epoch', p)
-  return _at(table, 'start_epoch', p) + done // per, done % per
+  return (_at(table, 'start_epoch', p) + done // per,
+          _at(table, 'start_offset', p) + done % per * _at(table, 'batch_size', p))
 
 
 def epoch_at(table: PhaseTable, update: Any) -> Any:
-  """epoch(u) = s_p + (u − f_p) / n_p, fractional."""
+  """epoch(u), fractional (module docstring)."""
+  xp = array_module(update)
   p = phase_index(table, update)
-  return _at(table, 'start_epoch', p) + (update - _at(table, 'first_update', p)) / _at(
-      table, 'updates_per_epoch', p)
+  start, per, offset, used, batch = (_at(table, field, p) for field in (
+      'start_epoch', 'updates_per_epoch', 'start_offset', 'epoch_examples', 'batch_size'))
+  done = update - _at(table, 'first_update', p)
+  whole = (offset == 0) & (used == per * batch)
+  inside = (offset + xp.minimum(done, per) * batch) / used  # a ramp's phase: done <= per
+  return start + xp.where(whole, done / per, inside)
 
 
 def clock_value(schedule: LRSchedule, table: PhaseTable, update: Any) -> Any:

@@ -99,34 +99,35 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
   started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:
-    plan, phase = controllers.plan, controllers.plan.phase_at_epoch(loop.epoch)
-    done = int(clock.epoch_and_position(plan.table, loop.update)[1])  # > 0: resumed inside the epoch
-    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=done > 0)):
+    plan, segments = controllers.plan, controllers.plan.epoch_segments(loop.epoch)
+    resumed = loop.update > segments[0][1]  # inside the epoch
+    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=resumed)):
       inputs = _inputs(seed, controllers)
-    dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
-                                   feed.streaming)
-    for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
-                                    phase.updates_per_epoch, done):
-      for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
-                       controllers.pending_at):
-        state = dispatch(state, args, inputs, k)
-        loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
-        if max_in_flight():
-          jax.block_until_ready(state)
-        if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
-          loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
-        if preemption.requested and jax.process_count() == 1:
-          _save(files, state, loop, controllers, config, started)
-          raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
-                          'saved; the same command resumes from it')
-        if progress.due() or loop.update == controllers.pending_at:
-          if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
-            inputs = _inputs(seed, controllers)
-          loss, _, count = _sums(state)  # since the last evaluation
-          progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
-                        phase=plan.phases.index(phase), num_phases=len(plan.phases),
-                        batch_size=phase.batch_size, learning_rate=_lr(state),
-                        loss=loss / max(count, 1), examples_seen=loop.examples_seen)
+    for phase, done in _left(segments, loop.update):
+      dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
+                                     feed.streaming)
+      for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
+                                      phase.updates_per_epoch, done):
+        for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
+                         controllers.pending_at):
+          state = dispatch(state, args, inputs, k)
+          loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
+          if max_in_flight():
+            jax.block_until_ready(state)
+          if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
+            loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
+          if preemption.requested and jax.process_count() == 1:
+            _save(files, state, loop, controllers, config, started)
+            raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
+                            'saved; the same command resumes from it')
+          if progress.due() or loop.update == controllers.pending_at:
+            if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
+              inputs = _inputs(seed, controllers)
+            loss, _, count = _sums(state)  # since the last evaluation
+            progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
+                          phase=plan.phases.index(phase), num_phases=len(plan.phases),
+                          batch_size=phase.batch_size, learning_rate=_lr(state),
+                          loss=loss / max(count, 1), examples_seen=loop.examples_seen)
     loop.epoch += 1
     diverged_at = int(state.diverged_at[0])
     if loop.epoch % config.eval_every_epochs == 0 or loop.epoch == plan.num_epochs:
@@ -137,7 +138,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
         inputs, progress.total_examples = _inputs(seed, controllers), controllers.plan.examples_seen
         files.write_json(run_files.PLAN, controllers.plan.to_json())
     every = config.checkpoint_every_epochs
-    if loop.epoch == phase.end_epoch or (every and loop.epoch % every == 0):
+    if loop.epoch == segments[-1][0].end_epoch or (every and loop.epoch % every == 0):
       _save(files, state, loop, controllers, config, started)
   summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
   files.write_json(run_files.SUMMARY, summary)
@@ -198,12 +199,21 @@ def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Con
 
 def _inputs(seed: int, controllers: Controllers) -> StepInputs:
   """The step's data: the seed, the plan's phase table (padded to one shape whatever the
-  re-planning) and the dynamic LR multiplier."""
+  re-planning: a re-planned run has at most one phase per epoch) and the dynamic LR
+  multiplier."""
   plan = controllers.plan
-  table = clock.PhaseTable.from_phases(plan.phases, plan.num_epochs)
+  table = clock.PhaseTable.from_phases(plan.phases, max(plan.num_epochs, len(plan.phases)))
   return devices.replicate(StepInputs(
       seed=np.int32(seed), table=table.replace(lr_multiplier=table.lr_multiplier.astype(np.float32)),
       lr_multiplier=np.float32(controllers.lr_multiplier)))
+
+
+def _left(segments: list[tuple[Any, int]], update: int) -> Iterator[tuple[Any, int]]:
+  """The epoch's phases still to run after ``update`` updates, each with the updates of
+  it already done (``> 0``: resumed inside it)."""
+  for phase, first in segments:
+    if update < first + phase.updates_per_epoch:
+      yield phase, max(update - first, 0)
 
 
 def _chunks(update: int, updates: int, log_every: int, limit: int,

@@ -39,6 +39,9 @@ def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = Non
   plan = build_plan(config, num_devices=num_devices or jax.device_count(),
                     num_train_examples=spec.num_train_examples)
   _check_plateau_metrics(plan, config.dataset.validation_size)
+  if plan.batch_schedule.ramp and config.dataset.mode == 'streaming':
+    raise ConfigError(f'batch_schedule {plan.batch_schedule.name!r} changes the batch inside '
+                      "epochs, which needs dataset.mode='in_memory', not 'streaming'")
   return RunSetup(config=config, spec=spec, plan=plan,
                   model=build_model(config.model, spec.num_classes, config.ghost_batch_size,
                                     axis_name=AXIS),
