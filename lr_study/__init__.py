@@ -5,7 +5,15 @@ The public API, for notebooks and other training loops:
 * ``lr_study.run(config, workdir)``: trains or resumes every run of a study config;
 * ``lr_study.optax_schedule(config, num_train_examples, num_devices=1)``: a run's LR as
   an ``optax.Schedule`` of the update count.
+
+TensorFlow, which lr_study uses for datasets, TensorBoard files and ``tf.io.gfile``, logs
+from C++ (a failed cloud credential lookup, for one) unless ``TF_CPP_MIN_LOG_LEVEL`` is
+set: importing lr_study sets it to 3 unless the user has, before JAX (which sets 1).
 """
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 
 def __getattr__(name: str):

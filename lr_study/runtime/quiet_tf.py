@@ -10,8 +10,8 @@ from typing import Any
 
 @functools.cache
 def import_tensorflow() -> Any:
-  """``tensorflow``, with no GPU visible to it and its logs quiet."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  """``tensorflow``, with no GPU visible to it and its logs quiet (``TF_CPP_MIN_LOG_LEVEL``
+  is set on importing ``lr_study``, before JAX sets its own)."""
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
