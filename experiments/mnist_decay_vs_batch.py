@@ -17,6 +17,10 @@ at epochs 10 and 20:
   (``lr_study.schedules.batch_dynamic``): the batch follows the data, not a hand-set
   schedule.
 
+A batch ramp, as large-model training uses, is here too: ε held, B from 64 to 1024 in
+steps of 64, linearly over the first 30% of the examples, changing at any update
+(``lr_study.schedules.batch_ramp``): ``--config=experiments/mnist_decay_vs_batch.py:ramp``.
+
 Raschka's STAT 453 batch-size experiment is here too, at a constant LR, for the
 contrast it teaches (equal epochs, 843 vs 52 updates per epoch):
 ``--config=experiments/mnist_decay_vs_batch.py:raschka_b64,raschka_b1024``.
@@ -58,6 +62,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
         batch_schedule=dict(name='noise_adaptive', batch_size=config.get_ref('batch_size').identity(),
                             max_batch_size=1024, multiple=64))
+    config.variants.ramp = dict(
+        lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
+        batch_schedule=dict(name='linear_ramp', batch_size=config.get_ref('batch_size').identity(),
+                            final_batch_size=1024, over=0.3, multiple=64))
   config.num_epochs = EPOCHS
   config.checkpoint_every_epochs = 5
   return select_variant(config, arg, default=('decay', 'hybrid', 'increase', 'noise_adaptive'))
