@@ -55,3 +55,21 @@ def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')
   prepare_dataset(dataset_defaults('digits', data_dir=data_dir))
   return data_dir
+
+
+class StopAfter:
+  """A preemption (``lr_study.runtime.preemption.Preemption``) requested after the loop's
+  ``n``-th dispatch, as a SIGTERM arriving during it."""
+
+  def __init__(self, n: int):
+    self.n, self.dispatches = n, 0
+
+  @property
+  def requested(self) -> bool:
+    self.dispatches += 1
+    return self.dispatches >= self.n
+
+
+@pytest.fixture
+def stop_after() -> type[StopAfter]:
+  return StopAfter

@@ -163,18 +163,6 @@ def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-class _StopAfter:
-  """A preemption requested after the ``n``-th dispatch."""
-
-  def __init__(self, n: int):
-    self.n, self.dispatches = n, 0
-
-  @property
-  def requested(self) -> bool:
-    self.dispatches += 1
-    return self.dispatches >= self.n
-
-
 def _train(config, run_dir: str, preemption=None):
   setup = prepare_run(config)
   compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, augment=False)
@@ -197,11 +185,12 @@ def test_training_through_a_ramp_keeps_the_plans_books_and_compiles_once_per_bat
   assert [r['batch_size'] for r in log] == [plan.batch_size_at_epoch(e) for e in range(4)]
 
 
-def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(digits_data_dir, tmp_path):
+def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(digits_data_dir, tmp_path,
+                                                                stop_after):
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
   setup, _ = _train(_config(digits_data_dir), straight)
   with pytest.raises(Preempted):
-    _train(_config(digits_data_dir), resumed, preemption=_StopAfter(5))
+    _train(_config(digits_data_dir), resumed, preemption=stop_after(5))
   template = init_train_state(setup.model, setup.tx, 0, setup.spec.image_shape)
   stopped = checkpoint.restore(resumed, template).step
   phase = setup.plan.phases[clock.phase_index(setup.plan.table, stopped)]

@@ -14,6 +14,7 @@ import pytest
 from lr_study import config as schema
 from lr_study.data.feeds import load_feed
 from lr_study.runtime import run_files
+from lr_study.runtime.preemption import Preempted
 from lr_study.training import checkpoint, manual_lr
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import prepare_run
@@ -144,6 +145,25 @@ def test_resumed_run_continues_exactly_where_an_uninterrupted_run_would_be(
   a, b = (checkpoint.restore(d, template).state for d in (straight, resumed))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_a_run_stopped_at_the_last_update_of_an_epoch_resumes_without_repeating_it(
+    digits_data_dir, tmp_path, stop_after):
+  # 22 updates per epoch in dispatches of 8, 8 and 6: the third ends epoch 0.
+  kwargs = dict(num_epochs=3, updates_per_dispatch=8,
+                lr_schedule=dict(name='constant', init_value=0.05),
+                batch_schedule=dict(name='constant', batch_size=64))
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  _, _, log_straight = _run(_config(digits_data_dir, **kwargs), straight)
+  setup = prepare_run(_config(digits_data_dir, **kwargs))
+  compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, augment=False)
+  with pytest.raises(Preempted, match='after update 22,'):
+    train_and_evaluate(setup, load_feed(setup.config.dataset, setup.spec), resumed, 0, compiler,
+                       preemption=stop_after(3))
+  _, summary, log_resumed = _run(_config(digits_data_dir, **kwargs), resumed)
+  assert summary['updates'] == 66
+  assert ([{k: v for k, v in r.items() if k != 'wall_time'} for r in log_resumed] ==
+          [{k: v for k, v in r.items() if k != 'wall_time'} for r in log_straight])
 
 
 def test_increase_on_plateau_raises_the_batch_in_a_real_run(digits_data_dir, tmp_path):
