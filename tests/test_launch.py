@@ -32,6 +32,8 @@ def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subproc
     ('--config.batch_schedule.batch_size=12', 'batch'),
     ('--config=experiments/no_such_file.py', 'no_such_file.py'),
     ('--config.dataset.train_split=training', "dataset.train_split 'training'"),
+    ('--config.gradient_noise_every_updates=0',
+     'gradient_noise_every_updates must be a whole number >= 1, got 0'),
     ('--no_such_flag=1', "no_such_flag"),
 ])
 def test_bad_input_is_a_one_line_error_before_any_data_is_loaded(flag, named, tmp_path):
@@ -74,19 +76,39 @@ def test_dry_run_prints_and_writes_the_plan_without_data(tmp_path):
   assert 'tensorflow' not in result.stderr.lower()
 
 
-def test_default_study_prints_the_table_and_writes_logs_and_figure(digits_data_dir, tmp_path):
+@pytest.fixture(scope='module')
+def default_study(digits_data_dir, tmp_path_factory):
+  """The default study with seed 0 on one device: (its launch.py result, its workdir)."""
+  workdir = tmp_path_factory.mktemp('default_study')
   result = _launch('--config.seeds=0,', f'--config.dataset.data_dir={digits_data_dir}',
-                   f'--workdir={tmp_path}', one_device=True, timeout=600)
+                   f'--workdir={workdir}', one_device=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
+  return result, workdir
+
+
+def test_default_study_prints_the_table_and_writes_logs_and_figure(default_study):
+  result, workdir = default_study
   table = [line for line in result.stdout.splitlines() if line.startswith('| ')]
   assert [row.split('|')[1].strip() for row in table[1:]] == ['decay', 'hybrid', 'increase']
   for name in ('table.md', 'table.csv', 'figure.png'):
-    assert os.path.getsize(tmp_path / name) > 0
+    assert os.path.getsize(workdir / name) > 0
   for variant in ('decay', 'hybrid', 'increase'):
-    assert os.path.exists(tmp_path / variant / 'seed_0' / 'metrics.jsonl')
+    assert os.path.exists(workdir / variant / 'seed_0' / 'metrics.jsonl')
   updates = {row.split('|')[1].strip(): int(row.split('|')[5].replace(',', ''))
              for row in table[1:]}
   assert updates['increase'] < updates['hybrid'] < updates['decay']
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'decay (B = 8, halves of 4) overfits the 1437 digits after epoch 20: the averaged |G|² '
+    'is negative at 7 of 40 evaluations (epochs 21-23, 25, 38-40), B_simple = inf; at HEAD '
+    'before the every-M measurement it was at 9 of 40'))
+def test_default_study_logs_a_finite_positive_noise_scale_at_every_evaluation(default_study):
+  _, workdir = default_study
+  for variant, lines in _metrics_without_wall_time(workdir).items():
+    scales = [line['gradient_noise_scale'] for line in lines]
+    assert len(scales) == 40, variant
+    assert all(isinstance(s, float) and 0 < s < float('inf') for s in scales), (variant, scales)
 
 
 def _metrics_without_wall_time(workdir) -> dict[str, list[dict]]:
