@@ -15,9 +15,9 @@ ImageNet example):
 * the state records the first update whose loss or gradient is not finite, and the
   moving averages of the gradient noise scale B_simple = tr(Σ)/|G|²
   (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
-  before the update) with ``u % M == 0``, M = ``gradient_noise_every_updates``: a
-  ``lax.cond`` inside the update, so the measured updates do not depend on how many
-  updates a call runs. A measurement adds to the update only the squared norms of the
+  before the update) with ``u % M == 0``, M = ``gradient_noise_every_updates``, whatever
+  updates a call runs: one ``lax.cond`` per M updates chooses a measured or a plain
+  update, the others run plain (:meth:`StepCompiler._updates`). A measurement adds to the update only the squared norms of the
   small-batch gradients (each device's; on one device each micro-batch's, or without
   accumulation the first half's, one more backward pass over B/2 examples) and never
   changes the update's gradient, so the parameters do not depend on M.
@@ -152,14 +152,45 @@ class StepCompiler:
                   accumulation_steps: int) -> TrainState:
     self.traces += 1  # runs at trace time only
 
-    def one_update(_, state: TrainState) -> TrainState:
-      epoch, position = clock.epoch_and_position(inputs.table, state.step)
-      x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
-                                jax.local_device_count(), augment=self.augment,
-                                seed=inputs.seed, epoch=epoch)
-      return self._update(state, x, y, inputs)
+    def one_update(measured: bool) -> Callable[[TrainState], TrainState]:
+      def update(state: TrainState) -> TrainState:
+        epoch, position = clock.epoch_and_position(inputs.table, state.step)
+        x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
+                                  jax.local_device_count(), augment=self.augment,
+                                  seed=inputs.seed, epoch=epoch)
+        return self._update(state, x, y, inputs, measured)
+      return update
 
-    return jax.lax.fori_loop(0, num_updates, one_update, state)
+    return self._updates(state, num_updates, one_update)
+
+  def _updates(self, state: TrainState, num_updates: jax.Array,
+               one_update: Callable[[bool], Callable[[TrainState], TrainState]]) -> TrainState:
+    """``num_updates`` updates, those at multiples of M measured, in groups: the first
+    update of a group, measured or not (``lax.cond`` on the update counter), then plain
+    updates up to the next multiple of M. A measurement is then one ``cond`` per M
+    updates, however the updates fall into dispatches."""
+    if not self.measure or self.noise_every == 1:  # every update alike
+      return jax.lax.fori_loop(0, num_updates, lambda _, state: one_update(self.measure)(state),
+                               state)
+    plain = lambda _, state: one_update(False)(state)
+
+    def group(carry: tuple[TrainState, jax.Array]) -> tuple[TrainState, jax.Array]:
+      state, left = carry
+      state = self._maybe_measured(state, one_update)
+      rest = jnp.minimum(left - 1, -state.step % self.noise_every)
+      return jax.lax.fori_loop(0, rest, plain, state), left - 1 - rest
+
+    return jax.lax.while_loop(lambda carry: carry[1] > 0, group, (state, num_updates))[0]
+
+  def _maybe_measured(self, state: TrainState,
+                      one_update: Callable[[bool], Callable[[TrainState], TrainState]]
+                      ) -> TrainState:
+    """One update, measured if ``state.step`` is a multiple of
+    ``gradient_noise_every_updates`` (M)."""
+    if not self.measure or self.noise_every == 1:
+      return one_update(self.measure)(state)
+    return jax.lax.cond(state.step % self.noise_every == 0, one_update(True),
+                        one_update(False), state)
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
                    *, per_device_batch: int, accumulation_steps: int) -> TrainState:
@@ -168,16 +199,18 @@ class StepCompiler:
     x = transform_batch(batch['image'], batch['index'], self.mean, self.std,
                         augment=self.augment, seed=inputs.seed, epoch=epoch)
     m = per_device_batch // accumulation_steps
-    return self._update(state, x.reshape(accumulation_steps, m, *x.shape[1:]),
-                        batch['label'].reshape(accumulation_steps, m), inputs)
+    x, y = x.reshape(accumulation_steps, m, *x.shape[1:]), batch['label'].reshape(accumulation_steps, m)
+    return self._maybe_measured(
+        state, lambda measured: lambda state: self._update(state, x, y, inputs, measured))
 
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
-              inputs: StepInputs) -> TrainState:
-    """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y`` [k, m]."""
+              inputs: StepInputs, measured: bool) -> TrainState:
+    """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y``
+    [k, m]; ``measured``: with a gradient noise measurement."""
     k = x.shape[0]
     device = jax.lax.axis_index(AXIS)
     # The micro-batches' squared norms: the small batches on one device with accumulation.
-    micro_sq = self.measure and k > 1 and jax.device_count() == 1
+    micro_sq = measured and k > 1 and jax.device_count() == 1
 
     def gradient(xm: jax.Array, ym: jax.Array, j: jax.Array) -> tuple[Any, ...]:
       def loss_fn(params):
@@ -203,7 +236,7 @@ class StepCompiler:
     grads, batch_stats, loss, acc, micro_sq_mean = jax.lax.pmean(local, AXIS)
     big = gradient_noise.sq_norm(grads)
     noise = state.noise
-    if self.measure:
+    if measured:
       half = x.shape[1] // 2
       first_half = lambda: gradient(x[0, :half], y[0, :half], 0)[0]
       noise = self._measured_noise(state, x.shape[:2], local[0], grads, big, micro_sq_mean,
@@ -224,8 +257,7 @@ class StepCompiler:
   def _measured_noise(self, state: TrainState, shape: tuple[int, int], local_grads: Any,
                       grads: Any, big: jax.Array, micro_sq: jax.Array,
                       first_half: Callable[[], Any]) -> gradient_noise.GradientNoiseState:
-    """``state.noise`` with this update's measurement folded in if ``state.step`` is a
-    multiple of ``gradient_noise_every_updates`` (M), else unchanged.
+    """``state.noise`` with this update's measurement folded in.
 
     The small batches (``gradient_noise``'s docstring): each device's B/D examples on
     several devices, each micro-batch's on one device with accumulation, else the two
@@ -245,14 +277,9 @@ class StepCompiler:
         return jnp.full((), jnp.nan), m
       return gradient_noise.two_halves_sq_norm(first_half(), grads), m // 2
 
-    def measure() -> gradient_noise.GradientNoiseState:
-      small_sq, b_small = small()
-      return gradient_noise.update(state.noise, small_sq, big, b_small, num_devices * k * m,
-                                   self.noise_decay)
-
-    if self.noise_every == 1:
-      return measure()
-    return jax.lax.cond(state.step % self.noise_every == 0, measure, lambda: state.noise)
+    small_sq, b_small = small()
+    return gradient_noise.update(state.noise, small_sq, big, b_small, num_devices * k * m,
+                                 self.noise_decay)
 
 
 @functools.cache
