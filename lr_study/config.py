@@ -27,7 +27,7 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
   the compiled step runs per call), ``gradient_noise_every_updates`` (M: the train step
   measures the gradient noise scale B_simple, ``lr_study.training.gradient_noise``, at
-  the updates u with u % M == 0, whatever the updates per call), ``gradient_noise_decay``
+  the updates u with u < M or u % M == 0, whatever the updates per call), ``gradient_noise_decay``
   (d: the decay of its moving averages per measurement, a memory of about 1/(1 − d)
   measurements, M/(1 − d) updates).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
   config.gradient_noise_every_updates = 32
-  config.gradient_noise_decay = 0.9
+  config.gradient_noise_decay = 0.95
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config

@@ -99,10 +99,6 @@ def test_default_study_prints_the_table_and_writes_logs_and_figure(default_study
   assert updates['increase'] < updates['hybrid'] < updates['decay']
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'decay (B = 8, halves of 4) overfits the 1437 digits after epoch 20: the averaged |G|² '
-    'is negative at 7 of 40 evaluations (epochs 21-23, 25, 38-40), B_simple = inf; at HEAD '
-    'before the every-M measurement it was at 9 of 40'))
 def test_default_study_logs_a_finite_positive_noise_scale_at_every_evaluation(default_study):
   _, workdir = default_study
   for variant, lines in _metrics_without_wall_time(workdir).items():

@@ -76,8 +76,8 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
   dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
   split, inputs = _split(seed=seed), _inputs(per_device * jax.local_device_count(), seed)
-  for _ in range(updates // per_dispatch):
-    state = dispatch(state, (split,), inputs, per_dispatch)
+  for start in range(0, updates, per_dispatch):
+    state = dispatch(state, (split,), inputs, min(per_dispatch, updates - start))
   return devices.unreplicate(state)
 
 
@@ -177,13 +177,15 @@ def test_a_non_finite_loss_marks_its_first_update():
   assert 1 < int(state.diverged_at) <= 6
 
 
-@pytest.mark.parametrize('updates', [1, 4, 5, 8, 9])
-def test_noise_is_measured_at_the_updates_that_are_multiples_of_m(updates):
+@pytest.mark.parametrize('per_dispatch', [1, 3, 16])
+@pytest.mark.parametrize('updates', [1, 4, 5, 8, 9, 13])
+def test_noise_is_measured_at_the_first_m_updates_and_the_multiples_of_m(updates, per_dispatch):
   model, tx, schedule = _setup()
   compiler = StepCompiler(model, tx, schedule, augment=False, gradient_noise_decay=0.5,
                           gradient_noise_every_updates=4)
-  state = _run(compiler, 4, 1, updates)  # updates 0, 4, 8 are measured
-  assert float(state.noise.weight) == pytest.approx(1 - 0.5 ** math.ceil(updates / 4))
+  state = _run(compiler, 4, 1, updates, per_dispatch)  # updates 0, 1, 2, 3, 4, 8, 12
+  measured = min(updates, 4) + max(0, math.ceil(updates / 4) - 1)
+  assert float(state.noise.weight) == pytest.approx(1 - 0.5 ** measured)
 
 
 def test_parameters_do_not_depend_on_how_often_the_noise_is_measured():

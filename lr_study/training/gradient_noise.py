@@ -27,8 +27,13 @@ measurements when d is constant) follow
 
 the weight cancels in the ratio, B_simple = m_tr(Σ) / m_|G|², but not in
 :func:`estimates`. The memory is about 1/(1 − d) measurements: lr_study's train step
-measures every M-th update (``gradient_noise_every_updates``, default 32), so the
-default d = 0.9 remembers about 10 measurements, 320 updates.
+measures each of the first M updates, then every M-th (``gradient_noise_every_updates``,
+default 32), and the default d = 0.95 remembers about 20 measurements, 640 updates.
+A single estimate from a small batch is very noisy (at B = 8, two halves of 4 examples,
+|G|² is resolved only over dozens of them): the first M measurements give the averages
+a start. A longer memory resolves |G|² later in training, when the gradient is small
+against its noise, but its early estimates, orders of magnitude larger, then outweigh
+the recent ones for longer.
 
 In a ``jax.pmap`` train step over D devices in all (every process's) with global batch
 B, each device holding B/D examples, the gradients being those of the mean loss over each
@@ -36,7 +41,7 @@ device's examples, before the optimizer (all-reduce over the axis ``AXIS``)::
 
     small = lax.pmean(sq_norm(local_grads), AXIS)   # B_small = B / D
     grads = lax.pmean(local_grads, AXIS)            # B_big = B
-    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.9)
+    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.95)
 
 Every device then holds the same state. With D devices and k micro-batches each,
 B_small = B/(D·k) from the micro-batches, or B/D from the per-device means; on one

@@ -15,8 +15,9 @@ ImageNet example):
 * the state records the first update whose loss or gradient is not finite, and the
   moving averages of the gradient noise scale B_simple = tr(Σ)/|G|²
   (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
-  before the update) with ``u % M == 0``, M = ``gradient_noise_every_updates``, whatever
-  updates a call runs: one ``lax.cond`` per M updates chooses a measured or a plain
+  before the update) with ``u < M`` or ``u % M == 0``, M =
+  ``gradient_noise_every_updates`` (the first M all measured, so that the moving averages
+  start from M estimates), whatever updates a call runs: one ``lax.cond`` per M updates chooses a measured or a plain
   update, the others run plain (:meth:`StepCompiler._updates`). A measurement adds to the update only the squared norms of the
   small-batch gradients (each device's; on one device each micro-batch's, or without
   accumulation the first half's, one more backward pass over B/2 examples) and never
@@ -111,7 +112,7 @@ class StepCompiler:
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
                *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
-               gradient_noise_decay: float = 0.9, gradient_noise_every_updates: int = 32,
+               gradient_noise_decay: float = 0.95, gradient_noise_every_updates: int = 32,
                measure: bool = True):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
     self.noise_decay, self.noise_every = gradient_noise_decay, gradient_noise_every_updates
@@ -165,10 +166,11 @@ class StepCompiler:
 
   def _updates(self, state: TrainState, num_updates: jax.Array,
                one_update: Callable[[bool], Callable[[TrainState], TrainState]]) -> TrainState:
-    """``num_updates`` updates, those at multiples of M measured, in groups: the first
-    update of a group, measured or not (``lax.cond`` on the update counter), then plain
-    updates up to the next multiple of M. A measurement is then one ``cond`` per M
-    updates, however the updates fall into dispatches."""
+    """``num_updates`` updates, the first M and those at multiples of M measured, in
+    groups: the first update of a group, measured or not (``lax.cond`` on the update
+    counter), then plain updates up to the next measured one. Past the first M updates
+    a measurement is one ``cond`` per M updates, however the updates fall into
+    dispatches."""
     if not self.measure or self.noise_every == 1:  # every update alike
       return jax.lax.fori_loop(0, num_updates, lambda _, state: one_update(self.measure)(state),
                                state)
@@ -177,7 +179,8 @@ class StepCompiler:
     def group(carry: tuple[TrainState, jax.Array]) -> tuple[TrainState, jax.Array]:
       state, left = carry
       state = self._maybe_measured(state, one_update)
-      rest = jnp.minimum(left - 1, -state.step % self.noise_every)
+      every = self.noise_every  # the next measured update: the next one, or a multiple of M
+      rest = jnp.where(state.step < every, 0, jnp.minimum(left - 1, -state.step % every))
       return jax.lax.fori_loop(0, rest, plain, state), left - 1 - rest
 
     return jax.lax.while_loop(lambda carry: carry[1] > 0, group, (state, num_updates))[0]
@@ -185,11 +188,12 @@ class StepCompiler:
   def _maybe_measured(self, state: TrainState,
                       one_update: Callable[[bool], Callable[[TrainState], TrainState]]
                       ) -> TrainState:
-    """One update, measured if ``state.step`` is a multiple of
-    ``gradient_noise_every_updates`` (M)."""
+    """One update, measured if ``state.step`` is one of the first M or a multiple of M
+    (M = ``gradient_noise_every_updates``)."""
     if not self.measure or self.noise_every == 1:
       return one_update(self.measure)(state)
-    return jax.lax.cond(state.step % self.noise_every == 0, one_update(True),
+    every = self.noise_every
+    return jax.lax.cond((state.step < every) | (state.step % every == 0), one_update(True),
                         one_update(False), state)
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
