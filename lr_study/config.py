@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
   config.gradient_noise_every_updates = 32
-  config.gradient_noise_decay = 0.95
+  config.gradient_noise_decay = 0.99
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config

@@ -130,22 +130,37 @@ def test_smoothing_beats_a_single_step_ratio():
   assert smoothed_error < single_error / 5
 
 
-def test_bias_correction_makes_the_first_update_its_own_estimate():
+def test_the_first_measurement_is_its_own_estimate():
   state = gradient_noise.update(gradient_noise.init(), 5.0, 2.0, 2, 8, decay=0.99)
-  assert float(state.ema_g_sq) == pytest.approx(0.01)  # the raw average is biased to 0
+  assert float(state.ema_g_sq) == pytest.approx(0.01 / 2.0)  # the raw sum, weighted 1/|G_big|²
   g_sq, trace = gradient_noise.estimates(state)
   assert (float(g_sq), float(trace)) == pytest.approx((1.0, 8.0))
 
 
-def test_bias_correction_weight_is_one_minus_decay_power_and_recovers_constants():
+def test_each_measurement_weighs_one_over_its_big_batch_squared_norm():
+  # Two measurements of equal memory but scales 100x apart: the average leans to the
+  # recent small-scale one in proportion 100:1 instead of being ruled by the large one.
+  old = (5.0, 2.0)  # |G|² = 1, tr(Σ) = 8
+  new = (0.05, 0.02)  # |G|² = 0.01, tr(Σ) = 0.08
+  state = gradient_noise.init()
+  for small, big in (old, new):
+    state = gradient_noise.update(state, small, big, 2, 8, decay=0.5)
+  assert float(state.weight) == pytest.approx(0.5 * 0.5 / 2.0 + 0.5 / 0.02)
+  w_old, w_new = 0.25 / 2.0, 0.5 / 0.02
+  expected = [(w_old * a + w_new * b) / (w_old + w_new) for a, b in ((1.0, 0.01), (8.0, 0.08))]
+  assert [float(x) for x in gradient_noise.estimates(state)] == pytest.approx(expected, rel=1e-5)
+  assert float(gradient_noise.b_simple(state)) == pytest.approx(8.0, rel=1e-5)
+
+
+def test_constant_measurements_are_recovered_whatever_their_number():
   state = gradient_noise.init()
   for _ in range(7):
     state = gradient_noise.update(state, 5.0, 2.0, 2, 8, decay=0.9)
-  assert float(state.weight) == pytest.approx(1 - 0.9**7, rel=1e-6)
+  assert float(state.weight) == pytest.approx((1 - 0.9**7) / 2.0, rel=1e-6)
   assert [float(x) for x in gradient_noise.estimates(state)] == pytest.approx([1.0, 8.0], rel=1e-6)
 
 
-def test_bias_correction_holds_when_decay_changes_between_updates():
+def test_the_averages_hold_when_decay_changes_between_updates():
   state = gradient_noise.init()
   for decay in (0.5, 0.9, 0.99, 0.0, 0.95):
     state = gradient_noise.update(state, 5.0, 2.0, 2, 8, decay=decay)

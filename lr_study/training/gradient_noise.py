@@ -18,22 +18,23 @@ Appendix A.1:
 |G_small|² may be the mean over several small-batch gradients of the step (the
 per-device gradients before the all-reduce, or the micro-batches of one device): its
 expectation is unchanged, its variance smaller. Each single estimate is noisy, so
-:func:`update` keeps an exponential moving average of each, and :func:`b_simple` takes
-the ratio of the two averages (not the average of ratios). With decay d per
-measurement the averages and their debiasing weight w (Adam's 1 − dᵗ after t
-measurements when d is constant) follow
+:func:`update` keeps a moving average of each, and :func:`b_simple` takes the ratio of
+the two averages (not the average of ratios). Over training both quantities fall by
+orders of magnitude, so a plain moving average would be ruled for long by its early,
+large estimates; each measurement therefore enters with the weight 1/|G_big|², its
+own scale. With decay d per measurement the weighted sums and their total weight w follow
 
-    m ← d·m + (1 − d)·estimate,     w ← d·w + (1 − d),     debiased m̂ = m / w;
+    m ← d·m + (1 − d)·estimate/|G_big|²,   w ← d·w + (1 − d)/|G_big|²,   average m̂ = m / w
 
-the weight cancels in the ratio, B_simple = m_tr(Σ) / m_|G|², but not in
-:func:`estimates`. The memory is about 1/(1 − d) measurements: lr_study's train step
-measures each of the first M updates, then every M-th (``gradient_noise_every_updates``,
-default 32), and the default d = 0.95 remembers about 20 measurements, 640 updates.
-A single estimate from a small batch is very noisy (at B = 8, two halves of 4 examples,
-|G|² is resolved only over dozens of them): the first M measurements give the averages
-a start. A longer memory resolves |G|² later in training, when the gradient is small
-against its noise, but its early estimates, orders of magnitude larger, then outweigh
-the recent ones for longer.
+(an exponential moving average when |G_big|² holds still); the weight cancels in the
+ratio, B_simple = m_tr(Σ) / m_|G|², but not in :func:`estimates`. The memory is about
+1/(1 − d) measurements: lr_study's train step measures each of the first M updates, then
+every M-th (``gradient_noise_every_updates``, default 32), and the default d = 0.99
+remembers about 100 measurements, 3,200 updates, less as the scale falls. A single
+estimate from a small batch is very noisy (at B = 8, two halves of 4 examples, |G|² is
+resolved only over dozens of them): the first M measurements give the averages a start,
+and the long memory keeps |G|² resolved late in training, when the gradient is small
+against its noise.
 
 In a ``jax.pmap`` train step over D devices in all (every process's) with global batch
 B, each device holding B/D examples, the gradients being those of the mean loss over each
@@ -41,7 +42,7 @@ device's examples, before the optimizer (all-reduce over the axis ``AXIS``)::
 
     small = lax.pmean(sq_norm(local_grads), AXIS)   # B_small = B / D
     grads = lax.pmean(local_grads, AXIS)            # B_big = B
-    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.95)
+    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.99)
 
 Every device then holds the same state. With D devices and k micro-batches each,
 B_small = B/(D·k) from the micro-batches, or B/D from the per-device means; on one
@@ -54,8 +55,9 @@ the halves' g₁ and g₂, so the first half's gradient alone gives g₂ = 2g �
     small = (|g₁|² + |g₂|²) / 2 = |g|² + |g₁ − g|²,     B_small = B/2,   big = |g|²,   B_big = B
 
 (:func:`two_halves_sq_norm`), whence tr(Σ) ≈ B·|g₁ − g|² and |G|² ≈ |g|² − |g₁ − g|²;
-the update's own gradient g is computed as without the measurement. Sampling without replacement from N examples scales the tr(Σ)/B term by
-(N − B)/(N − 1), negligible for B ≪ N.
+the update's own gradient g is computed as without the measurement. Sampling without
+replacement from N examples scales the tr(Σ)/B term by (N − B)/(N − 1), negligible for
+B ≪ N.
 
 Example: |G|² = 1 and tr(Σ) = 8 give, at B_small = 2 and B_big = 8, expected squared
 norms 1 + 8/2 = 5 and 1 + 8/8 = 2, from which the estimates recover both:
@@ -80,13 +82,13 @@ Scalar = Any  # a Python number or a scalar jax array (float32)
 
 @flax.struct.dataclass
 class GradientNoiseState:
-  """Exponential moving averages of the |G|² and tr(Σ) estimates (float32 scalars).
+  """The moving weighted sums of the |G|² and tr(Σ) estimates (float32 scalars).
 
   Attributes:
-    ema_g_sq: the moving average of the |G|² estimates (biased towards 0 early on).
-    ema_trace: the moving average of the tr(Σ) estimates (same bias).
-    weight: the debiasing weight w, the total weight the averages have received;
-      0 before the first update.
+    ema_g_sq: m_|G|², the decayed sum of the |G|² estimates, each times its weight.
+    ema_trace: m_tr(Σ), the same for the tr(Σ) estimates.
+    weight: w, the decayed sum of the weights (module docstring); 0 before the first
+      measurement.
   """
 
   ema_g_sq: jax.Array
@@ -138,7 +140,8 @@ def unbiased_estimates(small_sq_norm: Scalar, big_sq_norm: Scalar, b_small: Scal
 
 def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar,
            b_small: Scalar, b_big: Scalar, decay: Scalar) -> GradientNoiseState:
-  """Folds one measurement's |G|² and tr(Σ) estimates into the moving averages.
+  """Folds one measurement's |G|² and tr(Σ) estimates, weighted by 1/|G_big|², into the
+  moving averages.
 
   Args:
     state: the averages so far.
@@ -149,19 +152,22 @@ def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar
     decay: d in [0, 1): the weight of the past; ``1/(1 − d)`` measurements is the memory.
 
   Returns:
-    ``m ← d·m + (1 − d)·estimate`` for both averages, ``w ← d·w + (1 − d)``.
+    ``m ← d·m + (1 − d)·estimate/|G_big|²`` for both, ``w ← d·w + (1 − d)/|G_big|²``
+    (a measurement with |G_big|² = 0 weighs nothing).
   """
   g_sq, trace = unbiased_estimates(small_sq_norm, big_sq_norm, b_small, b_big)
   d = jnp.asarray(decay, jnp.float32)
-  mix = lambda old, new: d * old + (1.0 - d) * new
+  big = jnp.asarray(big_sq_norm, jnp.float32)
+  weight = jnp.where(big > 0, 1.0 / jnp.where(big > 0, big, 1.0), 0.0)
+  mix = lambda old, new: d * old + (1.0 - d) * weight * new
   return GradientNoiseState(ema_g_sq=mix(state.ema_g_sq, g_sq),
                             ema_trace=mix(state.ema_trace, trace),
                             weight=mix(state.weight, jnp.ones((), jnp.float32)))
 
 
 def estimates(state: GradientNoiseState) -> tuple[jax.Array, jax.Array]:
-  """The debiased averages ``(|G|², tr(Σ)) = (m_|G|² / w, m_tr(Σ) / w)``; NaN before any
-  update."""
+  """The averages ``(|G|², tr(Σ)) = (m_|G|² / w, m_tr(Σ) / w)``; NaN before any
+  measurement."""
   safe = jnp.where(state.weight > 0, state.weight, jnp.nan)
   return state.ema_g_sq / safe, state.ema_trace / safe
 

@@ -112,7 +112,7 @@ class StepCompiler:
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
                *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
-               gradient_noise_decay: float = 0.95, gradient_noise_every_updates: int = 32,
+               gradient_noise_decay: float = 0.99, gradient_noise_every_updates: int = 32,
                measure: bool = True):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
     self.noise_decay, self.noise_every = gradient_noise_decay, gradient_noise_every_updates
