@@ -73,3 +73,23 @@ class StopAfter:
 @pytest.fixture
 def stop_after() -> type[StopAfter]:
   return StopAfter
+
+
+def digits_run_config(data_dir: str, **overrides):
+  """A one-run config on the embedded digits, small enough to train in seconds; the
+  tests override what they study."""
+  from lr_study import config as schema  # pylint: disable=g-import-not-at-top
+  config = schema.get_config()
+  del config['variants'], config['run_variants']
+  config.update(dict(
+      variant='test',
+      dataset=schema.dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
+      model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
+      optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
+      lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),
+      batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2, 4), factor=2),
+      num_epochs=6, checkpoints_to_keep=10))
+  with config.ignore_type():
+    for key, value in overrides.items():
+      config[key] = value
+  return config

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import digits_run_config
 from lr_study import config as schema
 from lr_study.data.feeds import load_feed
 from lr_study.errors import ConfigError
@@ -145,22 +146,12 @@ def test_a_final_batch_larger_than_the_training_set_is_refused():
 
 # --- real training on the digits, 8 fake CPU devices
 
-def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  config = schema.get_config()
-  del config['variants'], config['run_variants']
-  config.update(dict(
-      variant='ramp',
-      dataset=schema.dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
-      model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
-      optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
-      lr_schedule=dict(name='cosine', init_value=0.05, decay_steps=4),
+def _config(data_dir: str) -> ml_collections.ConfigDict:
+  return digits_run_config(
+      data_dir, variant='ramp', lr_schedule=dict(name='cosine', init_value=0.05, decay_steps=4),
       batch_schedule=dict(name='linear_ramp', batch_size=16, final_batch_size=128, over=0.5,
                           multiple=16),
-      num_epochs=4, checkpoints_to_keep=10, updates_per_dispatch=8))
-  with config.ignore_type():
-    for key, value in overrides.items():
-      config[key] = value
-  return config
+      num_epochs=4, updates_per_dispatch=8)
 
 
 def _train(config, run_dir: str, preemption=None):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf  # registers ram://
 
+from conftest import digits_run_config
 from lr_study import config as schema
 from lr_study.data.feeds import load_feed
 from lr_study.runtime import run_files
@@ -37,17 +38,12 @@ def _ram_dir() -> str:
 
 
 def _config(data_dir: str) -> ml_collections.ConfigDict:
-  config = schema.get_config()
-  del config['variants'], config['run_variants']
-  config.update(dict(
-      variant='test',
-      dataset=schema.dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
-      model=dict(name='mlp', widths=(16,), batch_norm=False, dropout=0.0),
-      optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
+  # 11 updates an epoch: a stop after a dispatch is mid-epoch.
+  return digits_run_config(
+      data_dir, model=dict(name='mlp', widths=(16,), batch_norm=False, dropout=0.0),
       lr_schedule=dict(name='constant', init_value=0.05),
       batch_schedule=dict(name='constant', batch_size=128), num_epochs=3,
-      updates_per_dispatch=4))  # 11 updates an epoch: a stop after a dispatch is mid-epoch
-  return config
+      checkpoints_to_keep=schema.get_config().checkpoints_to_keep, updates_per_dispatch=4)
 
 
 def _run(data_dir: str, run_dir: str, preemption: Preemption | None = None) -> dict:

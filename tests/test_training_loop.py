@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lr_study import config as schema
+from conftest import digits_run_config
 from lr_study.data.feeds import load_feed
 from lr_study.runtime import run_files
 from lr_study.runtime.preemption import Preempted
@@ -22,20 +22,7 @@ from lr_study.training.step import StepCompiler, init_train_state
 
 
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  config = schema.get_config()
-  del config['variants'], config['run_variants']
-  config.update(dict(
-      variant='test',
-      dataset=schema.dataset_defaults('digits', data_dir=data_dir, eval_batch_size=128),
-      model=dict(name='mlp', widths=(32,), batch_norm=False, dropout=0.0),
-      optimizer=dict(name='momentum', momentum=0.9, weight_decay=0.0),
-      lr_schedule=dict(name='multistep', init_value=0.05, boundaries=(3,), factors=0.2),
-      batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2, 4), factor=2),
-      num_epochs=6, checkpoints_to_keep=10))
-  with config.ignore_type():
-    for key, value in overrides.items():
-      config[key] = value
-  return config
+  return digits_run_config(data_dir, **overrides)
 
 
 def _run(config: ml_collections.ConfigDict, run_dir: str):
