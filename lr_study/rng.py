@@ -1,19 +1,25 @@
-"""Named random streams: every random number of a run comes from one root key per seed.
+"""Named random streams: every random number of a run comes from its seed, by stream.
+
+The device streams are JAX keys from one root key per seed:
 
     root = PRNGKey(seed)
-    stream(name) = fold_in(root, STREAMS[name])          params | dropout | data_order | augment
+    stream(name) = fold_in(root, STREAMS[name])          params | dropout | augment
 
-and each stream is split further by what it is drawn for:
+each split further by what it is drawn for:
 
     params_key(seed)                    = stream('params')
     dropout_key(seed, update, device, micro_batch)
                                         = fold_in(fold_in(fold_in(stream('dropout'), update), device), micro_batch)
-    data_order_key(seed, epoch)         = fold_in(stream('data_order'), epoch)
     augment_key(seed, epoch, example)   = fold_in(fold_in(stream('augment'), epoch), example)
 
 Keys of different streams have different parents, so no key of one stream is a key of
 another (``fold_in`` is a hash; ``tests/test_rng.py`` checks a sample). ``seed`` may be
 traced: the compiled steps take it as data, so the seeds of a study share one compile.
+
+The order of the training examples is drawn on the host, once per epoch, from NumPy's
+PCG64 seeded with ``(STREAMS['data_order'], seed, epoch)`` (:func:`data_order`): a
+permutation of 60,000 examples takes about a millisecond there, against 20 ms for
+``jax.random.permutation`` on XLA:CPU, where it would stall the device between epochs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
 
 STREAMS = {'params': 0, 'dropout': 1, 'data_order': 2, 'augment': 3}
 
@@ -41,9 +48,9 @@ def dropout_key(seed: Any, update: Any, device: Any, micro_batch: Any) -> jax.Ar
   return jax.random.fold_in(jax.random.fold_in(key, device), micro_batch)
 
 
-def data_order_key(seed: Any, epoch: Any) -> jax.Array:
-  """The key of epoch ``epoch``'s order of the training examples."""
-  return jax.random.fold_in(stream(seed, 'data_order'), epoch)
+def data_order(seed: int, epoch: int) -> np.random.Generator:
+  """The generator of epoch ``epoch``'s order of the training examples (host side)."""
+  return np.random.default_rng([STREAMS['data_order'], int(seed), int(epoch)])
 
 
 def augment_key(seed: Any, epoch: Any, example: Any) -> jax.Array:

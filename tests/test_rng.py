@@ -1,5 +1,5 @@
 """Named random streams: no key of one stream equals a key of another, for a sample of
-seeds, epochs, updates, devices, micro-batches and examples."""
+seeds, epochs, updates, devices, micro-batches and examples; the data orders differ."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ def _keys() -> dict[tuple, np.ndarray]:
   for seed in SEEDS:
     keys[('params', seed)] = rng.params_key(seed)
     for epoch in EPOCHS:
-      keys[('data_order', seed, epoch)] = rng.data_order_key(seed, epoch)
       for example in EXAMPLES:
         keys[('augment', seed, epoch, example)] = rng.augment_key(seed, epoch, example)
     for update, device, micro in itertools.product(UPDATES, DEVICES, MICRO):
@@ -30,6 +29,12 @@ def _keys() -> dict[tuple, np.ndarray]:
 def test_keys_of_every_stream_and_index_are_distinct():
   keys = _keys()
   assert len(set(keys.values())) == len(keys)
+
+
+def test_data_orders_of_every_seed_and_epoch_are_distinct():
+  orders = {(seed, epoch): rng.data_order(seed, epoch).permutation(1437).tobytes()
+            for seed in SEEDS for epoch in EPOCHS}
+  assert len(set(orders.values())) == len(orders)
 
 
 def test_the_old_collision_is_gone():

@@ -1,8 +1,9 @@
 """The two ways the training loop gets its data: a feed per data mode.
 
 * :class:`InMemoryFeed` (``mode='in_memory'``, the default): every split is copied to
-  every device once, as uint8. Each epoch's permutation is computed on the devices from
-  ``(seed, epoch)``; the train step gathers its own batches from it
+  every device once, as uint8. Each epoch's permutation, a function of ``(seed, epoch)``,
+  is drawn on the host and copied to the devices; the train step gathers its own batches
+  from it
   (``in_memory.take_micro_batches``), so nothing crosses from host to device per update;
   each evaluation is one pmapped call over the whole split.
 * :class:`StreamingFeed` (``mode='streaming'``): for datasets too big for the
@@ -20,7 +21,6 @@ the evaluation splits a feed holds or streams.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from typing import Any, Iterator
 
@@ -50,11 +50,6 @@ class _EvalSplit:
   data: DeviceData
   idx: jax.Array  # [devices, steps, per_device]
   mask: jax.Array
-
-
-@functools.partial(jax.pmap, axis_name=devices.AXIS, static_broadcasted_argnums=2)
-def _device_permutation(seed: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
-  return epoch_permutation(seed, epoch, num_examples)
 
 
 class InMemoryFeed:
@@ -87,11 +82,10 @@ class InMemoryFeed:
 
   def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
-    """The training split with epoch ``epoch``'s order, made on the devices; the step
-    gathers each update's batch from it."""
+    """The training split with epoch ``epoch``'s order, made on the host and copied to
+    the devices; the step gathers each update's batch from it."""
     del batch_size
-    perm = _device_permutation(*devices.replicate((np.int32(seed), np.int32(epoch))),
-                               self.num_local_train)
+    perm = devices.replicate(epoch_permutation(seed, epoch, self.num_local_train))
     yield (self.train.replace(perm=perm),), updates - done
 
 

@@ -1,9 +1,10 @@
 """Device-resident epochs: splits live on the accelerator as uint8, batches are gathered there.
 
 The default mode for MNIST, Fashion-MNIST, CIFAR and digits, which fit on an accelerator
-whole. The host copies each split to the devices once; after that a training step reads
-only scalars (the step's position in the epoch), so no data cross from host to device per
-step, and any batch size draws from the same order:
+whole. The host copies each split to the devices once, and each epoch's order (N int32)
+once per epoch; a training step reads only scalars (the step's position in the epoch),
+so no data cross from host to device per step, and any batch size draws from the same
+order:
 
 * epoch ``e`` of run ``seed`` visits the training set in the order
   ``perm = epoch_permutation(seed, e, N)``, a pure function of ``(seed, e)``: a resumed run
@@ -62,13 +63,10 @@ class DeviceData:
   local_device: Any = None
 
 
-def epoch_permutation(seed: Any, epoch: Any, num_examples: int) -> jax.Array:
-  """int32 [num_examples]: the order epoch ``epoch`` of run ``seed`` visits the examples.
-
-  ``seed`` and ``epoch`` may be traced; ``num_examples`` is static.
-  """
-  return jax.random.permutation(rng.data_order_key(seed, epoch),
-                                num_examples).astype(jnp.int32)
+def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """int32 [num_examples]: the order epoch ``epoch`` of run ``seed`` visits the examples
+  (``rng.data_order``, on the host)."""
+  return rng.data_order(seed, epoch).permutation(num_examples).astype(np.int32)
 
 
 def example_keys(seed: Any, epoch: Any, indices: jax.Array) -> jax.Array:
