@@ -178,7 +178,7 @@ def test_to_json_holds_every_phase_and_the_totals():
   assert (out['max_per_device_batch'], out['ghost_batch_size']) == (30, 20)
 
 
-def test_format_table_has_a_row_per_phase_and_a_totals_row():
+def test_plan_table_has_a_row_per_phase_and_a_totals_row():
   lines = format_plan(small_plan()).splitlines()
   assert lines[1].split()[:2] == ['epochs', 'batch']
   assert [line.split()[0] for line in lines[3:7]] == ['0-2', '2-3', '3-4', '4-6']
