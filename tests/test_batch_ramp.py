@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import digits_run_config
+from experiments import mnist_decay_vs_batch
 from lr_study import config as schema
 from lr_study.data.feeds import load_feed
 from lr_study.errors import ConfigError
@@ -23,6 +24,7 @@ from lr_study.schedules.batch_ramp import geometric_ramp, linear_ramp
 from lr_study.training import checkpoint
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import prepare_run
+from lr_study.study import resolve_variant
 from lr_study.training.step import StepCompiler, init_train_state
 
 MNIST_N = 60_000
@@ -90,6 +92,14 @@ def test_linear_ramp_from_64_to_1024_over_30_percent_of_mnist():
   assert sizes[int(np.argmax(seen >= 180_000))] == 1024
   assert max(b for b, s in zip(sizes, seen) if s < 180_000) < 1024
   assert plan.phases[-1].start_offset == 0 and plan.phases[-1].updates_per_epoch == 58
+
+
+def test_the_mnist_study_ramp_variant_plans_2771_updates():
+  config = resolve_variant(mnist_decay_vs_batch.get_config('ramp'), 'ramp')
+  plan = build_plan(config, num_devices=1, num_train_examples=54_000)
+  assert plan.total_updates == 2771
+  assert plan.phases[0].batch_size == 64 and plan.phases[-1].batch_size == 1024
+  assert len({p.batch_size for p in plan.phases}) == 16
 
 
 @pytest.mark.parametrize('schedule', [
