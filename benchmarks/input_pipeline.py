@@ -24,9 +24,9 @@ global batch ``B`` over the ``D`` local devices, ``P = B / D`` examples per devi
     writing a layout whose innermost dimension is the single channel is an unvectorized
     copy, which the MLP's step never makes;
 (b) train step: ``StepCompiler(...).train_step(P, 1)`` called for one update per call
-    (``num_updates = 1``), i.e. the same gather, forward, backward (on one device as two
-    halves, for the gradient noise scale), ``pmean``, the noise-scale averages and the
-    optimizer update;
+    (``num_updates = 1``), i.e. the same gather, forward, backward, ``pmean``, the
+    gradient noise measurement where it is due (the first 32 updates, then every 32nd)
+    and the optimizer update;
 (c) data fraction ``a / b`` in percent, target < 5%. A step also pays for dispatching one
     pmapped call, and (a) pays it again; ``dispatch floor`` times a pmap of the same
     inputs that only advances the update counter, and ``(a − floor) / b`` is the data
