@@ -8,7 +8,10 @@ equal data, and the plan counts what differs: the updates.
 
 The plan is a list of phases, split at every epoch where the batch size or the LR
 multiplier changes and at every boundary of an epoch-clock LR schedule, so that each
-phase has one batch size and, for a piecewise-constant LR, one LR. The global batch is
+phase has one batch size and, for a piecewise-constant LR, one LR. A batch ramp
+(``lr_study.schedules.batch_ramp``) changes B inside epochs: its epochs get one phase per
+run of equal batches, each starting where the last ended in the epoch's order, until
+the ramp ends and whole epochs at its final batch follow. The global batch is
 split evenly over the devices; a per-device batch above ``max_per_device_batch`` is
 reached by accumulating ``accumulation_steps`` micro-batches, as few as keep every global
 micro-batch a whole number of ghost batches (``ghost_batch_norm.accumulation_split``).
