@@ -14,7 +14,9 @@ import pytest
 from conftest import digits_run_config
 from experiments import mnist_decay_vs_batch
 from lr_study import config as schema
+from lr_study.data import feeds
 from lr_study.data.feeds import load_feed
+from lr_study.data.in_memory import epoch_permutation
 from lr_study.errors import ConfigError
 from lr_study.plan import build_plan
 from lr_study.runtime import run_files
@@ -204,6 +206,16 @@ def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(digits_data_dir, 
   a, b = (checkpoint.restore(d, template).state for d in (straight, resumed))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_each_epoch_order_is_drawn_once_though_a_ramp_epoch_has_several_phases(
+    digits_data_dir, tmp_path, monkeypatch):
+  drawn = []
+  monkeypatch.setattr(feeds, 'epoch_permutation',
+                      lambda seed, epoch, n: drawn.append(epoch) or epoch_permutation(seed, epoch, n))
+  setup, _ = _train(_config(digits_data_dir), str(tmp_path))
+  assert max(len(setup.plan.epoch_segments(e)) for e in range(4)) > 1
+  assert drawn == [0, 1, 2, 3]
 
 
 def test_streaming_mode_refuses_a_ramp(digits_data_dir):

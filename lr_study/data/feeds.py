@@ -62,6 +62,7 @@ class InMemoryFeed:
     self.train = _device_data(spec, arrays.train.images, arrays.train.labels,
                               arrays.process_index * len(arrays.train.labels))
     self.num_local_train = len(arrays.train.labels)
+    self._order: tuple[Any, Any] = (None, None)  # ((seed, epoch), the split in that order)
     splits = (('test', arrays.test, spec.num_test_examples),
               ('validation', arrays.validation, spec.num_validation_examples))
     self.eval_splits = {name: self._eval_split(spec, split, total, arrays.process_count,
@@ -83,10 +84,13 @@ class InMemoryFeed:
   def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
     """The training split with epoch ``epoch``'s order, made on the host and copied to
-    the devices; the step gathers each update's batch from it."""
+    the devices once per epoch (a batch ramp's epoch asks once per phase); the step
+    gathers each update's batch from it."""
     del batch_size
-    perm = devices.replicate(epoch_permutation(seed, epoch, self.num_local_train))
-    yield (self.train.replace(perm=perm),), updates - done
+    if self._order[0] != (seed, epoch):
+      self._order = ((seed, epoch), self.train.replace(perm=devices.replicate(
+          epoch_permutation(seed, epoch, self.num_local_train))))
+    yield (self._order[1],), updates - done
 
 
 class StreamingFeed:
