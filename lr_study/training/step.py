@@ -17,11 +17,12 @@ ImageNet example):
   (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
   before the update) with ``u < M`` or ``u % M == 0``, M =
   ``gradient_noise_every_updates`` (the first M all measured, so that the moving averages
-  start from M estimates), whatever updates a call runs: one ``lax.cond`` per M updates chooses a measured or a plain
-  update, the others run plain (:meth:`StepCompiler._updates`). A measurement adds to the update only the squared norms of the
-  small-batch gradients (each device's; on one device each micro-batch's, or without
-  accumulation the first half's, one more backward pass over B/2 examples) and never
-  changes the update's gradient, so the parameters do not depend on M.
+  start from M estimates), whatever updates a call runs: one ``lax.cond`` per M updates
+  chooses a measured or a plain update, the others run plain
+  (:meth:`StepCompiler._updates`). A measurement adds to the update only the squared
+  norms of the small-batch gradients (each device's; on one device each micro-batch's,
+  or without accumulation the first half's, one more backward pass over B/2 examples)
+  and never changes the update's gradient, so the parameters do not depend on M.
 
 An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
 for many updates, the count itself data). The seed, the plan's phase table and the
@@ -203,7 +204,8 @@ class StepCompiler:
     x = transform_batch(batch['image'], batch['index'], self.mean, self.std,
                         augment=self.augment, seed=inputs.seed, epoch=epoch)
     m = per_device_batch // accumulation_steps
-    x, y = x.reshape(accumulation_steps, m, *x.shape[1:]), batch['label'].reshape(accumulation_steps, m)
+    x = x.reshape(accumulation_steps, m, *x.shape[1:])
+    y = batch['label'].reshape(accumulation_steps, m)
     return self._maybe_measured(
         state, lambda measured: lambda state: self._update(state, x, y, inputs, measured))
 
