@@ -51,7 +51,7 @@ _BROKEN_URL = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*):/?(?!/)')  # gs:/b, gs:b
 # --- Paths on any filesystem -------------------------------------------------------------
 
 
-def _gfile() -> Any:
+def gfile() -> Any:
   """``tf.io.gfile`` (``lr_study.runtime.quiet_tf``)."""
   return import_tensorflow().io.gfile
 
@@ -74,14 +74,14 @@ def exists(path: str | os.PathLike[str]) -> bool:
   """Whether a file or directory is at ``path``."""
   if scheme(path) is None:
     return os.path.exists(_local(path))
-  return _gfile().exists(os.fspath(path))
+  return gfile().exists(os.fspath(path))
 
 
 def isdir(path: str | os.PathLike[str]) -> bool:
   """Whether ``path`` is a directory."""
   if scheme(path) is None:
     return os.path.isdir(_local(path))
-  return _gfile().isdir(os.fspath(path))
+  return gfile().isdir(os.fspath(path))
 
 
 def make_dirs(path: str | os.PathLike[str]) -> None:
@@ -89,17 +89,17 @@ def make_dirs(path: str | os.PathLike[str]) -> None:
   if scheme(path) is None:
     os.makedirs(_local(path), exist_ok=True)
   else:
-    _gfile().makedirs(os.fspath(path))
+    gfile().makedirs(os.fspath(path))
 
 
 def modified_ns(path: str | os.PathLike[str]) -> int:
   """When file ``path`` was last modified, in nanoseconds since the epoch."""
   if scheme(path) is None:
     return os.stat(_local(path)).st_mtime_ns
-  gfile = _gfile()
-  if not gfile.exists(os.fspath(path)):
+  fs = gfile()
+  if not fs.exists(os.fspath(path)):
     raise FileNotFoundError(os.fspath(path))
-  return gfile.stat(os.fspath(path)).mtime_nsec
+  return fs.stat(os.fspath(path)).mtime_nsec
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -107,10 +107,10 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
   if scheme(path) is None:
     with open(_local(path), 'rb') as f:
       return f.read()
-  gfile = _gfile()
-  if not gfile.exists(os.fspath(path)):
+  fs = gfile()
+  if not fs.exists(os.fspath(path)):
     raise FileNotFoundError(os.fspath(path))
-  with gfile.GFile(os.fspath(path), 'rb') as f:
+  with fs.GFile(os.fspath(path), 'rb') as f:
     return f.read()
 
 
@@ -120,10 +120,10 @@ def remove(path: str | os.PathLike[str]) -> bool:
     if scheme(path) is None:
       os.remove(_local(path))
     else:
-      gfile = _gfile()
-      if not gfile.exists(os.fspath(path)):
+      fs = gfile()
+      if not fs.exists(os.fspath(path)):
         return False
-      gfile.remove(os.fspath(path))
+      fs.remove(os.fspath(path))
   except FileNotFoundError:
     return False
   return True
@@ -134,7 +134,7 @@ def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
   if scheme(src) is None:
     os.replace(_local(src), _local(dst))
   else:
-    _gfile().rename(os.fspath(src), os.fspath(dst), overwrite=True)
+    gfile().rename(os.fspath(src), os.fspath(dst), overwrite=True)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -174,15 +174,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
       raise
     _fsync_dir(os.path.dirname(path))
     return
-  gfile, path = _gfile(), os.fspath(path)
+  fs, path = gfile(), os.fspath(path)
   if kind in OBJECT_STORES:
-    with gfile.GFile(path, 'wb') as f:
+    with fs.GFile(path, 'wb') as f:
       f.write(data)
     return
   tmp = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}'
-  with gfile.GFile(tmp, 'wb') as f:
+  with fs.GFile(tmp, 'wb') as f:
     f.write(data)
-  gfile.rename(tmp, path, overwrite=True)
+  fs.rename(tmp, path, overwrite=True)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -219,7 +219,7 @@ class JsonlWriter:
       self._file = None
       self._lines = [dumps(r) + '\n' for r in read_jsonl(self.path)]
     else:
-      self._file = _gfile().GFile(self.path, 'a')
+      self._file = gfile().GFile(self.path, 'a')
 
   def write(self, record: dict[str, Any]) -> None:
     line = dumps(record) + '\n'

@@ -10,7 +10,7 @@ import uuid
 from typing import Callable
 
 from lr_study.errors import ConfigError
-from lr_study.runtime.run_files import (_BROKEN_URL, _gfile, exists, isdir, make_dirs, read_bytes,
+from lr_study.runtime.run_files import (_BROKEN_URL, gfile, exists, isdir, make_dirs, read_bytes,
                                         remove, scheme, write_atomic)
 
 CHECK_TIMEOUT_S = 30.0  # how long a filesystem may take to answer the probe
@@ -74,7 +74,7 @@ def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT
       raise ConfigError(f'{flag} {path!r} is not a URL (a scheme needs "://") nor a '
                         'plain local path')
   else:
-    supported = sorted(s for s in _gfile().get_registered_schemes() if s not in ('', 'file'))
+    supported = sorted(s for s in gfile().get_registered_schemes() if s not in ('', 'file'))
     if kind not in supported:
       raise ConfigError(f'{flag} {path!r}: no filesystem for scheme {kind!r} (supported: '
                         f'{", ".join(s + "://" for s in supported)} and local paths)')

@@ -29,22 +29,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
 
 from lr_study.runtime import run_files
-from lr_study.runtime.quiet_tf import import_tensorflow
 
 ORBAX_SCHEMES = (None, 'gs')  # run_files.scheme values orbax writes itself (None: local)
 COMMIT = 'mirror_committed.txt'  # written last into a mirrored step: the step is whole
 
 
-def _gfile() -> Any:
-  return import_tensorflow().io.gfile
-
-
 def _copy_tree(src: str, dst: str) -> None:
   """Copies directory ``src`` to ``dst`` (on any filesystems), empty directories too."""
-  gfile = _gfile()
+  gfile = run_files.gfile()
   for root, _, files in gfile.walk(src):
     target = os.path.join(dst, root[len(src):].strip('/'))
     gfile.makedirs(target)
@@ -77,7 +71,7 @@ class Mirror(Direct):
 
   def _remote(self) -> dict[int, bool]:
     """The run's step directories, each with whether it is committed."""
-    gfile = _gfile()
+    gfile = run_files.gfile()
     if not gfile.isdir(self.directory):
       return {}
     names = (name.rstrip('/') for name in gfile.listdir(self.directory))
@@ -91,7 +85,7 @@ class Mirror(Direct):
     """Deletes the run's ``step``: its commit marker first, then the rest."""
     step_dir = os.path.join(self.directory, str(step))
     run_files.remove(os.path.join(step_dir, COMMIT))
-    _gfile().rmtree(step_dir)
+    run_files.gfile().rmtree(step_dir)
 
   def pull(self) -> None:
     committed = {step for step, whole in self._remote().items() if whole}
