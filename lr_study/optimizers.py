@@ -18,10 +18,13 @@ then updates, in PyTorch's conventions (``torch.optim.SGD`` docs, dampening 0):
   p_{t+1} = p_t − η_t · â / (√ŝ + eps), â = a_{t+1} / (1 − b1^{t+1}),
   ŝ = s_{t+1} / (1 − b2^{t+1})  (Kingma & Ba 2015)
 
-Each is built with ``optax.inject_hyperparams``, so ``opt_state.hyperparams`` holds
-``learning_rate`` (0 until the train step sets it before every update, see
-``with_learning_rate``), ``weight_decay``, and ``momentum`` or ``b1``, ``b2``, ``eps``,
-all float32 arrays. ``update(grads, opt_state, params)`` needs ``params`` for the decay.
+Each is built with ``optax.inject_hyperparams`` with only the LR injected:
+``opt_state.hyperparams`` holds ``learning_rate``, a float32 array (0 until the train
+step sets it before every update, see ``with_learning_rate``). ``weight_decay`` and
+``momentum`` or ``b1``, ``b2``, ``eps`` are static: XLA folds them into the update, and
+``λ = 0`` adds no term, so the update does not read the parameters then (one pass over
+them fewer per update). ``update(grads, opt_state, params)`` needs ``params`` for the
+decay.
 
 ``config.optimizer`` keys, with defaults: ``name``; ``weight_decay=0.0`` for all;
 ``momentum=0.9`` for ``momentum`` and ``nesterov`` (``sgd`` accepts only 0);
@@ -55,23 +58,25 @@ class _Optimizer:
 OPTIMIZERS: dict[str, Callable[..., _Optimizer]] = {}
 
 
-def _coupled_l2(weight_decay: jax.Array, inner: optax.GradientTransformation
+def _coupled_l2(weight_decay: float, inner: optax.GradientTransformation
                 ) -> optax.GradientTransformation:
-  """``g ← g + λ·p``, then ``inner``."""
+  """``g ← g + λ·p``, then ``inner`` (only ``inner`` when ``λ = 0``)."""
+  if weight_decay == 0:
+    return inner
   return optax.chain(optax.add_decayed_weights(weight_decay), inner)
 
 
-def _sgd(learning_rate: jax.Array, weight_decay: jax.Array) -> optax.GradientTransformation:
+def _sgd(learning_rate: jax.Array, weight_decay: float) -> optax.GradientTransformation:
   return _coupled_l2(weight_decay, optax.sgd(learning_rate))
 
 
-def _heavy_ball(learning_rate: jax.Array, momentum: jax.Array, weight_decay: jax.Array,
+def _heavy_ball(learning_rate: jax.Array, momentum: float, weight_decay: float,
                 nesterov: bool) -> optax.GradientTransformation:
   return _coupled_l2(weight_decay, optax.sgd(learning_rate, momentum, nesterov=nesterov))
 
 
-def _adam(learning_rate: jax.Array, b1: jax.Array, b2: jax.Array, eps: jax.Array,
-          weight_decay: jax.Array) -> optax.GradientTransformation:
+def _adam(learning_rate: jax.Array, b1: float, b2: float, eps: float, weight_decay: float
+          ) -> optax.GradientTransformation:
   return _coupled_l2(weight_decay, optax.adam(learning_rate, b1, b2, eps))
 
 
@@ -121,7 +126,8 @@ def build_optimizer(optimizer_cfg: ml_collections.ConfigDict | Mapping[str, Any]
       ``optimizer.momentum must be in [0, 1), got 1.0``.
   """
   optimizer = registry.build(OPTIMIZERS, optimizer_cfg, 'optimizer', 'optimizer').value
-  return optax.inject_hyperparams(optimizer.factory, hyperparam_dtype=jnp.float32)(
+  return optax.inject_hyperparams(optimizer.factory, static_args=tuple(optimizer.kwargs),
+                                  hyperparam_dtype=jnp.float32)(
       learning_rate=0.0, **optimizer.kwargs)
 
 

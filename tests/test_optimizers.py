@@ -81,11 +81,20 @@ def test_learning_rate_hyperparameter_scales_the_step(name):
   assert with_learning_rate(state, 0.3).hyperparams['learning_rate'] == np.float32(0.3)
 
 
-@pytest.mark.parametrize('name', ['momentum', 'nesterov'])
-def test_momentum_is_an_injected_hyperparameter(name):
-  tx = build_optimizer({'name': name, 'momentum': 0.7})
-  state = tx.init(jnp.zeros(3))
-  assert float(state.hyperparams['momentum']) == pytest.approx(0.7)
+@pytest.mark.parametrize('name', ['sgd', 'momentum', 'nesterov', 'adam'])
+def test_only_the_learning_rate_is_injected(name):
+  state = build_optimizer({'name': name, 'weight_decay': 1e-4}).init(jnp.zeros(3))
+  assert list(state.hyperparams) == ['learning_rate']
+
+
+@pytest.mark.parametrize('name', ['sgd', 'momentum', 'nesterov', 'adam'])
+def test_without_weight_decay_the_update_does_not_read_the_parameters(name):
+  tx = build_optimizer({'name': name})
+  params = jnp.asarray(P0, jnp.float32)
+  state = with_learning_rate(tx.init(params), 0.1)
+  grads = jnp.asarray(_grad(P0), jnp.float32)
+  np.testing.assert_array_equal(tx.update(grads, state, None)[0],
+                                tx.update(grads, state, 7 * params)[0])
 
 
 @pytest.mark.parametrize('cfg, m', [

@@ -239,7 +239,9 @@ class StepCompiler:
                                           jnp.zeros(()), jnp.zeros(())))
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
-    grads, batch_stats, loss, acc, micro_sq_mean = jax.lax.pmean(local, AXIS)
+    # On one device the mean is the value itself; XLA:CPU would still copy it.
+    averaged = jax.lax.pmean(local, AXIS) if jax.lax.axis_size(AXIS) > 1 else local
+    grads, batch_stats, loss, acc, micro_sq_mean = averaged
     big = gradient_noise.sq_norm(grads)
     noise = state.noise
     if measured:
