@@ -205,12 +205,33 @@ def test_parameters_do_not_depend_on_how_often_the_noise_is_measured():
     np.testing.assert_array_equal(a, b)
 
 
+def _passes_on_one_device(test: str) -> None:
+  """Runs this file's ``test`` in a process with one device and checks that it passed."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                           f'{__file__}::{test}'], env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0 and '1 passed' in result.stdout, result.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_parameters_do_not_depend_on_how_often_the_noise_is_measured_on_one_device():
   """The same test in a process with one device, where the two halves of the batch are the
   small batches."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  test = f'{__file__}::test_parameters_do_not_depend_on_how_often_the_noise_is_measured'
-  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', test],
-                          env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0 and '1 passed' in result.stdout, result.stdout[-2000:]
+  _passes_on_one_device('test_parameters_do_not_depend_on_how_often_the_noise_is_measured')
+
+
+def test_the_step_all_reduces_only_across_several_devices():
+  """Gradients are averaged with an all-reduce on several devices; on one device the step
+  has none (XLA:CPU would copy every gradient through it)."""
+  model, tx, schedule = _setup()
+  step = StepCompiler(model, tx, schedule, augment=False).train_step(4, 1)
+  state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
+  hlo = step.lower(state, _split(), _inputs(4 * jax.local_device_count()),
+                   devices.replicate(np.int32(1))).compile().as_text()
+  assert ('all-reduce' in hlo) == (jax.local_device_count() > 1)
+
+
+@pytest.mark.slow
+def test_the_one_device_step_has_no_all_reduce():
+  _passes_on_one_device('test_the_step_all_reduces_only_across_several_devices')

@@ -8,7 +8,7 @@ ImageNet example):
   (``lr_study.data.streaming``), as ``k`` micro-batches of ``B / (D·k)``; it sums their
   gradients with ``lax.scan``, one forward pass each;
 * gradients, loss, accuracy and batch-norm statistics are averaged across devices with
-  ``lax.pmean``; the running batch-norm statistics move once per update, by the mean of
+  ``lax.pmean`` (not on one device, where XLA:CPU would copy them); the running batch-norm statistics move once per update, by the mean of
   the micro-batches' moves, so they do not depend on ``k`` or ``D``;
 * the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
   on the device and written into the optimizer's injected hyperparameters;
@@ -239,7 +239,6 @@ class StepCompiler:
                                           jnp.zeros(()), jnp.zeros(())))
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
-    # On one device the mean is the value itself; XLA:CPU would still copy it.
     averaged = jax.lax.pmean(local, AXIS) if jax.lax.axis_size(AXIS) > 1 else local
     grads, batch_stats, loss, acc, micro_sq_mean = averaged
     big = gradient_noise.sq_norm(grads)
