@@ -71,11 +71,13 @@ norms 1 + 8/2 = 5 and 1 + 8/8 = 2, from which the estimates recover both:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
+
+from lr_study.runtime.devices import AXIS
 
 Scalar = Any  # a Python number or a scalar jax array (float32)
 
@@ -163,6 +165,33 @@ def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar
   return GradientNoiseState(ema_g_sq=mix(state.ema_g_sq, g_sq),
                             ema_trace=mix(state.ema_trace, trace),
                             weight=mix(state.weight, jnp.ones((), jnp.float32)))
+
+
+def measure(state: GradientNoiseState, shape: tuple[int, int], local_grads: Any,
+            grads: Any, big_sq_norm: jax.Array, micro_sq_norm: jax.Array,
+            first_half: Callable[[], Any], *, batch_norm: bool, decay: float
+            ) -> GradientNoiseState:
+  """``state`` with one train-step update's measurement folded in (call inside the pmap).
+
+  The small batches (module docstring): each device's B/D examples on several devices,
+  each micro-batch's on one device with accumulation (``micro_sq_norm``, the mean of
+  their squared norms), else the two halves of the batch, from the first half's gradient
+  ``first_half()`` and ``grads`` (NaN with ``batch_norm``, which would see the halves
+  apart, or an odd batch). ``shape`` is ``(k, m)``: this device's micro-batches and their
+  size; ``local_grads`` this device's gradient, ``grads`` the all-reduced one and
+  ``big_sq_norm`` its squared norm. Dropout masks of the first half are the first rows
+  of the batch's: JAX's partitionable threefry draws random bits by position.
+  """
+  num_devices, (k, m) = jax.device_count(), shape
+  if num_devices > 1:
+    small, b_small = jax.lax.pmean(sq_norm(local_grads), AXIS), k * m
+  elif k > 1:
+    small, b_small = micro_sq_norm, m
+  elif batch_norm or m % 2:
+    small, b_small = jnp.full((), jnp.nan), m
+  else:
+    small, b_small = two_halves_sq_norm(first_half(), grads), m // 2
+  return update(state, small, big_sq_norm, b_small, num_devices * k * m, decay)
 
 
 def estimates(state: GradientNoiseState) -> tuple[jax.Array, jax.Array]:

@@ -8,8 +8,9 @@ ImageNet example):
   (``lr_study.data.streaming``), as ``k`` micro-batches of ``B / (D·k)``; it sums their
   gradients with ``lax.scan``, one forward pass each;
 * gradients, loss, accuracy and batch-norm statistics are averaged across devices with
-  ``lax.pmean`` (not on one device, where XLA:CPU would copy them); the running batch-norm statistics move once per update, by the mean of
-  the micro-batches' moves, so they do not depend on ``k`` or ``D``;
+  ``lax.pmean`` (not on one device, where XLA:CPU would copy them); the running
+  batch-norm statistics move once per update, by the mean of the micro-batches' moves,
+  so they do not depend on ``k`` or ``D``;
 * the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
   on the device and written into the optimizer's injected hyperparameters;
 * the state records the first update whose loss or gradient is not finite, and the
@@ -165,6 +166,11 @@ class StepCompiler:
 
     return self._updates(state, num_updates, one_update)
 
+  @property
+  def _every_update_alike(self) -> bool:
+    """No measurement, or one at every update: no update needs to choose."""
+    return not self.measure or self.noise_every == 1
+
   def _updates(self, state: TrainState, num_updates: jax.Array,
                one_update: Callable[[bool], Callable[[TrainState], TrainState]]) -> TrainState:
     """``num_updates`` updates, the first M and those at multiples of M measured, in
@@ -172,7 +178,7 @@ class StepCompiler:
     counter), then plain updates up to the next measured one. Past the first M updates
     a measurement is one ``cond`` per M updates, however the updates fall into
     dispatches."""
-    if not self.measure or self.noise_every == 1:  # every update alike
+    if self._every_update_alike:
       return jax.lax.fori_loop(0, num_updates, lambda _, state: one_update(self.measure)(state),
                                state)
     plain = lambda _, state: one_update(False)(state)
@@ -191,7 +197,7 @@ class StepCompiler:
                       ) -> TrainState:
     """One update, measured if ``state.step`` is one of the first M or a multiple of M
     (M = ``gradient_noise_every_updates``)."""
-    if not self.measure or self.noise_every == 1:
+    if self._every_update_alike:
       return one_update(self.measure)(state)
     every = self.noise_every
     return jax.lax.cond((state.step < every) | (state.step % every == 0), one_update(True),
@@ -246,8 +252,9 @@ class StepCompiler:
     if measured:
       half = x.shape[1] // 2
       first_half = lambda: gradient(x[0, :half], y[0, :half], 0)[0]
-      noise = self._measured_noise(state, x.shape[:2], local[0], grads, big, micro_sq_mean,
-                                   first_half)
+      noise = gradient_noise.measure(state.noise, x.shape[:2], local[0], grads, big,
+                                     micro_sq_mean, first_half,
+                                     batch_norm=bool(state.batch_stats), decay=self.noise_decay)
 
     learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
                                         inputs.lr_multiplier)
@@ -260,33 +267,6 @@ class StepCompiler:
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
                       diverged_at=diverged_at, noise=noise)
-
-  def _measured_noise(self, state: TrainState, shape: tuple[int, int], local_grads: Any,
-                      grads: Any, big: jax.Array, micro_sq: jax.Array,
-                      first_half: Callable[[], Any]) -> gradient_noise.GradientNoiseState:
-    """``state.noise`` with this update's measurement folded in.
-
-    The small batches (``gradient_noise``'s docstring): each device's B/D examples on
-    several devices, each micro-batch's on one device with accumulation, else the two
-    halves of the batch, from the first half's gradient ``first_half()`` and ``grads``
-    (NaN with batch norm, which would see the halves apart, or an odd batch). Dropout
-    masks of the first half are the first rows of the batch's: JAX's partitionable
-    threefry draws random bits by position.
-    """
-    num_devices, (k, m) = jax.device_count(), shape
-
-    def small() -> tuple[jax.Array, int]:
-      if num_devices > 1:
-        return jax.lax.pmean(gradient_noise.sq_norm(local_grads), AXIS), k * m
-      if k > 1:
-        return micro_sq, m
-      if state.batch_stats or m % 2:
-        return jnp.full((), jnp.nan), m
-      return gradient_noise.two_halves_sq_norm(first_half(), grads), m // 2
-
-    small_sq, b_small = small()
-    return gradient_noise.update(state.noise, small_sq, big, b_small, num_devices * k * m,
-                                 self.noise_decay)
 
 
 @functools.cache
