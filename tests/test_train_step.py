@@ -20,6 +20,7 @@ from lr_study.runtime import devices
 from lr_study.schedules import build_lr_schedule, clock
 from lr_study.optimizers import build_optimizer, with_learning_rate
 from lr_study.training import gradient_noise
+from lr_study.training.loop import _chunks
 from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
                                     init_train_state)
 
@@ -75,8 +76,8 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
   dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
   split, inputs = _split(seed=seed), _inputs(per_device * jax.local_device_count(), seed)
-  for start in range(0, updates, per_dispatch):
-    state = dispatch(state, (split,), inputs, min(per_dispatch, updates - start))
+  for k in _chunks(0, updates, 0, per_dispatch, None, compiler.next_measured):  # as the loop
+    state = dispatch(state, (split,), inputs, k)
   return devices.unreplicate(state)
 
 
@@ -188,6 +189,12 @@ def test_noise_is_measured_at_the_first_m_updates_and_the_multiples_of_m():
   assert measured == [0, 1, 2, 3, 4, 8, 12]
 
 
+def test_dispatches_end_before_every_measured_update():
+  # M = 4: each of the first 4 updates, then 4, 8, 12 start a dispatch.
+  assert list(_chunks(0, 14, 0, 16, None, _noise_compiler().next_measured)) == [
+      1, 1, 1, 1, 4, 4, 2]
+
+
 @pytest.mark.parametrize('per_dispatch', [3, 16])
 def test_the_measured_updates_do_not_depend_on_the_updates_per_dispatch(per_dispatch):
   one, many = (_run(_noise_compiler(), 4, 1, 13, k).noise for k in (1, per_dispatch))
@@ -235,3 +242,24 @@ def test_the_step_all_reduces_only_across_several_devices():
 @pytest.mark.slow
 def test_the_one_device_step_has_no_all_reduce():
   _passes_on_one_device('test_the_step_all_reduces_only_across_several_devices')
+
+
+def test_the_cpu_step_copies_no_weight_per_update():
+  """On CPU the step is compiled with region-analysis copy insertion: the update loop
+  overwrites each weight in place, with no copy of it per update."""
+  model, tx, schedule = _setup()
+  compiler = StepCompiler(model, tx, schedule, augment=False, measure=False)
+  step = compiler.train_step(4, 1)
+  host = init_train_state(model, tx, 0, SHAPE)
+  jax.block_until_ready(step(devices.replicate(host), _split(),
+                             _inputs(4 * jax.local_device_count()), devices.replicate(np.int32(2))))
+  weights = {f'f32[{",".join(map(str, w.shape))}]' for w in jax.tree.leaves(host.params)
+             if w.ndim == 2}
+  copies = [line for line in step.compiled.as_text().splitlines()
+            if ' copy(' in line and any(f'= {w}' in line for w in weights)]
+  assert weights and not copies, copies
+
+
+@pytest.mark.slow
+def test_the_one_device_cpu_step_copies_no_weight_per_update():
+  _passes_on_one_device('test_the_cpu_step_copies_no_weight_per_update')

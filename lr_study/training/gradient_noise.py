@@ -104,6 +104,18 @@ def init() -> GradientNoiseState:
   return GradientNoiseState(ema_g_sq=zero, ema_trace=zero, weight=zero)
 
 
+def is_measured(update: Any, every: int) -> Any:
+  """Whether the update after ``update`` updates is measured: each of the first M
+  (``every``), then every M-th. Host ints or traced arrays."""
+  return (update < every) | (update % every == 0)
+
+
+def next_measured(update: int, every: int) -> int:
+  """The first measured update after ``update`` updates, on the host
+  (:func:`is_measured` of it is true, and of none between)."""
+  return update + 1 if update + 1 < every else (update // every + 1) * every
+
+
 def sq_norm(tree: Any) -> jax.Array:
   """Σ over every leaf of ``tree`` of Σ x², accumulated in float32."""
   leaves = jax.tree_util.tree_leaves(tree)

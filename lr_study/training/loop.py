@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -109,7 +109,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
       for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
                                       phase.updates_per_epoch, done):
         for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
-                         controllers.pending_at):
+                         controllers.pending_at, compiler.next_measured):
           state = dispatch(state, args, inputs, k)
           loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
           if max_in_flight():
@@ -216,10 +216,11 @@ def _left(segments: list[tuple[Any, int]], update: int) -> Iterator[tuple[Any, i
       yield phase, max(update - first, 0)
 
 
-def _chunks(update: int, updates: int, log_every: int, limit: int,
-            stop: int | None) -> Iterator[int]:
+def _chunks(update: int, updates: int, log_every: int, limit: int, stop: int | None,
+            next_measured: Callable[[int], int | None]) -> Iterator[int]:
   """Dispatch sizes for ``updates`` updates after ``update``: at most ``limit`` each, one
-  ending at every multiple of ``log_every`` (0: none) and one at update ``stop``."""
+  ending at every multiple of ``log_every`` (0: none), one at update ``stop`` and one
+  before every measured update (``next_measured``: :meth:`StepCompiler.next_measured`)."""
   end = update + updates
   while update < end:
     k = min(limit, end - update)
@@ -227,6 +228,9 @@ def _chunks(update: int, updates: int, log_every: int, limit: int,
       k = min(k, log_every - update % log_every)
     if stop is not None and update < stop:
       k = min(k, stop - update)
+    measured = next_measured(update)
+    if measured is not None:
+      k = min(k, measured - update)
     yield k
     update += k
 

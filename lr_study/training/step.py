@@ -18,12 +18,14 @@ ImageNet example):
   (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
   before the update) with ``u < M`` or ``u % M == 0``, M =
   ``gradient_noise_every_updates`` (the first M all measured, so that the moving averages
-  start from M estimates), whatever updates a call runs: one ``lax.cond`` per M updates
-  chooses a measured or a plain update, the others run plain
-  (:meth:`StepCompiler._updates`). A measurement adds to the update only the squared
-  norms of the small-batch gradients (each device's; on one device each micro-batch's,
-  or without accumulation the first half's, one more backward pass over B/2 examples)
-  and never changes the update's gradient, so the parameters do not depend on M.
+  start from M estimates). Only the first update of a call can be measured: the loop
+  ends every dispatch before a measured update (:meth:`StepCompiler.next_measured`), so
+  a call is a loop of 0 or 1 measured updates, then a loop of plain ones, with no
+  per-update branch (:meth:`StepCompiler._updates`). A measurement adds to the update
+  only the squared norms of the small-batch gradients (each device's; on one device each
+  micro-batch's, or without accumulation the first half's, one more backward pass over
+  B/2 examples) and never changes the update's gradient, so the parameters do not
+  depend on M.
 
 An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
 for many updates, the count itself data). The seed, the plan's phase table and the
@@ -129,7 +131,8 @@ class StepCompiler:
 
     In-memory: ``step(state, split: DeviceData, inputs: StepInputs, num_updates)`` runs
     ``num_updates`` updates (a replicated int32), each gathering its batch on the device
-    at the update's place in the epoch of ``split.perm``. Streaming:
+    at the update's place in the epoch of ``split.perm``; only the first can be measured
+    (:meth:`next_measured`). Streaming:
     ``step(state, batch, inputs)`` runs one update on a batch of
     ``lr_study.data.streaming.epoch_batches``.
     """
@@ -138,8 +141,15 @@ class StepCompiler:
       fn = functools.partial(self._stream_step if streaming else self._train_step,
                              per_device_batch=per_device_batch,
                              accumulation_steps=accumulation_steps)
-      self._steps[key] = jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,))
+      self._steps[key] = CpuCompiled.wrap(jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,)))
     return self._steps[key]
+
+  def next_measured(self, update: int) -> int | None:
+    """The first update after ``update`` updates that the step measures: a dispatch
+    must start there (a call measures only its first update). None when no update needs
+    a dispatch of its own (no measurement, or one at every update)."""
+    return None if self._every_update_alike else gradient_noise.next_measured(
+        update, self.noise_every)
 
   def dispatcher(self, per_device_batch: int, accumulation_steps: int, streaming: bool
                  ) -> Callable[[TrainState, tuple[Any, ...], StepInputs, int], TrainState]:
@@ -155,16 +165,13 @@ class StepCompiler:
                   accumulation_steps: int) -> TrainState:
     self.traces += 1  # runs at trace time only
 
-    def one_update(measured: bool) -> Callable[[TrainState], TrainState]:
-      def update(state: TrainState) -> TrainState:
-        epoch, position = clock.epoch_and_position(inputs.table, state.step)
-        x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
-                                  jax.local_device_count(), augment=self.augment,
-                                  seed=inputs.seed, epoch=epoch)
-        return self._update(state, x, y, inputs, measured)
-      return update
+    def batch(update: jax.Array) -> tuple[jax.Array, jax.Array]:
+      epoch, position = clock.epoch_and_position(inputs.table, update)
+      return take_micro_batches(split, position, per_device_batch, accumulation_steps,
+                                jax.local_device_count(), augment=self.augment,
+                                seed=inputs.seed, epoch=epoch)
 
-    return self._updates(state, num_updates, one_update)
+    return self._updates(state, num_updates, batch, inputs)
 
   @property
   def _every_update_alike(self) -> bool:
@@ -172,36 +179,20 @@ class StepCompiler:
     return not self.measure or self.noise_every == 1
 
   def _updates(self, state: TrainState, num_updates: jax.Array,
-               one_update: Callable[[bool], Callable[[TrainState], TrainState]]) -> TrainState:
-    """``num_updates`` updates, the first M and those at multiples of M measured, in
-    groups: the first update of a group, measured or not (``lax.cond`` on the update
-    counter), then plain updates up to the next measured one. Past the first M updates
-    a measurement is one ``cond`` per M updates, however the updates fall into
-    dispatches."""
+               batch: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+               inputs: StepInputs) -> TrainState:
+    """``num_updates`` updates, each on ``batch(u)`` for its update counter ``u``; the
+    first of them measured if it is due (:func:`gradient_noise.is_measured`), the others
+    plain: a loop of 0 or 1 measured updates, then one of the rest. The caller starts a
+    call at every measured update (:meth:`next_measured`); an update due later in a call
+    would run plain."""
+    update = lambda measured: lambda state, xy: self._update(state, *xy, inputs, measured)
     if self._every_update_alike:
-      return jax.lax.fori_loop(0, num_updates, lambda _, state: one_update(self.measure)(state),
-                               state)
-    plain = lambda _, state: one_update(False)(state)
-
-    def group(carry: tuple[TrainState, jax.Array]) -> tuple[TrainState, jax.Array]:
-      state, left = carry
-      state = self._maybe_measured(state, one_update)
-      every = self.noise_every  # the next measured update: the next one, or a multiple of M
-      rest = jnp.where(state.step < every, 0, jnp.minimum(left - 1, -state.step % every))
-      return jax.lax.fori_loop(0, rest, plain, state), left - 1 - rest
-
-    return jax.lax.while_loop(lambda carry: carry[1] > 0, group, (state, num_updates))[0]
-
-  def _maybe_measured(self, state: TrainState,
-                      one_update: Callable[[bool], Callable[[TrainState], TrainState]]
-                      ) -> TrainState:
-    """One update, measured if ``state.step`` is one of the first M or a multiple of M
-    (M = ``gradient_noise_every_updates``)."""
-    if self._every_update_alike:
-      return one_update(self.measure)(state)
-    every = self.noise_every
-    return jax.lax.cond((state.step < every) | (state.step % every == 0), one_update(True),
-                        one_update(False), state)
+      return _loop(state, num_updates, batch, update(self.measure))
+    due = gradient_noise.is_measured(state.step, self.noise_every)
+    measured = jnp.minimum(due.astype(num_updates.dtype), num_updates)
+    state = _loop(state, measured, batch, update(True))
+    return _loop(state, num_updates - measured, batch, update(False))
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
                    *, per_device_batch: int, accumulation_steps: int) -> TrainState:
@@ -212,8 +203,7 @@ class StepCompiler:
     m = per_device_batch // accumulation_steps
     x = x.reshape(accumulation_steps, m, *x.shape[1:])
     y = batch['label'].reshape(accumulation_steps, m)
-    return self._maybe_measured(
-        state, lambda measured: lambda state: self._update(state, x, y, inputs, measured))
+    return self._updates(state, jnp.ones((), jnp.int32), lambda _: (x, y), inputs)
 
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
               inputs: StepInputs, measured: bool) -> TrainState:
@@ -267,6 +257,39 @@ class StepCompiler:
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
                       diverged_at=diverged_at, noise=noise)
+
+
+def _loop(state: TrainState, num_updates: jax.Array, batch: Callable[[jax.Array], Any],
+          update: Callable[[TrainState, Any], TrainState]) -> TrainState:
+  """``num_updates`` times ``update(state, batch(state.step))``."""
+  return jax.lax.fori_loop(0, num_updates, lambda _, state: update(state, batch(state.step)),
+                           state)
+
+
+# XLA:CPU copies every weight that an update both reads in its backward pass and
+# overwrites, once per update, unless copy insertion analyses the loop's regions: the
+# copies cost about 2% of an update at B = 64. The results are bit-identical.
+CPU_COMPILER_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
+
+
+class CpuCompiled:
+  """A pmapped function compiled with :data:`CPU_COMPILER_OPTIONS` for the arguments of
+  its first call (``jax.pmap`` takes no compiler options); later calls must match them."""
+
+  def __init__(self, pmapped: Callable[..., Any]):
+    self.lower = pmapped.lower
+    self.compiled: Any = None
+
+  @classmethod
+  def wrap(cls, pmapped: Callable[..., Any]) -> Callable[..., Any]:
+    """``pmapped`` itself, except in one CPU process."""
+    cpu = jax.default_backend() == 'cpu' and jax.process_count() == 1
+    return cls(pmapped) if cpu else pmapped
+
+  def __call__(self, *args: Any) -> Any:
+    if self.compiled is None:
+      self.compiled = self.lower(*args).compile(compiler_options=CPU_COMPILER_OPTIONS)
+    return self.compiled(*args)
 
 
 @functools.cache
