@@ -174,6 +174,16 @@ def test_checkpoints_on_ram_keep_the_last_n_each_committed():
                                            checkpoint_mirror.COMMIT))
 
 
+def test_steps_whose_names_prefix_each_other_on_ram_are_copied_and_pruned_apart():
+  # TF's ram:// lists step 11's first name among step 1's files.
+  run_dir = _ram_dir()
+  _save(run_dir, 1, 11)
+  restored = checkpoint.restore(run_dir, _state(0))  # a new process copies both steps
+  assert restored.step == 11 and restored.loop_state == _loop_state(11)
+  _save(run_dir, 12, keep=2)
+  assert _steps(run_dir) == ['11', '12']
+
+
 def test_a_corrupt_checkpoint_on_ram_is_skipped_in_one_line_as_locally(tmp_path):
   notes = []
   for run_dir in (_ram_dir(), str(tmp_path)):

@@ -31,19 +31,28 @@ import shutil
 import tempfile
 
 from lr_study.runtime import run_files
+from lr_study.runtime.quiet_tf import import_tensorflow
 
 ORBAX_SCHEMES = (None, 'gs')  # run_files.scheme values orbax writes itself (None: local)
 COMMIT = 'mirror_committed.txt'  # written last into a mirrored step: the step is whole
 
 
+def _files(directory: str) -> list[tuple[str, str]]:
+  """(path, path relative to ``directory``) of every file under ``directory``, which is
+  there. TF's ``ram://`` lists ``c/11``'s first name among the files of ``c/1``."""
+  gfile = run_files.gfile()
+  return [(path, os.path.relpath(path, directory))
+          for root, _, names in gfile.walk(directory)
+          for path in (os.path.join(root, name) for name in names) if gfile.exists(path)]
+
+
 def _copy_tree(src: str, dst: str) -> None:
   """Copies directory ``src`` to ``dst`` (on any filesystems), empty directories too."""
   gfile = run_files.gfile()
-  for root, _, files in gfile.walk(src):
-    target = os.path.join(dst, root[len(src):].strip('/'))
-    gfile.makedirs(target)
-    for name in files:
-      gfile.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)
+  for root, _, _ in gfile.walk(src):
+    gfile.makedirs(os.path.join(dst, root[len(src):].strip('/')))
+  for path, relative in _files(src):
+    gfile.copy(path, os.path.join(dst, relative), overwrite=True)
 
 
 class Direct:
@@ -85,7 +94,11 @@ class Mirror(Direct):
     """Deletes the run's ``step``: its commit marker first, then the rest."""
     step_dir = os.path.join(self.directory, str(step))
     run_files.remove(os.path.join(step_dir, COMMIT))
-    run_files.gfile().rmtree(step_dir)
+    try:
+      run_files.gfile().rmtree(step_dir)
+    except import_tensorflow().errors.NotFoundError:  # on a name that _files leaves out
+      if _files(step_dir):
+        raise
 
   def pull(self) -> None:
     committed = {step for step, whole in self._remote().items() if whole}
