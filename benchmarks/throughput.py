@@ -44,7 +44,9 @@ evaluated against both: the Flax example's tf.data loop and the NumPy-sliced jit
   ``DataLoader(TensorDataset, shuffle=True, drop_last=True)``.
 
 **How an epoch is timed.** Every loop runs ``--rounds`` runs (taking turns, so that a
-change in the machine's load hits all of them alike) of ``--epochs`` epochs each, and
+change in the machine's load hits all of them alike; lr_study runs between its two
+target baselines, so that the loops of each target ratio run back to back:
+:func:`round_order`) of ``--epochs`` epochs each, and
 each epoch is timed from its start to the next one's on the host clock. For lr_study the
 loop's own epoch boundaries are observed without changing what it runs: the feed handed
 to ``train_and_evaluate`` is the study's ``InMemoryFeed`` behind a wrapper
@@ -160,12 +162,12 @@ class Options:
   data_dir: str = os.path.join('/tmp', 'lr_study_tfds')
   manual_dir: str = os.path.join('..', 'shared', 'data', 'mnist')
   batch_sizes: Sequence[int] = (64, 128, 1024)
-  rounds: int = 5
+  rounds: int = 7
   epochs: int = 3
   learning_rate: float = 0.05
   torch: bool = True
   cold_start: bool = True
-  noise_blocks: int = 9
+  noise_blocks: int = 15
   noise_examples: int = 32768
   out_dir: str = os.path.join('benchmarks', 'results')
   argv: Sequence[str] = ()
@@ -789,6 +791,19 @@ def _loop_result(runs: list[dict[str, Any]], examples_per_epoch: int) -> dict[st
   return result
 
 
+def round_order(names: Sequence[str], r: int) -> list[str]:
+  """The loops of round ``r`` in the order they run: lr_study between its target
+  baselines (:data:`BASELINES`), the three as one unit whose direction alternates, and
+  the units taking turns to go first."""
+  first, *rest = BASELINES
+  group = [n for n in (first, 'lr_study', *rest) if n in names]
+  if r % 2:
+    group.reverse()
+  units = [group] + [[n] for n in names if n not in group]
+  first = r % len(units)
+  return [n for unit in units[first:] + units[:first] for n in unit]
+
+
 def time_batch_size(options: Options, b: int, setups: dict[Any, RunSetup],
                     feed: InMemoryFeed, data: HostData, torch: Any, workdir: str
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -815,9 +830,8 @@ def time_batch_size(options: Options, b: int, setups: dict[Any, RunSetup],
                                       options.epochs, options.learning_rate,
                                       dataloader=name == 'torch_dataloader')
   runs: dict[str, list[dict[str, Any]]] = {name: [] for name in runners}
-  names = list(runners)
   for r in range(options.rounds):
-    for name in names[r % len(names):] + names[:r % len(names)]:  # who goes first rotates
+    for name in round_order(list(runners), r):
       runs[name].append(runners[name](r))
       print(f'B={b} round {r} {name}: epochs '
             + ', '.join(f'{s:.3f}' for s in runs[name][-1]['epoch_seconds']) + ' s',
