@@ -152,7 +152,9 @@ LOOP_TITLES = {
     'torch_randperm': 'PyTorch, randperm + slicing',
     'torch_dataloader': 'PyTorch, DataLoader',
 }
-STEP_VARIANTS = ('with', 'with_k1', 'without', 'without_k1', 'jax_jit', 'jax_jit_device_batch')
+# In the order a block runs them (then backwards): lr_study's step between the two it is
+# compared with, its step without the measurement and the host-fed jit step.
+STEP_VARIANTS = ('without', 'with', 'jax_jit', 'jax_jit_device_batch', 'with_k1', 'without_k1')
 
 @dataclasses.dataclass
 class Options:

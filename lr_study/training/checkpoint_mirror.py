@@ -38,8 +38,8 @@ COMMIT = 'mirror_committed.txt'  # written last into a mirrored step: the step i
 
 
 def _files(directory: str) -> list[tuple[str, str]]:
-  """(path, path relative to ``directory``) of every file under ``directory``, which is
-  there. TF's ``ram://`` lists ``c/11``'s first name among the files of ``c/1``."""
+  """(path, its path relative to ``directory``) of every file under ``directory``, each
+  checked to be there: TF's ``ram://`` lists ``c/11``'s first name among ``c/1``'s files."""
   gfile = run_files.gfile()
   return [(path, os.path.relpath(path, directory))
           for root, _, names in gfile.walk(directory)
