@@ -47,7 +47,7 @@ import optax
 
 from lr_study import rng
 from lr_study.data.in_memory import DeviceData, take_micro_batches, transform_batch
-from lr_study.runtime import devices
+from lr_study.runtime import cpu_compiled, devices
 from lr_study.runtime.devices import AXIS
 from lr_study.schedules import LRSchedule, clock
 from lr_study.training import gradient_noise
@@ -141,7 +141,7 @@ class StepCompiler:
       fn = functools.partial(self._stream_step if streaming else self._train_step,
                              per_device_batch=per_device_batch,
                              accumulation_steps=accumulation_steps)
-      self._steps[key] = CpuCompiled.wrap(jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,)))
+      self._steps[key] = cpu_compiled.wrap(jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,)))
     return self._steps[key]
 
   def next_measured(self, update: int) -> int | None:
@@ -264,32 +264,6 @@ def _loop(state: TrainState, num_updates: jax.Array, batch: Callable[[jax.Array]
   """``num_updates`` times ``update(state, batch(state.step))``."""
   return jax.lax.fori_loop(0, num_updates, lambda _, state: update(state, batch(state.step)),
                            state)
-
-
-# XLA:CPU copies every weight that an update both reads in its backward pass and
-# overwrites, once per update, unless copy insertion analyses the loop's regions: the
-# copies cost about 2% of an update at B = 64. The results are bit-identical.
-CPU_COMPILER_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
-
-
-class CpuCompiled:
-  """A pmapped function compiled with :data:`CPU_COMPILER_OPTIONS` for the arguments of
-  its first call (``jax.pmap`` takes no compiler options); later calls must match them."""
-
-  def __init__(self, pmapped: Callable[..., Any]):
-    self.lower = pmapped.lower
-    self.compiled: Any = None
-
-  @classmethod
-  def wrap(cls, pmapped: Callable[..., Any]) -> Callable[..., Any]:
-    """``pmapped`` itself, except in one CPU process."""
-    cpu = jax.default_backend() == 'cpu' and jax.process_count() == 1
-    return cls(pmapped) if cpu else pmapped
-
-  def __call__(self, *args: Any) -> Any:
-    if self.compiled is None:
-      self.compiled = self.lower(*args).compile(compiler_options=CPU_COMPILER_OPTIONS)
-    return self.compiled(*args)
 
 
 @functools.cache
