@@ -35,29 +35,14 @@ from typing import NoReturn
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lr_study.experiment import explain as _explain, workdir_name
+
 DEFAULT_CONFIG = 'experiments/digits_study.py'
 
 
 def _fail(message: str) -> NoReturn:
   print(f'launch.py: error: {message}', file=sys.stderr)
   sys.exit(2)
-
-
-def _explain(error: BaseException, argv: list[str] = ()) -> str:
-  """One line for an error met while loading the config file or applying an override."""
-  if isinstance(error, AttributeError) and isinstance(error.args[0], KeyError):
-    key = error.args[0].args[0].strip("'")
-    flag = next((a for a in argv if a.startswith('--config.') and key in a.split('=')[0].split('.')),
-                'a --config override')
-    return f'unknown config key {key!r} in {flag}'
-  if isinstance(error, SyntaxError):
-    return f'config file {error.filename} line {error.lineno}: {error.msg}'
-  text = str(error)
-  frame = re.findall(r'File "([^"]+)", line (\d+)', text)
-  cause = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
-  if frame and 'config_flags' not in frame[-1][0]:  # get_config raised: where and what
-    return f'config file {frame[-1][0]} line {frame[-1][1]}: {cause}'
-  return cause.strip()
 
 
 def _define_flags() -> None:
@@ -98,26 +83,28 @@ def parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
-def _default_workdir(config_arg: str) -> str:
-  """``runs/<config>[-<variants>]``: the same command resumes the same study."""
-  stem = os.path.splitext(os.path.basename(config_arg.split(':')[0]))[0]
-  variant = config_arg.split(':')[1] if ':' in config_arg else ''
-  return os.path.join('runs', f'{stem}{"-" + variant.replace(",", "+") if variant else ""}')
+def _default_workdir(config_arg: str, epochs_scale: float) -> str:
+  """``runs/<config>[-<variants>][-epochs_scale=<s>]``: the same command resumes the same study."""
+  return os.path.join('runs', workdir_name(config_arg, epochs_scale))
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
   logging.set_verbosity(logging.ERROR)
-  from lr_study import sweep  # pylint: disable=g-import-not-at-top
+  from lr_study import shorten, sweep  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.preemption import Preempted  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.workdir import check_workdir  # pylint: disable=g-import-not-at-top
 
   values = flags.FLAGS
-  workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']))
+  workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']),
+                                               values.config.get('epochs_scale', 1.0))
   try:
     base, points = sweep.sweep_points(values.config, values.sweep)
+    shortened = shorten.describe(base)  # a bad --config.epochs_scale stops here
+    if shortened:
+      print(shortened)
     if values.dry_run:
       for name, point in points:
         _dry_run(sweep.apply_point(base, point), _point_dir(workdir, name), values.num_devices)

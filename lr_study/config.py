@@ -20,8 +20,10 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   built by name; each name's parameters are its builder's (README tables).
 * ``learning_rate``, ``batch_size``: ε and B0, which the variants of the paper's studies
   read by reference (``lr_study.study.decay_vs_batch_variants``).
-* ``num_epochs``; ``max_per_device_batch`` (above it, gradient accumulation; 0: no
-  limit); ``ghost_batch_size`` (0: batch norm over each device's micro-batch).
+* ``num_epochs``; ``epochs_scale`` (s: the study in R(s·num_epochs) epochs, every
+  epoch-valued boundary of its schedules moved in proportion, ``lr_study.shorten``);
+  ``max_per_device_batch`` (above it, gradient accumulation; 0: no limit);
+  ``ghost_batch_size`` (0: batch norm over each device's micro-batch).
 * ``eval_every_epochs``, ``train_log_every_updates`` (0: no train log),
   ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
@@ -75,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = dict(name='constant', init_value=config.get_ref('learning_rate'))
   config.batch_schedule = dict(name='constant', batch_size=config.get_ref('batch_size'))
   config.num_epochs = 10
+  config.epochs_scale = 1.0
   config.max_per_device_batch = 0
   config.ghost_batch_size = 0
   config.eval_every_epochs = 1
@@ -122,4 +125,5 @@ def check(config: ml_collections.ConfigDict) -> None:
   for path, minimum in _WHOLE.items():
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
+  checks.positive('epochs_scale', config.epochs_scale)
   checks.fraction('gradient_noise_decay', config.gradient_noise_decay)

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from lr_study import checks
+from lr_study import checks, shorten
 from lr_study.errors import ConfigError
 from lr_study.models.ghost_batch_norm import DeviceSplit, accumulation_split
 from lr_study.schedules import LRSchedule, batch_ramp, build_lr_schedule, clock
@@ -274,7 +274,8 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
                num_train_examples: int) -> TrainingPlan:
   """The plan of one run from ``config.lr_schedule``, ``config.batch_schedule``,
   ``config.num_epochs``, the momentum of ``config.optimizer`` (0 without one, and for
-  ``sgd`` and ``adam``) and ``config.max_per_device_batch`` (0: no limit).
+  ``sgd`` and ``adam``) and ``config.max_per_device_batch`` (0: no limit), shortened by
+  ``config.epochs_scale`` (``lr_study.shorten.apply``).
 
   A dynamic ``increase_on_plateau`` schedule is planned at its initial batch size, and
   every batch size it can reach is checked here too.
@@ -282,6 +283,7 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
   Raises:
     ConfigError: one line naming the bad value, before any data is loaded.
   """
+  config = shorten.apply(config)
   n = checks.integer('num_train_examples', num_train_examples, 1)
   devices = checks.integer('num_devices', num_devices, 1)
   num_epochs = checks.integer('num_epochs', config.num_epochs, 1)
