@@ -27,11 +27,11 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
 * ``eval_every_epochs``, ``train_log_every_updates`` (0: no train log),
   ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
-  the compiled step runs per call), ``gradient_noise_every_updates`` (M: the train step
-  measures the gradient noise scale B_simple, ``lr_study.training.gradient_noise``, at
-  the updates u with u < M or u % M == 0, whatever the updates per call), ``gradient_noise_decay``
-  (d: the decay of its moving averages per measurement, a memory of about 1/(1 − d)
-  measurements, M/(1 − d) updates).
+  the compiled step runs per call).
+* ``gradient_noise_batch_size`` (b; 0: not measured) and ``gradient_noise_examples`` (n;
+  0: the whole training split): at each evaluation the gradient noise scale B_simple of
+  the data loss is measured at the current parameters from the gradients of n/b chunks
+  of b training examples (``lr_study.training.gradient_noise``).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
   variants to run (``lr_study.study.select_variant``).
 
@@ -51,7 +51,8 @@ DATASET_MODES = ('in_memory', 'streaming')
 # Keys whose values must be whole numbers >= the given minimum.
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
           'eval_every_epochs': 1, 'train_log_every_updates': 0, 'checkpoint_every_epochs': 0,
-          'updates_per_dispatch': 1, 'gradient_noise_every_updates': 1,
+          'updates_per_dispatch': 1, 'gradient_noise_batch_size': 0,
+          'gradient_noise_examples': 0,
           'checkpoints_to_keep': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
 
 
@@ -85,8 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 1
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
-  config.gradient_noise_every_updates = 32
-  config.gradient_noise_decay = 0.99
+  config.gradient_noise_batch_size = 32
+  config.gradient_noise_examples = 0
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config
@@ -126,4 +127,3 @@ def check(config: ml_collections.ConfigDict) -> None:
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
   checks.positive('epochs_scale', config.epochs_scale)
-  checks.fraction('gradient_noise_decay', config.gradient_noise_decay)

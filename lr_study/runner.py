@@ -52,10 +52,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   feeds: dict[str, Feed] = {}
   compilers = {name: StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule,
                                   augment=setup.config.dataset.augment, mean=setup.spec.mean,
-                                  std=setup.spec.std,
-                                  gradient_noise_decay=setup.config.gradient_noise_decay,
-                                  gradient_noise_every_updates=(
-                                      setup.config.gradient_noise_every_updates))
+                                  std=setup.spec.std)
                for name, setup in setups.items()}
   summaries = []
   with Preemption() as preemption:

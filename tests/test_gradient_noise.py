@@ -1,226 +1,187 @@
-"""The gradient noise scale estimator against a problem whose B_simple is known exactly.
+"""The gradient noise scale against exact per-example values.
 
-Linear regression with Gaussian noise on a fixed dataset of N examples, at a fixed
-parameter point away from the optimum: per-example gradients over the whole dataset
-(``jax.vmap(jax.grad(...))``) give the exact G (their mean), tr(Σ) (their mean squared
-deviation from G) and B_simple = tr(Σ)/|G|². Batches are drawn with replacement, the
-estimator's model (E|G_B|² = |G|² + tr(Σ)/B exactly). Each step draws K small batches of
-B_SMALL examples, as K devices would hold them: |G_small|² is the mean of their squared
-norms, |G_big|² the squared norm of their mean, B_big = K·B_SMALL.
+Exact values come from per-example gradients (``jax.vmap(jax.grad(...))``) over every
+example: G is their mean, tr(Σ) their mean squared deviation from G (divisor N), and
+B_simple = tr(Σ)/|G|². Three cases: the finite-population formula by enumerating every
+batch of a tiny problem; a logistic regression whose per-example gradients span many
+orders of magnitude (most examples fitted, a few not); and the real digits MLP at the
+checkpoints of the default study's ``decay`` run.
 """
 
 from __future__ import annotations
 
-import doctest
-import functools
+import itertools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lr_study.errors import ConfigError
 from lr_study.training import gradient_noise
-
-N = 4096
-DIM = 8
-B_SMALL = 16
-K = 8  # small batches per step: the devices of a pmap step
-B_BIG = K * B_SMALL
-DRAWS = 2000
-DECAY = 0.99
+from lr_study.training.step import sq_norm
 
 
-def _loss(params, x, y):
-  return 0.5 * (x @ params['w'] + params['b'] - y) ** 2
+def _exact(per_example) -> tuple[float, float]:
+  """(|G|², tr(Σ)) of per-example gradients (a pytree with a leading axis N)."""
+  mean = jax.tree.map(lambda g: g.mean(0), per_example)
+  n = jax.tree_util.tree_leaves(per_example)[0].shape[0]
+  deviations = jax.tree.map(lambda g, m: g - m, per_example, mean)
+  return float(sq_norm(mean)), float(sq_norm(deviations)) / n
 
 
-@functools.lru_cache(maxsize=None)
-def _problem():
-  """Per-example gradients (a pytree with a leading axis N) and the exact |G|², tr(Σ)."""
-  keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  x = jax.random.normal(keys[0], (N, DIM))
-  w_true = jax.random.normal(keys[1], (DIM,))
-  y = x @ w_true + 0.5 + jax.random.normal(keys[2], (N,))
-  params = {'w': w_true + 0.15 * jax.random.normal(keys[3], (DIM,)), 'b': jnp.zeros(())}
-  per_example = jax.vmap(jax.grad(_loss), (None, 0, 0))(params, x, y)
-  mean = jax.tree_util.tree_map(lambda g: g.mean(0), per_example)
-  g_sq = float(gradient_noise.sq_norm(mean))
-  trace = float(gradient_noise.sq_norm(
-      jax.tree_util.tree_map(lambda g, m: g - m, per_example, mean))) / N
-  return per_example, g_sq, trace
+def _chunk_measurement(per_example, order: np.ndarray, chunk: int, chunks: int):
+  """The measurement of ``gradient_noise.measure_fn`` from per-example gradients: the
+  first ``chunks·chunk`` examples of ``order`` cut into chunks, their mean gradients."""
+  idx = order[:chunks * chunk].reshape(chunks, chunk)
+  grads = jax.tree.map(lambda g: g[idx].mean(1), per_example)
+  big = float(sq_norm(jax.tree.map(lambda g: g.mean(0), grads)))
+  small = float(np.mean([float(sq_norm(jax.tree.map(lambda g: g[j], grads)))
+                         for j in range(chunks)]))
+  return big, small
 
 
-@functools.lru_cache(maxsize=None)
-def _draws(seed: int, draws: int) -> tuple[jax.Array, jax.Array]:
-  """|G_small|² (mean over the K small batches) and |G_big|² of ``draws`` random steps."""
-  per_example, _, _ = _problem()
-
-  def one(key):
-    idx = jax.random.randint(key, (K, B_SMALL), 0, N)
-    small = jax.tree_util.tree_map(lambda g: g[idx].mean(1), per_example)  # K gradients
-    small_sq = jnp.mean(jax.vmap(gradient_noise.sq_norm)(small))
-    big = jax.tree_util.tree_map(lambda g: g.mean(0), small)
-    return small_sq, gradient_noise.sq_norm(big)
-
-  return jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(seed), draws))
+def test_the_expected_squared_norm_without_replacement_is_the_finite_population_formula():
+  per_example = {'w': jax.random.normal(jax.random.PRNGKey(0), (7, 3)) + 0.3}
+  g_sq, trace = _exact(per_example)
+  for b in (1, 2, 3, 7):
+    batches = [np.array(c) for c in itertools.combinations(range(7), b)]
+    mean_sq = np.mean([float(sq_norm(per_example['w'][c].mean(0))) for c in batches])
+    assert mean_sq == pytest.approx(g_sq + gradient_noise.finite_population(b, 7) * trace,
+                                    rel=1e-5)
 
 
-def _run(small: jax.Array, big: jax.Array, decay: float) -> gradient_noise.GradientNoiseState:
-  def step(state, norms):
-    return gradient_noise.update(state, norms[0], norms[1], B_SMALL, B_BIG, decay), None
-  state, _ = jax.lax.scan(step, gradient_noise.init(), (small, big))
-  return state
+def test_the_estimates_are_unbiased_over_every_batch_pair_of_a_tiny_problem():
+  # Every ordered split of 6 examples into chunks of 2: the estimates' mean is exact.
+  per_example = {'w': jax.random.normal(jax.random.PRNGKey(1), (6, 4)) - 0.2}
+  g_sq, trace = _exact(per_example)
+  estimates = [gradient_noise.unbiased_estimates(
+      *reversed(_chunk_measurement(per_example, np.array(p), 2, 2)), 2, 4, 6)
+               for p in itertools.permutations(range(6))]
+  assert np.mean([e[0] for e in estimates]) == pytest.approx(g_sq, rel=1e-4)
+  assert np.mean([e[1] for e in estimates]) == pytest.approx(trace, rel=1e-4)
 
 
-def test_module_doctests_pass():
-  result = doctest.testmod(gradient_noise)
-  assert result.attempted > 0 and result.failed == 0
+def _logistic_per_example():
+  """Per-example gradients of a logistic regression trained until most examples are
+  fitted: their squared norms span many orders of magnitude."""
+  keys = jax.random.split(jax.random.PRNGKey(2), 3)
+  n, dim = 2048, 16
+  x = jax.random.normal(keys[0], (n, dim))
+  y = (x @ jax.random.normal(keys[1], (dim,)) + 0.3 * jax.random.normal(keys[2], (n,)) > 0)
+
+  def loss(w, xi, yi):
+    return jnp.logaddexp(0.0, xi @ w) - yi * (xi @ w)
+
+  w = jnp.zeros(dim)
+  for _ in range(300):
+    w = w - 2.0 * jax.grad(lambda w: jax.vmap(loss, (None, 0, 0))(w, x, y).mean())(w)
+  return {'w': jax.vmap(jax.grad(loss), (None, 0, 0))(w, x, y)}
 
 
-def test_sq_norm_sums_squares_over_every_leaf_in_float32():
-  tree = {'a': jnp.array([3.0, 4.0]), 'b': (jnp.full((2, 2), 2.0, jnp.bfloat16), jnp.ones(()))}
-  total = gradient_noise.sq_norm(tree)
-  assert total.dtype == jnp.float32
-  assert float(total) == 25.0 + 16.0 + 1.0
+def test_the_measurement_agrees_with_exact_values_when_gradients_span_orders_of_magnitude():
+  per_example = _logistic_per_example()
+  norms = np.asarray(jnp.sum(per_example['w'] ** 2, axis=1))
+  assert norms.max() / np.median(norms) > 1e4  # the case the 1/|G_big|² weighting failed
+  g_sq, trace = _exact(per_example)
+  order = np.random.default_rng(0).permutation(2048)
+  big, small = _chunk_measurement(per_example, order, 32, 64)
+  logged = gradient_noise.metrics(big, small, 32, 64, 2048)
+  assert logged['grad_norm_sq'] == pytest.approx(g_sq, rel=1e-3)
+  assert logged['trace_sigma'] == pytest.approx(trace, rel=0.25)
+  assert logged['gradient_noise_scale'] == pytest.approx(trace / g_sq, rel=0.25)
 
 
-def test_two_halves_sq_norm_is_the_mean_of_the_halves_squared_norms():
-  per_example, _, _ = _problem()
-  halves = [jax.tree_util.tree_map(lambda g: g[i:i + 8].mean(0), per_example) for i in (0, 8)]
-  whole = jax.tree_util.tree_map(lambda g: g[:16].mean(0), per_example)
-  expected = (gradient_noise.sq_norm(halves[0]) + gradient_noise.sq_norm(halves[1])) / 2
-  assert float(gradient_noise.two_halves_sq_norm(halves[0], whole)) == pytest.approx(
-      float(expected), rel=1e-5)
+def _linear_per_example():
+  """Per-example gradients of a Gaussian linear regression away from its optimum."""
+  keys = jax.random.split(jax.random.PRNGKey(3), 4)
+  n, dim = 2048, 8
+  x = jax.random.normal(keys[0], (n, dim))
+  w_true = jax.random.normal(keys[1], (dim,))
+  y = x @ w_true + 0.5 + jax.random.normal(keys[2], (n,))
+  params = {'w': w_true + 0.15 * jax.random.normal(keys[3], (dim,)), 'b': jnp.zeros(())}
+  loss = lambda p, xi, yi: 0.5 * (xi @ p['w'] + p['b'] - yi) ** 2
+  return jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, y)
 
 
-def test_problem_sits_between_the_two_batch_sizes():
-  _, g_sq, trace = _problem()
-  assert B_SMALL < trace / g_sq < B_BIG  # both batch sizes carry information
+def test_the_estimates_from_a_subset_of_examples_are_unbiased():
+  # n = 512 of N = 2048: |G_big|² holds κ(n)·tr(Σ) of noise, which the estimate removes.
+  per_example = _linear_per_example()
+  g_sq, trace = _exact(per_example)
+  results = np.array([gradient_noise.unbiased_estimates(*reversed(_chunk_measurement(
+      per_example, np.random.default_rng(seed).permutation(2048), 32, 16)), 32, 512, 2048)
+                      for seed in range(200)])
+  assert results[:, 0].mean() == pytest.approx(g_sq, rel=0.05)
+  assert results[:, 1].mean() == pytest.approx(trace, rel=0.05)
 
 
-def test_single_step_estimates_are_unbiased():
-  _, g_sq, trace = _problem()
-  small, big = _draws(seed=1, draws=4 * DRAWS)
-  g_sq_est, trace_est = gradient_noise.unbiased_estimates(small, big, B_SMALL, B_BIG)
-  for estimate, exact in ((g_sq_est, g_sq), (trace_est, trace)):
-    standard_error = float(jnp.std(estimate)) / np.sqrt(estimate.size)
-    assert abs(float(jnp.mean(estimate)) - exact) < 4 * standard_error
-    assert abs(float(jnp.mean(estimate)) / exact - 1) < 0.03
-  # The big batch's own squared norm overestimates |G|² by tr(Σ)/B_big: many standard errors.
-  naive_bias = float(jnp.mean(big)) - g_sq
-  assert naive_bias == pytest.approx(trace / B_BIG, rel=0.1)
-  assert naive_bias > 10 * float(jnp.std(g_sq_est)) / np.sqrt(g_sq_est.size)
+def test_a_gradient_not_resolved_from_its_noise_has_an_infinite_scale():
+  assert gradient_noise.b_simple(-1e-6, 0.5) == float('inf')
+  assert gradient_noise.b_simple(0.5, 1.0) == 2.0
 
 
-def test_smoothed_b_simple_within_10_percent_of_exact():
-  _, g_sq, trace = _problem()
-  exact = trace / g_sq
-  state = _run(*_draws(seed=2, draws=DRAWS), DECAY)
-  assert float(gradient_noise.b_simple(state)) == pytest.approx(exact, rel=0.10)
+def test_fewer_than_two_chunks_is_a_one_line_error():
+  with pytest.raises(ConfigError, match='gradient_noise_batch_size=1024 leaves 1 chunk'):
+    gradient_noise.num_chunks(1437, 1024, 0, 1)
+  assert gradient_noise.num_chunks(1437, 32, 0, 1) == 44
+  assert gradient_noise.num_chunks(1437, 32, 320, 2) == 10
 
 
-def test_smoothing_beats_a_single_step_ratio():
-  _, g_sq, trace = _problem()
-  exact = trace / g_sq
-  small, big = _draws(seed=3, draws=DRAWS)
-  g_sq_est, trace_est = gradient_noise.unbiased_estimates(small, big, B_SMALL, B_BIG)
-  single_error = np.median(np.abs(np.asarray(trace_est / g_sq_est) / exact - 1))
-  smoothed_error = abs(float(gradient_noise.b_simple(_run(small, big, DECAY))) / exact - 1)
-  assert single_error > 0.1  # one step alone is typically outside the 10% band
-  assert smoothed_error < single_error / 5
+# --- the real digits MLP, at the checkpoints of the default study's decay run
 
 
-def test_the_first_measurement_is_its_own_estimate():
-  state = gradient_noise.update(gradient_noise.init(), 5.0, 2.0, 2, 8, decay=0.99)
-  assert float(state.ema_g_sq) == pytest.approx(0.01 / 2.0)  # the raw sum, weighted 1/|G_big|²
-  g_sq, trace = gradient_noise.estimates(state)
-  assert (float(g_sq), float(trace)) == pytest.approx((1.0, 8.0))
+@pytest.fixture(scope='module')
+def decay_run(tmp_path_factory):
+  """The default study's ``decay`` variant, seed 0, checkpointed every 10 epochs."""
+  from lr_study.runner import run_study  # pylint: disable=g-import-not-at-top
+  from experiments import digits_study  # pylint: disable=g-import-not-at-top
+  config = digits_study.get_config('decay')
+  config.seeds = (0,)
+  config.checkpoint_every_epochs, config.checkpoints_to_keep = 10, 4
+  workdir = str(tmp_path_factory.mktemp('decay'))
+  run_study(config, workdir)
+  return config, os.path.join(workdir, 'decay', 'seed_0')
 
 
-def test_each_measurement_weighs_one_over_its_big_batch_squared_norm():
-  # Two measurements of equal memory but scales 100x apart: the average leans to the
-  # recent small-scale one in proportion 100:1 instead of being ruled by the large one.
-  old = (5.0, 2.0)  # |G|² = 1, tr(Σ) = 8
-  new = (0.05, 0.02)  # |G|² = 0.01, tr(Σ) = 0.08
-  state = gradient_noise.init()
-  for small, big in (old, new):
-    state = gradient_noise.update(state, small, big, 2, 8, decay=0.5)
-  assert float(state.weight) == pytest.approx(0.5 * 0.5 / 2.0 + 0.5 / 0.02)
-  w_old, w_new = 0.25 / 2.0, 0.5 / 0.02
-  expected = [(w_old * a + w_new * b) / (w_old + w_new) for a, b in ((1.0, 0.01), (8.0, 0.08))]
-  assert [float(x) for x in gradient_noise.estimates(state)] == pytest.approx(expected, rel=1e-5)
-  assert float(gradient_noise.b_simple(state)) == pytest.approx(8.0, rel=1e-5)
+def _exact_at_checkpoints(config, run_dir):
+  """{update: (B_simple, |G|², tr(Σ))} exactly, from per-example data-loss gradients
+  over the whole training split at each checkpoint's parameters."""
+  from lr_study.data.in_memory import normalize  # pylint: disable=g-import-not-at-top
+  from lr_study.data.sources import load_dataset_arrays  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
+  from lr_study.training.step import cross_entropy_and_accuracy  # pylint: disable=g-import-not-at-top
+  from lr_study.study import resolve_variant  # pylint: disable=g-import-not-at-top
+  config = resolve_variant(config, 'decay')
+  setup = prepare_run(config)
+  arrays = load_dataset_arrays(config.dataset)
+  x = normalize(arrays.train.images, setup.spec.mean, setup.spec.std)
+  y = jnp.asarray(arrays.train.labels, jnp.int32)
+
+  def loss(params, xi, yi):
+    logits = setup.model.apply({'params': params}, xi[None], train=False)
+    return cross_entropy_and_accuracy(logits, yi[None])[0][0]
+
+  exact = {}
+  for step in sorted(int(s) for s in os.listdir(os.path.join(run_dir, 'checkpoints'))):
+    path = os.path.join(run_dir, 'checkpoints', str(step), 'state')
+    params = ocp.StandardCheckpointer().restore(path)['params']
+    g_sq, trace = _exact(jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, y))
+    exact[step] = (trace / g_sq, g_sq, trace)
+  return exact
 
 
-def test_constant_measurements_are_recovered_whatever_their_number():
-  state = gradient_noise.init()
-  for _ in range(7):
-    state = gradient_noise.update(state, 5.0, 2.0, 2, 8, decay=0.9)
-  assert float(state.weight) == pytest.approx((1 - 0.9**7) / 2.0, rel=1e-6)
-  assert [float(x) for x in gradient_noise.estimates(state)] == pytest.approx([1.0, 8.0], rel=1e-6)
-
-
-def test_the_averages_hold_when_decay_changes_between_updates():
-  state = gradient_noise.init()
-  for decay in (0.5, 0.9, 0.99, 0.0, 0.95):
-    state = gradient_noise.update(state, 5.0, 2.0, 2, 8, decay=decay)
-    assert [float(x) for x in gradient_noise.estimates(state)] == pytest.approx([1.0, 8.0],
-                                                                                 rel=1e-6)
-
-
-def test_b_simple_is_nan_before_any_update_and_inf_while_g_sq_not_positive():
-  assert np.isnan(float(gradient_noise.b_simple(gradient_noise.init())))
-  # |G_big|² below |G_small|²·B_small/B_big: the |G|² estimate is negative.
-  state = gradient_noise.update(gradient_noise.init(), 5.0, 1.0, 2, 8, decay=0.9)
-  assert float(gradient_noise.estimates(state)[0]) < 0
-  assert float(gradient_noise.b_simple(state)) == np.inf
-
-
-def test_estimates_are_float32_accurate_at_large_batches():
-  # Expected squared norms for |G|² = 1e-3, tr(Σ) = 50 at B_small = 4096, B_big = 65536.
-  g_sq, trace, b_small, b_big = 1e-3, 50.0, 4096, 65536
-  small = np.float32(g_sq + trace / b_small)
-  big = np.float32(g_sq + trace / b_big)
-  g_sq_est, trace_est = jax.jit(gradient_noise.unbiased_estimates)(small, big, b_small, b_big)
-  assert g_sq_est.dtype == trace_est.dtype == jnp.float32
-  assert float(g_sq_est) == pytest.approx(g_sq, rel=1e-3)
-  assert float(trace_est) == pytest.approx(trace, rel=1e-5)
-
-
-def test_functions_jit_and_match_eager():
-  small, big = _draws(seed=4, draws=20)
-  eager = gradient_noise.init()
-  jitted = jax.jit(gradient_noise.init)()
-  jit_update = jax.jit(gradient_noise.update)
-  for s, b in zip(small, big):
-    eager = gradient_noise.update(eager, s, b, B_SMALL, B_BIG, DECAY)
-    jitted = jit_update(jitted, s, b, B_SMALL, B_BIG, DECAY)
-  assert float(jax.jit(gradient_noise.b_simple)(jitted)) == pytest.approx(
-      float(gradient_noise.b_simple(eager)), rel=1e-6)
-  tree = {'a': jnp.arange(3.0)}
-  assert float(jax.jit(gradient_noise.sq_norm)(tree)) == 5.0
-
-
-def test_pmap_step_per_device_gradients_are_the_small_batches():
-  """In a pmap step: B_small = per-device batch, B_big = global batch (module docstring)."""
-  devices = jax.local_device_count()
-  if devices < 2:
-    pytest.skip('needs several devices (tests/conftest.py fakes 8 CPU devices)')
-  per_example, _, _ = _problem()
-  per_device = 4
-  idx = jax.random.randint(jax.random.PRNGKey(5), (devices, per_device), 0, N)
-  local = jax.tree_util.tree_map(lambda g: g[idx].mean(1), per_example)  # [devices, ...]
-
-  def step(state, local_grads):
-    small = jax.lax.pmean(gradient_noise.sq_norm(local_grads), 'batch')
-    grads = jax.lax.pmean(local_grads, 'batch')
-    return gradient_noise.update(state, small, gradient_noise.sq_norm(grads), per_device,
-                                 devices * per_device, DECAY)
-
-  states = jax.pmap(step, axis_name='batch', in_axes=(None, 0))(gradient_noise.init(), local)
-  small = jnp.mean(jax.vmap(gradient_noise.sq_norm)(local))
-  big = gradient_noise.sq_norm(jax.tree_util.tree_map(lambda g: g.mean(0), local))
-  host = gradient_noise.update(gradient_noise.init(), small, big, per_device,
-                               devices * per_device, DECAY)
-  for leaf, expected in zip(jax.tree_util.tree_leaves(states), jax.tree_util.tree_leaves(host)):
-    np.testing.assert_allclose(np.asarray(leaf), float(expected), rtol=1e-5)
+@pytest.mark.slow
+def test_the_logged_noise_scale_matches_exact_per_example_values_on_the_digits_mlp(decay_run):
+  config, run_dir = decay_run
+  exact = _exact_at_checkpoints(config, run_dir)
+  assert sorted(exact) == [1790, 3580, 5370, 7160]
+  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+    logged = {row['update']: row for row in map(json.loads, f)}
+  for update, (b_simple, g_sq, trace) in exact.items():
+    row = logged[update]
+    assert 1 / 1.5 < row['gradient_noise_scale'] / b_simple < 1.5, (update, row, b_simple)
+    assert 1 / 2 < row['grad_norm_sq'] / g_sq < 2, (update, row, g_sq)
+    assert 1 / 2 < row['trace_sigma'] / trace < 2, (update, row, trace)

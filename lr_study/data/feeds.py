@@ -87,10 +87,15 @@ class InMemoryFeed:
     the devices once per epoch (a batch ramp's epoch asks once per phase); the step
     gathers each update's batch from it."""
     del batch_size
+    yield (self.ordered(seed, epoch),), updates - done
+
+  def ordered(self, seed: int, epoch: int) -> DeviceData:
+    """The training split with epoch ``epoch``'s order as ``perm``, copied to the devices
+    once for consecutive calls with the same ``(seed, epoch)``."""
     if self._order[0] != (seed, epoch):
       self._order = ((seed, epoch), self.train.replace(perm=devices.replicate(
           epoch_permutation(seed, epoch, self.num_local_train))))
-    yield (self._order[1],), updates - done
+    return self._order[1]
 
 
 class StreamingFeed:

@@ -1,224 +1,213 @@
-r"""The gradient noise scale B_simple, estimated during training.
+r"""The gradient noise scale B_simple of the data loss, measured at fixed parameters.
 
 McCandlish, Kaplan, Amodei et al., "An Empirical Model of Large-Batch Training" (2018):
 the batch size past which a larger batch stops paying off is about
 
     B_simple = tr(Σ) / |G|²,
 
-where G is the true (full-data) gradient and Σ the covariance of the per-example
-gradients. A gradient averaged over B examples drawn independently has
-E|G_B|² = |G|² + tr(Σ)/B, so the squared norms of the same step's gradient on a small
-batch (B_small examples) and on a big one (B_big examples) give the unbiased estimates of
-Appendix A.1:
+where, for the N training examples with per-example gradients g_i of the **data loss**
+(the softmax cross-entropy; the optimizer's weight decay is not part of it),
+G = (1/N)·Σ g_i is the full-batch gradient and Σ = (1/N)·Σ (g_i − G)(g_i − G)ᵀ their
+covariance (divisor N). The gradient G_b of the mean loss over b distinct examples
+drawn uniformly without replacement, as the training loop draws its batches, has
 
-    |G|²  ≈ (B_big·|G_big|² − B_small·|G_small|²) / (B_big − B_small),
-    tr(Σ) ≈ (|G_small|² − |G_big|²) / (1/B_small − 1/B_big)
-          = (|G_small|² − |G_big|²) · B_small·B_big / (B_big − B_small).
+    E|G_b|² = |G|² + κ(b)·tr(Σ),      κ(b) = (N − b) / (b·(N − 1))
 
-|G_small|² may be the mean over several small-batch gradients of the step (the
-per-device gradients before the all-reduce, or the micro-batches of one device): its
-expectation is unchanged, its variance smaller. Each single estimate is noisy, so
-:func:`update` keeps a moving average of each, and :func:`b_simple` takes the ratio of
-the two averages (not the average of ratios). Over training both quantities fall by
-orders of magnitude, so a plain moving average would be ruled for long by its early,
-large estimates; each measurement therefore enters with the weight 1/|G_big|², its
-own scale. With decay d per measurement the weighted sums and their total weight w follow
+(κ(b) → 1/b for N → ∞, McCandlish et al.'s Appendix A.1; κ(N) = 0). So the squared norms
+|G_small|² and |G_big|² of gradients over b_small < b_big such examples give unbiased
+estimates of both quantities:
 
-    m ← d·m + (1 − d)·estimate/|G_big|²,   w ← d·w + (1 − d)/|G_big|²,   average m̂ = m / w
+    tr(Σ) = (|G_small|² − |G_big|²) / (κ(b_small) − κ(b_big)),
+    |G|²  = |G_big|² − κ(b_big)·tr(Σ).
 
-(an exponential moving average when |G_big|² holds still); the weight cancels in the
-ratio, B_simple = m_tr(Σ) / m_|G|², but not in :func:`estimates`. The memory is about
-1/(1 − d) measurements: lr_study's train step measures each of the first M updates, then
-every M-th (``gradient_noise_every_updates``, default 32), and the default d = 0.99
-remembers about 100 measurements, 3,200 updates, less as the scale falls. A single
-estimate from a small batch is very noisy (at B = 8, two halves of 4 examples, |G|² is
-resolved only over dozens of them): the first M measurements give the averages a start,
-and the long memory keeps |G|² resolved late in training, when the gradient is small
-against its noise.
+**The measurement** (:func:`measure_fn`), at an evaluation: the first n = C·b examples of
+a fresh random order of the training split are cut into C chunks of b, and each chunk's
+gradient g_j is taken at the current parameters in evaluation mode (running batch-norm
+statistics, no dropout, no augmentation, so that the loss is a sum over examples). Then
+|G_small|² = (1/C)·Σ|g_j|² with b_small = b, and |G_big|² = |(1/C)·Σ g_j|² with
+b_big = n. By default n is the whole split rounded down to whole chunks on every device,
+where κ(n) ≈ 0: |G|² is then the full-batch value, and tr(Σ) rests on C chunk gradients.
+The order is the next epoch's (``in_memory.epoch_permutation`` of ``(seed, epoch)``),
+which the parameters have not yet seen, so the chunks are independent of them.
 
-In a ``jax.pmap`` train step over D devices in all (every process's) with global batch
-B, each device holding B/D examples, the gradients being those of the mean loss over each
-device's examples, before the optimizer (all-reduce over the axis ``AXIS``)::
+Every logged value is thus a function of the parameters at that evaluation alone: no
+moving average reaches back over training. On several processes each chunk comes from
+one process's slice of the split; the estimate treats the chunks as drawn from the
+whole split (exact for one process).
 
-    small = lax.pmean(sq_norm(local_grads), AXIS)   # B_small = B / D
-    grads = lax.pmean(local_grads, AXIS)            # B_big = B
-    noise = gradient_noise.update(noise, small, sq_norm(grads), B // D, B, 0.99)
+Example: N = 100, |G|² = 1 and tr(Σ) = 10 give at b = 10 and n = 50 the expected squared
+norms 1 + 10·κ(10) = 2 and 1 + 10·κ(50) ≈ 1.10, from which both are recovered:
 
-Every device then holds the same state. With D devices and k micro-batches each,
-B_small = B/(D·k) from the micro-batches, or B/D from the per-device means; on one
-device with k ≥ 2 micro-batches, B_small = B/k, ``small`` the mean of their squared norms
-and ``big`` the squared norm of their mean (B_big = B). On one device without
-micro-batches the two halves of the batch are the small batches: for a mean loss (no
-batch norm, which would normalise each half apart) the batch's gradient g is the mean of
-the halves' g₁ and g₂, so the first half's gradient alone gives g₂ = 2g − g₁ and
-
-    small = (|g₁|² + |g₂|²) / 2 = |g|² + |g₁ − g|²,     B_small = B/2,   big = |g|²,   B_big = B
-
-(:func:`two_halves_sq_norm`), whence tr(Σ) ≈ B·|g₁ − g|² and |G|² ≈ |g|² − |g₁ − g|²;
-the update's own gradient g is computed as without the measurement. Sampling without
-replacement from N examples scales the tr(Σ)/B term by (N − B)/(N − 1), negligible for
-B ≪ N.
-
-Example: |G|² = 1 and tr(Σ) = 8 give, at B_small = 2 and B_big = 8, expected squared
-norms 1 + 8/2 = 5 and 1 + 8/8 = 2, from which the estimates recover both:
-
->>> state = update(init(), small_sq_norm=5.0, big_sq_norm=2.0, b_small=2, b_big=8, decay=0.9)
->>> [round(float(x), 4) for x in estimates(state)]
-[1.0, 8.0]
->>> round(float(b_simple(state)), 4)
-8.0
+>>> small = 1 + 10 * finite_population(10, 100)
+>>> big = 1 + 10 * finite_population(50, 100)
+>>> [round(float(x), 4) for x in unbiased_estimates(small, big, 10, 50, 100)]
+[1.0, 10.0]
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
-import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from lr_study.data import streaming
+from lr_study.data.feeds import Feed
+from lr_study.data.in_memory import DeviceData, normalize, take_micro_batches
+from lr_study.errors import ConfigError
+from lr_study.runtime import devices
 from lr_study.runtime.devices import AXIS
+from lr_study.training.step import TrainState, cross_entropy_and_accuracy, sq_norm
 
-Scalar = Any  # a Python number or a scalar jax array (float32)
+Scalar = Any  # a Python number or a scalar array
 
-
-@flax.struct.dataclass
-class GradientNoiseState:
-  """The moving weighted sums of the |G|² and tr(Σ) estimates (float32 scalars).
-
-  Attributes:
-    ema_g_sq: m_|G|², the decayed sum of the |G|² estimates, each times its weight.
-    ema_trace: m_tr(Σ), the same for the tr(Σ) estimates.
-    weight: w, the decayed sum of the weights (module docstring); 0 before the first
-      measurement.
-  """
-
-  ema_g_sq: jax.Array
-  ema_trace: jax.Array
-  weight: jax.Array
+METRICS = ('gradient_noise_scale', 'grad_norm_sq', 'trace_sigma')
 
 
-def init() -> GradientNoiseState:
-  """The state before any estimate: zero averages and zero weight."""
-  zero = jnp.zeros((), jnp.float32)
-  return GradientNoiseState(ema_g_sq=zero, ema_trace=zero, weight=zero)
-
-
-def is_measured(update: Any, every: int) -> Any:
-  """Whether the update after ``update`` updates is measured: each of the first M
-  (``every``), then every M-th. Host ints or traced arrays."""
-  return (update < every) | (update % every == 0)
-
-
-def next_measured(update: int, every: int) -> int:
-  """The first measured update after ``update`` updates, on the host
-  (:func:`is_measured` of it is true, and of none between)."""
-  return update + 1 if update + 1 < every else (update // every + 1) * every
-
-
-def sq_norm(tree: Any) -> jax.Array:
-  """Σ over every leaf of ``tree`` of Σ x², accumulated in float32."""
-  leaves = jax.tree_util.tree_leaves(tree)
-  return sum((jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves),
-             jnp.zeros((), jnp.float32))
-
-
-def two_halves_sq_norm(first_half: Any, whole: Any) -> jax.Array:
-  """|G_small|² of the two halves of a batch, ``|g|² + |g₁ − g|²`` (module docstring),
-  from the gradient ``first_half`` (g₁) over its first B/2 examples and ``whole`` (g)
-  over all B."""
-  return sq_norm(whole) + sq_norm(jax.tree.map(jnp.subtract, first_half, whole))
+def finite_population(b: Scalar, n: Scalar) -> Any:
+  """κ(b) = (N − b) / (b·(N − 1)): the factor of tr(Σ) in E|G_b|² − |G|² for b of
+  ``n`` = N examples drawn without replacement (module docstring)."""
+  return (n - b) / (b * (n - 1.0))
 
 
 def unbiased_estimates(small_sq_norm: Scalar, big_sq_norm: Scalar, b_small: Scalar,
-                       b_big: Scalar) -> tuple[jax.Array, jax.Array]:
-  """One step's unbiased ``(|G|², tr(Σ))`` from |G_small|² and |G_big|² (module docstring).
+                       b_big: Scalar, num_examples: Scalar) -> tuple[Any, Any]:
+  """``(|G|², tr(Σ))`` from |G_small|² over ``b_small`` and |G_big|² over ``b_big``
+  examples of ``num_examples`` (module docstring); float64 on the host."""
+  small, big = np.float64(small_sq_norm), np.float64(big_sq_norm)
+  k_small = finite_population(np.float64(b_small), np.float64(num_examples))
+  k_big = finite_population(np.float64(b_big), np.float64(num_examples))
+  trace = (small - big) / (k_small - k_big)
+  return big - k_big * trace, trace
 
-  Args:
-    small_sq_norm: |G_small|², the squared norm of a gradient over ``b_small`` examples
-      (or the mean of several such squared norms).
-    big_sq_norm: |G_big|², the squared norm of the gradient over ``b_big`` examples.
-    b_small: the small batch size.
-    b_big: the big batch size, larger than ``b_small``.
 
-  Returns:
-    ``(g_sq, trace)``, float32 scalars; either may be negative for a single step.
+def b_simple(g_sq: float, trace: float) -> float:
+  """B_simple = tr(Σ)/|G|²; +inf while the estimated |G|² is not positive (the gradient
+  is not resolved from its noise)."""
+  return trace / g_sq if g_sq > 0 else float('inf')
+
+
+def num_chunks(num_local: int, chunk: int, examples: int, local_devices: int,
+               processes: int = 1) -> int:
+  """C, the chunks of one measurement over all processes: the most whole chunks of
+  ``chunk`` examples that every local device of every process can take from its
+  process's ``num_local`` examples, at most ``examples`` in all (0: no limit).
+
+  Raises:
+    ConfigError: fewer than 2 chunks.
   """
-  small, big, bs, bb = (jnp.asarray(x, jnp.float32)
-                        for x in (small_sq_norm, big_sq_norm, b_small, b_big))
-  span = bb - bs
-  g_sq = (bb * big - bs * small) / span
-  trace = (small - big) * bs * bb / span  # no difference of reciprocals
-  return g_sq, trace
+  per_device = num_local // (chunk * local_devices)
+  if examples:
+    per_device = min(per_device, examples // (chunk * local_devices * processes))
+  total = per_device * local_devices * processes
+  if total < 2:
+    raise ConfigError(f'gradient_noise_batch_size={chunk} leaves {total} chunk(s) of the '
+                      f'{num_local * processes} training examples on {local_devices * processes}'
+                      ' device(s), need at least 2')
+  return total
 
 
-def update(state: GradientNoiseState, small_sq_norm: Scalar, big_sq_norm: Scalar,
-           b_small: Scalar, b_big: Scalar, decay: Scalar) -> GradientNoiseState:
-  """Folds one measurement's |G|² and tr(Σ) estimates, weighted by 1/|G_big|², into the
-  moving averages.
+def _chunk_gradient(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array,
+                    y: jax.Array) -> Any:
+  """The gradient of the mean cross-entropy over one chunk, in evaluation mode."""
+  def loss(p):
+    logits = model.apply({'params': p, 'batch_stats': batch_stats}, x, train=False)
+    return jnp.mean(cross_entropy_and_accuracy(logits.astype(jnp.float32), y)[0])
+  return jax.grad(loss)(params)
 
-  Args:
-    state: the averages so far.
-    small_sq_norm: |G_small|² (see :func:`unbiased_estimates`).
-    big_sq_norm: |G_big|².
-    b_small: the small batch size.
-    b_big: the big batch size.
-    decay: d in [0, 1): the weight of the past; ``1/(1 − d)`` measurements is the memory.
 
-  Returns:
-    ``m ← d·m + (1 − d)·estimate/|G_big|²`` for both, ``w ← d·w + (1 − d)/|G_big|²``
-    (a measurement with |G_big|² = 0 weighs nothing).
+@functools.cache
+def measure_fn(model: nn.Module, chunk: int, chunks_per_device: int
+               ) -> Callable[[Any, Any, DeviceData], tuple[jax.Array, jax.Array]]:
+  """The pmapped measurement over a device-resident training split.
+
+  ``fn(params, batch_stats, split)`` with ``split.perm`` the measurement's order: device
+  ``d`` scans its ``chunks_per_device`` chunks (``in_memory.take_micro_batches`` at
+  positions ``j·D·chunk``, so the C chunks are ``perm[:C·chunk]`` cut in order) and the
+  sums are added over all devices. Returns ``(|G_big|², |G_small|²)``, replicated.
   """
-  g_sq, trace = unbiased_estimates(small_sq_norm, big_sq_norm, b_small, b_big)
-  d = jnp.asarray(decay, jnp.float32)
-  big = jnp.asarray(big_sq_norm, jnp.float32)
-  weight = jnp.where(big > 0, 1.0 / jnp.where(big > 0, big, 1.0), 0.0)
-  mix = lambda old, new: d * old + (1.0 - d) * weight * new
-  return GradientNoiseState(ema_g_sq=mix(state.ema_g_sq, g_sq),
-                            ema_trace=mix(state.ema_trace, trace),
-                            weight=mix(state.weight, jnp.ones((), jnp.float32)))
+
+  def fn(params: Any, batch_stats: Any, split: DeviceData) -> tuple[jax.Array, jax.Array]:
+    local = jax.local_device_count()
+
+    def one(carry, j):
+      x, y = take_micro_batches(split, j * local * chunk * jax.process_count(), chunk, 1,
+                                local, augment=False, seed=0, epoch=0)
+      g = _chunk_gradient(model, params, batch_stats, x[0], y[0])
+      return jax.tree.map(jnp.add, carry, (g, sq_norm(g))), None
+
+    zeros = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
+    sums, _ = jax.lax.scan(one, zeros, jnp.arange(chunks_per_device))
+    (grad_sum, sq_sum), count = jax.lax.psum((sums, jnp.float32(chunks_per_device)), AXIS)
+    return sq_norm(jax.tree.map(lambda g: g / count, grad_sum)), sq_sum / count
+
+  return jax.pmap(fn, axis_name=AXIS)
 
 
-def measure(state: GradientNoiseState, shape: tuple[int, int], local_grads: Any,
-            grads: Any, big_sq_norm: jax.Array, micro_sq_norm: jax.Array,
-            first_half: Callable[[], Any], *, batch_norm: bool, decay: float
-            ) -> GradientNoiseState:
-  """``state`` with one train-step update's measurement folded in (call inside the pmap).
+@functools.cache
+def stream_measure_fn(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]
+                      ) -> tuple[Callable[..., Any], Callable[..., tuple[jax.Array, jax.Array]]]:
+  """The pmapped measurement over streamed batches of one chunk per device.
 
-  The small batches (module docstring): each device's B/D examples on several devices,
-  each micro-batch's on one device with accumulation (``micro_sq_norm``, the mean of
-  their squared norms), else the two halves of the batch, from the first half's gradient
-  ``first_half()`` and ``grads`` (NaN with ``batch_norm``, which would see the halves
-  apart, or an odd batch). ``shape`` is ``(k, m)``: this device's micro-batches and their
-  size; ``local_grads`` this device's gradient, ``grads`` the all-reduced one and
-  ``big_sq_norm`` its squared norm. Dropout masks of the first half are the first rows
-  of the batch's: JAX's partitionable threefry draws random bits by position.
+  ``add(sums, params, batch_stats, batch)`` folds one batch of
+  ``streaming.epoch_batches`` (a chunk on each device) into the per-device sums
+  ``(Σ g_j, Σ |g_j|², chunks)``; ``total(sums)`` adds them over the devices and returns
+  ``(|G_big|², |G_small|²)``, replicated.
   """
-  num_devices, (k, m) = jax.device_count(), shape
-  if num_devices > 1:
-    small, b_small = jax.lax.pmean(sq_norm(local_grads), AXIS), k * m
-  elif k > 1:
-    small, b_small = micro_sq_norm, m
-  elif batch_norm or m % 2:
-    small, b_small = jnp.full((), jnp.nan), m
-  else:
-    small, b_small = two_halves_sq_norm(first_half(), grads), m // 2
-  return update(state, small, big_sq_norm, b_small, num_devices * k * m, decay)
+  def add(sums, params, batch_stats, batch):
+    x = normalize(batch['image'], jnp.asarray(mean), jnp.asarray(std))
+    g = _chunk_gradient(model, params, batch_stats, x,
+                        batch['label'])
+    return jax.tree.map(jnp.add, sums, (g, sq_norm(g), jnp.ones((), jnp.float32)))
+
+  def total(sums):
+    grad_sum, sq_sum, count = jax.lax.psum(sums, AXIS)
+    return sq_norm(jax.tree.map(lambda g: g / count, grad_sum)), sq_sum / count
+
+  return jax.pmap(add, axis_name=AXIS), jax.pmap(total, axis_name=AXIS)
 
 
-def estimates(state: GradientNoiseState) -> tuple[jax.Array, jax.Array]:
-  """The averages ``(|G|², tr(Σ)) = (m_|G|² / w, m_tr(Σ) / w)``; NaN before any
-  measurement."""
-  safe = jnp.where(state.weight > 0, state.weight, jnp.nan)
-  return state.ema_g_sq / safe, state.ema_trace / safe
+def metrics(big_sq_norm: float, small_sq_norm: float, chunk: int, chunks: int,
+            num_examples: int) -> dict[str, float]:
+  """The logged ``gradient_noise_scale`` (B_simple), ``grad_norm_sq`` (|G|²) and
+  ``trace_sigma`` (tr(Σ)) of one measurement of ``chunks`` chunks of ``chunk`` examples
+  out of ``num_examples``."""
+  g_sq, trace = unbiased_estimates(small_sq_norm, big_sq_norm, chunk, chunks * chunk,
+                                   num_examples)
+  return dict(zip(METRICS, (b_simple(g_sq, trace), float(g_sq), float(trace))))
 
 
-def b_simple(state: GradientNoiseState) -> jax.Array:
-  """B_simple = m_tr(Σ) / m_|G|², the ratio of the moving averages.
+Meter = Callable[[TrainState, int, int], dict[str, float]]
 
-  NaN before any update; +inf while the averaged |G|² is not positive (the gradient's
-  signal has not yet been resolved from its noise).
-  """
-  g_sq, trace = estimates(state)
-  unresolved = jnp.where(jnp.isnan(g_sq), jnp.nan, jnp.inf)
-  return jnp.where(g_sq > 0, trace / jnp.where(g_sq > 0, g_sq, 1.0), unresolved)
+
+def meter(feed: Feed, model: nn.Module, chunk: int, examples: int) -> Meter:
+  """``measure(state, seed, epoch)``: the :func:`metrics` of one measurement at the
+  parameters of ``state``, over chunks of ``chunk`` examples in the order of epoch
+  ``epoch`` (the next one to train), at most ``examples`` in all (0: the whole split)."""
+  processes, local = jax.process_count(), jax.local_device_count()
+  num_local = feed.num_local_train if not feed.streaming else feed.spec.num_train_examples // processes
+  chunks = num_chunks(num_local, chunk, examples, local, processes)
+  num_examples = num_local * processes
+  if not feed.streaming:
+    fn = measure_fn(model, chunk, chunks // (local * processes))
+
+    def measure(state: TrainState, seed: int, epoch: int) -> dict[str, float]:
+      big, small = fn(state.params, state.batch_stats, feed.ordered(seed, epoch))
+      return metrics(float(big[0]), float(small[0]), chunk, chunks, num_examples)
+    return measure
+
+  add, total = stream_measure_fn(model, tuple(np.ravel(feed.spec.mean)), tuple(np.ravel(feed.spec.std)))
+
+  def measure_streamed(state: TrainState, seed: int, epoch: int) -> dict[str, float]:
+    sums = devices.replicate((jax.tree.map(np.zeros_like, devices.unreplicate(state.params)),
+                              np.float32(0), np.float32(0)))
+    batches = streaming.epoch_batches(feed.dataset_cfg, 'train', seed, epoch,
+                                      chunk * local * processes, local)
+    for _, batch in zip(range(chunks // (local * processes)), batches):
+      sums = add(sums, state.params, state.batch_stats, batch)
+    big, small = total(sums)
+    return metrics(float(big[0]), float(small[0]), chunk, chunks, num_examples)
+  return measure_streamed

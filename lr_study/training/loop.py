@@ -10,8 +10,9 @@ each one call of the compiled step, cut so that a chunk ends at every multiple o
 * **progress**: every few seconds, when the dynamic schedules also read a manual LR
   request (on several processes, requests are read at epoch starts only, the points every
   process reaches together);
-* **evaluation**: every ``eval_every_epochs`` epochs and at the end; the plateau rules
-  act on it (``lr_study.training.controllers``);
+* **evaluation**: every ``eval_every_epochs`` epochs and at the end, with the gradient
+  noise scale measured at the parameters of that moment (``gradient_noise.meter``); the
+  plateau and noise-adaptive rules act on it (``lr_study.training.controllers``);
 * **checkpoint**: every ``checkpoint_every_epochs`` epochs, and at the end.
 
 Every change a dynamic schedule makes reaches the step as data (``StepInputs``). A run
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -96,6 +97,9 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
   evaluate, progress = evaluator(feed, setup.model), Progress(label, controllers.plan.examples_seen)
+  measure = (gradient_noise.meter(feed, setup.model, config.gradient_noise_batch_size,
+                                  config.gradient_noise_examples)
+             if config.gradient_noise_batch_size else None)
   chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
   started, diverged_at = time.monotonic() - loop.wall_time, 0
   while loop.epoch < controllers.plan.num_epochs and not diverged_at:
@@ -109,7 +113,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
       for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
                                       phase.updates_per_epoch, done):
         for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
-                         controllers.pending_at, compiler.next_measured):
+                         controllers.pending_at):
           state = dispatch(state, args, inputs, k)
           loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
           if max_in_flight():
@@ -131,7 +135,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
     loop.epoch += 1
     diverged_at = int(state.diverged_at[0])
     if loop.epoch % config.eval_every_epochs == 0 or loop.epoch == plan.num_epochs:
-      metrics = _evaluate(evaluate, state, loop, plan, config, seed, started)
+      metrics = _evaluate(evaluate, measure, state, loop, plan, config, seed, started)
       files.log(run_files.METRICS, metrics)
       state, loop.train_log_mark = reset_metrics(state), (0.0, 0.0, 0)
       if _log_events(files, controllers.on_eval(metrics, loop.update, loop.epoch)):
@@ -216,11 +220,10 @@ def _left(segments: list[tuple[Any, int]], update: int) -> Iterator[tuple[Any, i
       yield phase, max(update - first, 0)
 
 
-def _chunks(update: int, updates: int, log_every: int, limit: int, stop: int | None,
-            next_measured: Callable[[int], int | None]) -> Iterator[int]:
+def _chunks(update: int, updates: int, log_every: int, limit: int, stop: int | None
+            ) -> Iterator[int]:
   """Dispatch sizes for ``updates`` updates after ``update``: at most ``limit`` each, one
-  ending at every multiple of ``log_every`` (0: none), one at update ``stop`` and one
-  before every measured update (``next_measured``: :meth:`StepCompiler.next_measured`)."""
+  ending at every multiple of ``log_every`` (0: none) and one at update ``stop``."""
   end = update + updates
   while update < end:
     k = min(limit, end - update)
@@ -228,9 +231,6 @@ def _chunks(update: int, updates: int, log_every: int, limit: int, stop: int | N
       k = min(k, log_every - update % log_every)
     if stop is not None and update < stop:
       k = min(k, stop - update)
-    measured = next_measured(update)
-    if measured is not None:
-      k = min(k, measured - update)
     yield k
     update += k
 
@@ -262,16 +262,14 @@ def _write_train_log(files: RunDirectory, state: Any, mark: tuple[float, float, 
   return sums
 
 
-def _evaluate(evaluate: Any, state: Any, loop: Loop, plan: Any, config: Any, seed: int,
-              started: float) -> dict[str, Any]:
-  """The metrics line of an evaluation after ``loop.epoch`` epochs."""
+def _evaluate(evaluate: Any, measure: gradient_noise.Meter | None, state: Any, loop: Loop,
+              plan: Any, config: Any, seed: int, started: float) -> dict[str, Any]:
+  """The metrics line of an evaluation after ``loop.epoch`` epochs: the gradient noise is
+  measured over the order of the next epoch (``loop.epoch``)."""
   loss, accuracy, count = _sums(state)
   lr, batch_size = _lr(state), plan.batch_size_at_epoch(loop.epoch - 1)
-  noise = jax.tree.map(lambda x: x[0], state.noise)
-  g_sq, trace = gradient_noise.estimates(noise)
   metrics = {'train_loss': loss / count, 'train_accuracy': accuracy / count, **evaluate(state),
-             'gradient_noise_scale': float(gradient_noise.b_simple(noise)),
-             'grad_norm_sq': float(g_sq), 'trace_sigma': float(trace)}
+             **(measure(state, seed, loop.epoch) if measure else {})}
   loop.wall_time = time.monotonic() - started
   return {'variant': config.get('variant', ''), 'seed': seed, 'update': loop.update,
           'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,

@@ -16,6 +16,7 @@ from lr_study.models import build_model
 from lr_study.runtime.devices import AXIS
 from lr_study.plan import TrainingPlan, build_plan
 from lr_study.optimizers import build_optimizer
+from lr_study.training.gradient_noise import num_chunks
 
 
 @dataclasses.dataclass
@@ -39,6 +40,7 @@ def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = Non
   plan = build_plan(config, num_devices=num_devices or jax.device_count(),
                     num_train_examples=spec.num_train_examples)
   _check_plateau_metrics(plan, config.dataset.validation_size)
+  _check_gradient_noise(config, plan, num_devices or jax.device_count(), spec.num_train_examples)
   if plan.batch_schedule.ramp and config.dataset.mode == 'streaming':
     raise ConfigError(f'batch_schedule {plan.batch_schedule.name!r} changes the batch inside '
                       "epochs, which needs dataset.mode='in_memory', not 'streaming'")
@@ -55,3 +57,14 @@ def _check_plateau_metrics(plan: TrainingPlan, validation_size: int) -> None:
     metric = schedule.params.get('metric', '') if schedule.dynamic else ''
     if metric.startswith('validation') and not validation_size:
       raise ConfigError(f'{owner}.metric {metric!r} needs dataset.validation_size > 0')
+
+
+def _check_gradient_noise(config: ml_collections.ConfigDict, plan: TrainingPlan,
+                          num_devices: int, num_train_examples: int) -> None:
+  """The measurement has at least 2 chunks, and ``noise_adaptive`` has a measurement."""
+  if config.gradient_noise_batch_size:
+    num_chunks(num_train_examples, config.gradient_noise_batch_size,
+               config.gradient_noise_examples, num_devices)
+  elif plan.batch_schedule.dynamic == 'noise_adaptive':
+    raise ConfigError("batch_schedule 'noise_adaptive' needs the gradient noise measurement, "
+                      'gradient_noise_batch_size > 0, got 0')

@@ -13,19 +13,10 @@ ImageNet example):
   so they do not depend on ``k`` or ``D``;
 * the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
   on the device and written into the optimizer's injected hyperparameters;
-* the state records the first update whose loss or gradient is not finite, and the
-  moving averages of the gradient noise scale B_simple = tr(Σ)/|G|²
-  (``lr_study.training.gradient_noise``), measured at the updates ``u`` (``state.step``
-  before the update) with ``u < M`` or ``u % M == 0``, M =
-  ``gradient_noise_every_updates`` (the first M all measured, so that the moving averages
-  start from M estimates). Only the first update of a call can be measured: the loop
-  ends every dispatch before a measured update (:meth:`StepCompiler.next_measured`), so
-  a call is a loop of 0 or 1 measured updates, then a loop of plain ones, with no
-  per-update branch (:meth:`StepCompiler._updates`). A measurement adds to the update
-  only the squared norms of the small-batch gradients (each device's; on one device each
-  micro-batch's, or without accumulation the first half's, one more backward pass over
-  B/2 examples) and never changes the update's gradient, so the parameters do not
-  depend on M.
+* the state records the first update whose loss or gradient is not finite.
+
+The gradient noise scale is measured apart from the updates, at fixed parameters
+(``lr_study.training.gradient_noise``), so the step has no per-update branch.
 
 An in-memory step runs ``num_updates`` updates per call (``lax.fori_loop``: one dispatch
 for many updates, the count itself data). The seed, the plan's phase table and the
@@ -50,7 +41,6 @@ from lr_study.data.in_memory import DeviceData, take_micro_batches, transform_ba
 from lr_study.runtime import cpu_compiled, devices
 from lr_study.runtime.devices import AXIS
 from lr_study.schedules import LRSchedule, clock
-from lr_study.training import gradient_noise
 from lr_study.optimizers import with_learning_rate
 
 
@@ -75,7 +65,6 @@ class TrainState:
   opt_state: optax.OptState
   metrics: MetricSums
   diverged_at: jax.Array  # the first update (1-based) with a non-finite loss or gradient; 0: none
-  noise: gradient_noise.GradientNoiseState
 
 
 @flax.struct.dataclass
@@ -96,8 +85,7 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: i
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32),
-                    noise=gradient_noise.init())
+                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -115,12 +103,8 @@ class StepCompiler:
   """
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, schedule: LRSchedule,
-               *, augment: bool, mean: Any = 0.0, std: Any = 1.0,
-               gradient_noise_decay: float = 0.99, gradient_noise_every_updates: int = 32,
-               measure: bool = True):
+               *, augment: bool, mean: Any = 0.0, std: Any = 1.0):
     self.model, self.tx, self.schedule, self.augment = model, tx, schedule, augment
-    self.noise_decay, self.noise_every = gradient_noise_decay, gradient_noise_every_updates
-    self.measure = measure  # read at trace time; off, ``state.noise`` is carried unchanged
     self.mean, self.std = mean, std  # normalisation of streamed batches
     self.traces = 0
     self._steps: dict[tuple[int, int, bool], Callable[..., TrainState]] = {}
@@ -131,8 +115,7 @@ class StepCompiler:
 
     In-memory: ``step(state, split: DeviceData, inputs: StepInputs, num_updates)`` runs
     ``num_updates`` updates (a replicated int32), each gathering its batch on the device
-    at the update's place in the epoch of ``split.perm``; only the first can be measured
-    (:meth:`next_measured`). Streaming:
+    at the update's place in the epoch of ``split.perm``. Streaming:
     ``step(state, batch, inputs)`` runs one update on a batch of
     ``lr_study.data.streaming.epoch_batches``.
     """
@@ -143,13 +126,6 @@ class StepCompiler:
                              accumulation_steps=accumulation_steps)
       self._steps[key] = cpu_compiled.wrap(jax.pmap(fn, axis_name=AXIS, donate_argnums=(0,)))
     return self._steps[key]
-
-  def next_measured(self, update: int) -> int | None:
-    """The first update after ``update`` updates that the step measures: a dispatch
-    must start there (a call measures only its first update). None when no update needs
-    a dispatch of its own (no measurement, or one at every update)."""
-    return None if self._every_update_alike else gradient_noise.next_measured(
-        update, self.noise_every)
 
   def dispatcher(self, per_device_batch: int, accumulation_steps: int, streaming: bool
                  ) -> Callable[[TrainState, tuple[Any, ...], StepInputs, int], TrainState]:
@@ -171,28 +147,7 @@ class StepCompiler:
                                 jax.local_device_count(), augment=self.augment,
                                 seed=inputs.seed, epoch=epoch)
 
-    return self._updates(state, num_updates, batch, inputs)
-
-  @property
-  def _every_update_alike(self) -> bool:
-    """No measurement, or one at every update: no update needs to choose."""
-    return not self.measure or self.noise_every == 1
-
-  def _updates(self, state: TrainState, num_updates: jax.Array,
-               batch: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-               inputs: StepInputs) -> TrainState:
-    """``num_updates`` updates, each on ``batch(u)`` for its update counter ``u``; the
-    first of them measured if it is due (:func:`gradient_noise.is_measured`), the others
-    plain: a loop of 0 or 1 measured updates, then one of the rest. The caller starts a
-    call at every measured update (:meth:`next_measured`); an update due later in a call
-    would run plain."""
-    update = lambda measured: lambda state, xy: self._update(state, *xy, inputs, measured)
-    if self._every_update_alike:
-      return _loop(state, num_updates, batch, update(self.measure))
-    due = gradient_noise.is_measured(state.step, self.noise_every)
-    measured = jnp.minimum(due.astype(num_updates.dtype), num_updates)
-    state = _loop(state, measured, batch, update(True))
-    return _loop(state, num_updates - measured, batch, update(False))
+    return _loop(state, num_updates, batch, lambda state, xy: self._update(state, *xy, inputs))
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
                    *, per_device_batch: int, accumulation_steps: int) -> TrainState:
@@ -203,16 +158,14 @@ class StepCompiler:
     m = per_device_batch // accumulation_steps
     x = x.reshape(accumulation_steps, m, *x.shape[1:])
     y = batch['label'].reshape(accumulation_steps, m)
-    return self._updates(state, jnp.ones((), jnp.int32), lambda _: (x, y), inputs)
+    return self._update(state, x, y, inputs)
 
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
-              inputs: StepInputs, measured: bool) -> TrainState:
+              inputs: StepInputs) -> TrainState:
     """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y``
-    [k, m]; ``measured``: with a gradient noise measurement."""
+    [k, m]."""
     k = x.shape[0]
     device = jax.lax.axis_index(AXIS)
-    # The micro-batches' squared norms: the small batches on one device with accumulation.
-    micro_sq = measured and k > 1 and jax.device_count() == 1
 
     def gradient(xm: jax.Array, ym: jax.Array, j: jax.Array) -> tuple[Any, ...]:
       def loss_fn(params):
@@ -227,36 +180,34 @@ class StepCompiler:
       return grads, stats, loss, acc
 
     def micro_step(carry, micro):
-      grads, stats, loss, acc = gradient(*micro)
-      sq = gradient_noise.sq_norm(grads) if micro_sq else jnp.zeros(())
-      return jax.tree.map(jnp.add, carry, (grads, stats, loss, acc, sq)), None
+      return jax.tree.map(jnp.add, carry, gradient(*micro)), None
 
     zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
-                                          jnp.zeros(()), jnp.zeros(())))
+                                          jnp.zeros(())))
     sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
-    averaged = jax.lax.pmean(local, AXIS) if jax.lax.axis_size(AXIS) > 1 else local
-    grads, batch_stats, loss, acc, micro_sq_mean = averaged
-    big = gradient_noise.sq_norm(grads)
-    noise = state.noise
-    if measured:
-      half = x.shape[1] // 2
-      first_half = lambda: gradient(x[0, :half], y[0, :half], 0)[0]
-      noise = gradient_noise.measure(state.noise, x.shape[:2], local[0], grads, big,
-                                     micro_sq_mean, first_half,
-                                     batch_norm=bool(state.batch_stats), decay=self.noise_decay)
+    grads, batch_stats, loss, acc = (jax.lax.pmean(local, AXIS) if jax.lax.axis_size(AXIS) > 1
+                                     else local)
 
     learning_rate = clock.learning_rate(self.schedule, inputs.table, state.step,
                                         inputs.lr_multiplier)
     opt_state = with_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = self.tx.update(grads, opt_state, state.params)
-    finite = jnp.isfinite(loss) & jnp.isfinite(big)
+    finite = jnp.isfinite(loss) & jnp.isfinite(sq_norm(grads))
     diverged_at = jnp.where((state.diverged_at == 0) & ~finite, state.step + 1, state.diverged_at)
     metrics = MetricSums(state.metrics.loss + loss, state.metrics.accuracy + acc,
                          state.metrics.updates + 1)
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
-                      diverged_at=diverged_at, noise=noise)
+                      diverged_at=diverged_at)
+
+
+def sq_norm(tree: Any) -> jax.Array:
+  """Σ over every leaf of ``tree`` of Σ x², accumulated in float32 (finite exactly when
+  every entry is)."""
+  leaves = jax.tree_util.tree_leaves(tree)
+  return sum((jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves),
+             jnp.zeros((), jnp.float32))
 
 
 def _loop(state: TrainState, num_updates: jax.Array, batch: Callable[[jax.Array], Any],
