@@ -6,12 +6,16 @@ The public API, for notebooks and other training loops:
 * ``lr_study.optax_schedule(config, num_train_examples, num_devices=1)``: a run's LR as
   an ``optax.Schedule`` of the update count.
 
-TensorFlow, which lr_study uses for datasets, TensorBoard files and ``tf.io.gfile``, logs
-from C++ (a failed cloud credential lookup, for one) unless ``TF_CPP_MIN_LOG_LEVEL`` is
-set: importing lr_study sets it to 3 unless the user has, before JAX (which sets 1).
+TensorFlow is optional (``pip install "lr_study[tfds]"``): lr_study imports it only for
+TFDS datasets, streaming mode and URL workdirs (``gs://``, ``ram://``;
+``lr_study.runtime.quiet_tf``). It logs from C++ (a failed cloud credential lookup, for
+one) unless ``TF_CPP_MIN_LOG_LEVEL`` is set: importing lr_study sets it to 3 unless the
+user has, before JAX (which sets 1).
 """
 
 import os
+
+__version__ = '0.1.0'
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
