@@ -9,8 +9,8 @@ from lr_study.data.specs import dataset_spec
 from lr_study.config import dataset_defaults
 
 
-def test_digits_prepares_offline_as_tfrecord_into_the_configured_data_dir(tmp_path):
-  cfg = dataset_defaults(data_dir=str(tmp_path))
+def test_streamed_digits_prepare_offline_as_tfrecord_into_the_configured_data_dir(tmp_path):
+  cfg = dataset_defaults(data_dir=str(tmp_path), mode='streaming')
   assert check_dataset_available(cfg) == 'generate'
   builder = prepare_dataset(cfg)
   assert builder.is_prepared()

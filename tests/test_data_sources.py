@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lr_study.data import sources
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
 from lr_study.errors import ConfigError
+from lr_study.runtime.quiet_tf import import_tfds
 from lr_study.config import dataset_defaults
 
 MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
@@ -18,7 +18,7 @@ MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
 @pytest.fixture
 def no_download(monkeypatch):
   """Fails the test if anything tries to prepare (download) a dataset."""
-  tfds = sources.import_tfds()
+  tfds = import_tfds()
 
   def refuse(*args, **kwargs):
     raise AssertionError('download_and_prepare was called')

@@ -1,19 +1,20 @@
-"""scikit-learn's embedded handwritten digits as a TFDS dataset, ``lr_study_digits/digits``.
+"""scikit-learn's embedded handwritten digits, and their TFDS builder ``lr_study_digits/digits``.
 
 The data are the 1797 8x8 images of the UCI "Optical Recognition of Handwritten Digits"
 set (Alpaydin & Kaynak, 1998) that ship inside scikit-learn
-(``sklearn.datasets.load_digits``), so the dataset prepares offline in about a second
-and the one ``tfds`` loading path serves it like every real dataset.
+(``sklearn.datasets.load_digits``), so the dataset is ready offline in about a second.
 
 * Images: pixel counts 0..16 rescaled to uint8 as ``round(v * 255 / 16)``, shape (8, 8, 1).
 * Labels: 0..9.
 * Splits: a fixed stratified split, ``sklearn.model_selection.train_test_split(
   test_size=0.2, stratify=labels, random_state=0)``: 1437 train and 360 test examples,
-  each class in the same proportion in both.
+  each class in the same proportion in both (``lr_study.data.local.digits_by_key``).
 
-The builder is registered under ``lr_study_digits`` (not ``digits``) so that it never
-clashes with a TFDS name; importing this module registers it, after which
-``tfds.builder('lr_study_digits/digits', data_dir=...)`` finds it.
+In memory, NumPy reads them (``lr_study.data.local.digits``, in the order TFDS stores
+them); this builder serves streaming mode, which reads through tf.data. It is registered
+under ``lr_study_digits`` (not ``digits``) so that it never clashes with a TFDS name;
+importing this module registers it, after which ``tfds.builder('lr_study_digits/digits',
+data_dir=...)`` finds it.
 """
 
 from __future__ import annotations
@@ -23,28 +24,10 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lr_study.data.local import digits_by_key
+
 NAME = 'lr_study_digits'
 CONFIG = 'digits'
-NUM_TEST = 360
-SPLIT_SEED = 0
-
-
-def digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """The fixed split: ``{'train'|'test': (images uint8 [N,8,8,1], labels int64 [N], ids)}``.
-
-  ``ids`` are the examples' indices in ``load_digits()``, used as TFDS keys.
-  """
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
-
-  digits = load_digits()
-  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-  labels = digits.target.astype(np.int64)
-  ids = np.arange(len(labels))
-  train_ids, test_ids = train_test_split(
-      ids, test_size=NUM_TEST, stratify=labels, random_state=SPLIT_SEED)
-  return {split: (images[split_ids], labels[split_ids], split_ids)
-          for split, split_ids in (('train', train_ids), ('test', test_ids))}
 
 
 class LrStudyDigits(tfds.core.GeneratorBasedBuilder):
@@ -75,9 +58,9 @@ class LrStudyDigits(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Everything is inside scikit-learn.
-    return {split: self._generate_examples(*arrays) for split, arrays in digits_splits().items()}
+    return {split: self._generate_examples(*arrays) for split, arrays in digits_by_key().items()}
 
   def _generate_examples(
-      self, images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> Iterator[tuple[int, dict]]:
-    for image, label, key in zip(images, labels, ids):
+      self, images: np.ndarray, labels: np.ndarray, keys: np.ndarray) -> Iterator[tuple[int, dict]]:
+    for image, label, key in zip(images, labels, keys):
       yield int(key), {'image': image, 'label': int(label)}

@@ -1,4 +1,5 @@
-"""What each dataset is, known without touching its files (for the dry run and the plan).
+"""What each dataset is, known without touching its files (for the dry run and the plan);
+``arrays``, your own data, reads its ``.npz`` file (``lr_study.data.local``) to know it.
 
 Per-channel mean and std are those of the full TFDS training split with pixels scaled to
 [0, 1] (population std over all pixels of a channel), the values torchvision recipes use:
@@ -6,14 +7,15 @@ MNIST 0.1307/0.3081 (PyTorch's MNIST example), CIFAR-10 (0.4914, 0.4822, 0.4465)
 (0.2470, 0.2435, 0.2616) (Zagoruyko & Komodakis 2016 normalize the same way). The digits
 values are computed over the 1437 training images of ``lr_study_digits``; the tests check
 the MNIST and digits values against the data. A carved validation split does not change
-them, so train, validation and test are always normalized alike.
+them, so train, validation and test are always normalized alike. For ``arrays`` they are
+computed the same way from ``x_train``, and the classes are its largest label plus one.
 
 Splits are TFDS split strings from the config, ``dataset.train_split`` (default
 ``'train'``) and ``dataset.test_split`` (default ``'test'``), e.g. ``'train[:10%]'`` or
-``'train[:5000]+test[:1000]'``. They are resolved by TFDS's own parser
-(``tfds.core.ReadInstruction``, percent boundaries rounded as TFDS rounds them) against
-the known split sizes, so the sizes are exact before any file is read. A validation split
-of ``dataset.validation_size`` examples is carved from the end of the training split.
+``'train[:5000]+test[:1000]'``. They are resolved as TFDS resolves them
+(``lr_study.data.splits``, percent boundaries rounded as TFDS rounds them) against the
+known split sizes, so the sizes are exact before any file is read. A validation split of
+``dataset.validation_size`` examples is carved from the end of the training split.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lr_study.data import local
+from lr_study.data.splits import cut_ranges, num_examples, resolve_split, split_string
 from lr_study.errors import ConfigError
 
 
@@ -29,8 +33,8 @@ class DatasetSpec:
   """Sizes and statistics of one configured dataset.
 
   Attributes:
-    name: the config name ('digits', 'mnist', ...).
-    tfds_name: the name ``tfds.builder`` knows it by.
+    name: the config name ('digits', 'mnist', ..., 'arrays').
+    tfds_name: the name ``tfds.builder`` knows it by (``''`` for ``arrays``).
     num_train_examples: training examples after carving the validation split (all
       processes together).
     num_validation_examples: ``dataset.validation_size`` (0 = no validation split).
@@ -61,8 +65,8 @@ class DatasetSpec:
   test_split: str
 
 
-_MNIST_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
-                't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+_MNIST_FILES = tuple(f for files in local.IDX_FILES.values() for f in files)
+ARRAYS = 'arrays'  # the dataset of an .npz file (lr_study.data.local.npz)
 
 # name: (tfds_name, examples in TFDS's 'train', in 'test', image_shape, classes, mean, std,
 #        manual files)
@@ -82,67 +86,37 @@ _KNOWN: dict[str, tuple[Any, ...]] = {
 }
 
 
-SplitRange = tuple[str, int, int]  # (TFDS split name, start, stop)
+def stored_sizes(name: str) -> dict[str, int]:
+  """Examples in each split of known dataset ``name`` as its source stores them."""
+  return {'train': _KNOWN[name][1], 'test': _KNOWN[name][2]}
 
 
-def resolve_split(field: str, value: str, dataset: str, sizes: dict[str, int]
-                  ) -> tuple[SplitRange, ...]:
-  """The absolute ranges that TFDS split string ``value`` reads, concatenated in order.
-
-  Raises:
-    ConfigError: naming ``dataset.<field>`` when ``value`` is not a split string of the
-      splits ``sizes`` names, or selects no example.
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (no TensorFlow)
-  infos = {name: tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
-           for name, size in sizes.items()}
-  try:
-    absolute = tfds.core.ReadInstruction.from_spec(value).to_absolute(infos)
-  except ValueError as e:
-    reason = (str(e).splitlines() or [type(e).__name__])[0]
-    raise ConfigError(f'dataset.{field} {value!r} is not a split of {dataset}: {reason}'
-                      ) from None
-  ranges = tuple((a.splitname, a.from_ or 0, sizes[a.splitname] if a.to is None else a.to)
-                 for a in absolute)
-  ranges = tuple(r for r in ranges if r[2] > r[1])
-  if not ranges:
-    raise ConfigError(f'dataset.{field} {value!r} selects no examples of {dataset}')
-  return ranges
-
-
-def cut_ranges(ranges: tuple[SplitRange, ...], start: int, stop: int
-               ) -> tuple[SplitRange, ...]:
-  """Positions ``[start, stop)`` of the concatenation of ``ranges``, as ranges."""
-  cut, offset = [], 0
-  for name, first, end in ranges:
-    lo, hi = max(first, first + start - offset), min(end, first + stop - offset)
-    if lo < hi:
-      cut.append((name, lo, hi))
-    offset += end - first
-  return tuple(cut)
-
-
-def split_string(ranges: tuple[SplitRange, ...]) -> str:
-  """The TFDS split string of ``ranges``: ``'train[0:5400]+test[0:100]'``."""
-  return '+'.join(f'{name}[{start}:{stop}]' for name, start, stop in ranges)
-
-
-def num_examples(ranges: tuple[SplitRange, ...]) -> int:
-  return sum(stop - start for _, start, stop in ranges)
+def _arrays_entry(path: str) -> tuple[Any, ...]:
+  """The ``_KNOWN`` entry of the ``.npz`` file ``path``."""
+  splits = local.npz(path)
+  (train_images, train_labels), (_, test_labels) = splits['train'], splits['test']
+  classes = int(max(train_labels.max(), test_labels.max())) + 1
+  return ('', len(train_labels), len(test_labels), train_images.shape[1:], classes,
+          *local.pixel_statistics(train_images), ())
 
 
 def dataset_spec(dataset_cfg: Any) -> DatasetSpec:
-  """The spec of ``config.dataset``; validates the config, reads no data.
+  """The spec of ``config.dataset``; validates the config, reads no data but the
+  ``.npz`` file of ``arrays``.
 
   Raises:
-    ConfigError: unknown name, a split that is not a split of the dataset, or a
-      validation size not below the training split's (``lr_study.config.check`` checks
-      the types and the mode).
+    ConfigError: unknown name, a split that is not a split of the dataset, a validation
+      size not below the training split's (``lr_study.config.check`` checks the types and
+      the mode), or for ``arrays`` a bad ``.npz`` file.
   """
   name = dataset_cfg.name
-  if name not in _KNOWN:
-    raise ConfigError(f'unknown dataset.name {name!r} (known: {", ".join(_KNOWN)})')
-  tfds_name, train, test, shape, classes, mean, std, files = _KNOWN[name]
+  if name == ARRAYS:
+    entry = _arrays_entry(dataset_cfg.manual_dir)
+  elif name in _KNOWN:
+    entry = _KNOWN[name]
+  else:
+    raise ConfigError(f'unknown dataset.name {name!r} (known: {", ".join(_KNOWN)}, {ARRAYS})')
+  tfds_name, train, test, shape, classes, mean, std, files = entry
   sizes = {'train': train, 'test': test}
   train_split = dataset_cfg.train_split
   train_ranges = resolve_split('train_split', train_split, name, sizes)

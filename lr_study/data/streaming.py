@@ -15,7 +15,7 @@ normalizes and, when
 asked, augments them with ``in_memory.transform_batch(image, index, mean, std,
 augment=..., seed=..., epoch=...)``. Batches drop the remainder: an epoch is
 ``N // B`` updates, as in in-memory mode. On several hosts each process streams its own
-slice (``sources.process_split``) and ``global_batch`` is split evenly across processes;
+slice (``tfds_source.process_split``) and ``global_batch`` is split evenly across processes;
 with slices of ``N // P`` examples an epoch is ``(N // P) // (B // P) = N // B`` updates.
 """
 
@@ -28,10 +28,11 @@ from flax import jax_utils
 
 from lr_study.data.in_memory import eval_steps
 from lr_study.runtime.devices import AXIS
-from lr_study.data.sources import (
-    import_tfds, prepare_dataset, process_split, split_names, split_sizes)
+from lr_study.data.sources import prepare_dataset, split_names, split_sizes
+from lr_study.data.tfds_source import process_split
 from lr_study.data.specs import dataset_spec
 from lr_study.errors import ConfigError
+from lr_study.runtime.quiet_tf import import_tfds
 
 DEFAULT_SHUFFLE_BUFFER = 16384
 

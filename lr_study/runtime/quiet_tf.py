@@ -1,11 +1,15 @@
-"""TensorFlow, imported for what lr_study uses it for (reading datasets, writing TensorBoard
-files): kept off the GPUs that JAX uses, its oneDNN kernels and C++ logs off."""
+"""TensorFlow, optional, imported only for what needs it: TFDS datasets, streaming mode
+(tf.data) and URL paths (``tf.io.gfile``). It is kept off the GPUs that JAX uses, its
+oneDNN kernels and C++ logs off. Where it does not import, :func:`require` makes that one
+line saying what needs it."""
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, Callable
+
+from lr_study.errors import ConfigError
 
 
 @functools.cache
@@ -19,3 +23,23 @@ def import_tensorflow() -> Any:
   except RuntimeError:  # TF's devices were initialized elsewhere already; leave them.
     pass
   return tf
+
+
+@functools.cache
+def import_tfds() -> Any:
+  """``tensorflow_datasets``, over the quiet TensorFlow of :func:`import_tensorflow`."""
+  import_tensorflow()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
+
+
+def require(what: str, importer: Callable[[], Any] = import_tensorflow, instead: str = ''
+            ) -> Any:
+  """``importer()`` (TensorFlow, or :func:`import_tfds`), or a one-line ConfigError:
+  ``what`` needs it; install the ``tfds`` extra or do ``instead``."""
+  try:
+    return importer()
+  except ImportError as e:
+    module = 'TensorFlow Datasets' if importer is import_tfds else 'TensorFlow'
+    raise ConfigError(f'{what} needs {module}, which does not import here ({e}): pip install '
+                      f'"lr_study[tfds]"{", or " + instead if instead else ""}') from None
