@@ -30,7 +30,7 @@ import uuid
 from typing import Any, Callable
 
 
-from lr_study.runtime.quiet_tf import import_tensorflow
+from lr_study.runtime.quiet_tf import require
 from lr_study.runtime.strict_json import dumps
 
 METRICS = 'metrics.jsonl'  # one line per evaluation
@@ -52,8 +52,9 @@ _BROKEN_URL = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*):/?(?!/)')  # gs:/b, gs:b
 
 
 def gfile() -> Any:
-  """``tf.io.gfile`` (``lr_study.runtime.quiet_tf``)."""
-  return import_tensorflow().io.gfile
+  """``tf.io.gfile`` (``lr_study.runtime.quiet_tf``), for URL paths only; where TensorFlow
+  does not import, a one-line ConfigError."""
+  return require('a URL path (gs://, ram://)').io.gfile
 
 
 def scheme(path: str | os.PathLike[str]) -> str | None:
