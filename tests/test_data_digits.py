@@ -1,9 +1,11 @@
-"""The embedded digits builder: offline preparation, split sizes, classes, statistics."""
+"""The embedded digits: read with NumPy in memory, in the order of the TFDS builder that
+streams them; offline preparation, split sizes, classes, statistics."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from lr_study.data import local, tfds_source
 from lr_study.data.sources import check_dataset_available, load_dataset_arrays, prepare_dataset
 from lr_study.data.specs import dataset_spec
 from lr_study.config import dataset_defaults
@@ -45,3 +47,11 @@ def test_digits_spec_mean_and_std_are_those_of_the_training_images(digits_data_d
   spec = dataset_spec(cfg)
   np.testing.assert_allclose([x.mean()], spec.mean, atol=1e-6)
   np.testing.assert_allclose([x.std()], spec.std, atol=1e-6)
+
+
+def test_digits_read_with_numpy_are_the_tfds_builder_s_examples_in_its_order(digits_data_dir):
+  builder = prepare_dataset(dataset_defaults(data_dir=digits_data_dir, mode='streaming'))
+  for split, (images, labels) in local.digits().items():
+    tfds_images, tfds_labels = tfds_source.read_split(builder, split, split, 0, 1)
+    np.testing.assert_array_equal(images, tfds_images)
+    np.testing.assert_array_equal(labels, tfds_labels)

@@ -1,4 +1,5 @@
-"""Real MNIST, prepared offline by TFDS from the four official files in ../shared/data/mnist.
+"""Real MNIST, prepared offline by TFDS from the four official files in ../shared/data/mnist,
+and read from them with NumPy (where TFDS does not import) into the same arrays.
 
 The preparation takes about 20 s on 2 cores, so it runs once per session; this file is
 kept apart so that CI can choose to run it.
@@ -11,6 +12,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from lr_study.data import tfds_source
 from lr_study.data.sources import DatasetArrays, check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
 from lr_study.config import dataset_defaults
@@ -50,3 +52,12 @@ def test_mnist_spec_mean_and_std_are_those_of_the_training_images(mnist):
   spec = dataset_spec(cfg)
   np.testing.assert_allclose([x.mean()], spec.mean, atol=1e-6)
   np.testing.assert_allclose([x.std()], spec.std, atol=1e-6)
+
+
+def test_mnist_read_with_numpy_from_its_files_equals_tfds(mnist, monkeypatch):
+  arrays, cfg = mnist
+  monkeypatch.setattr(tfds_source, 'available', lambda: False)
+  read = load_dataset_arrays(cfg, process_index=0, process_count=1)
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(getattr(read, split).images, getattr(arrays, split).images)
+    np.testing.assert_array_equal(getattr(read, split).labels, getattr(arrays, split).labels)

@@ -166,8 +166,9 @@ def _read_npz(path: str, modified_ns: int) -> Splits:
   del modified_ns  # part of the cache key: a rewritten file is read again
   try:
     data = np.load(path, allow_pickle=False)
-  except _READ_ERRORS as e:
-    raise _npz_error(path, f'is not an .npz file ({e})') from None
+  except _READ_ERRORS as e:  # a ValueError: no NumPy file at all (pickled data)
+    raise _npz_error(path, 'is not an .npz file' + (
+        '' if isinstance(e, ValueError) else f' ({e})')) from None
   if not isinstance(data, np.lib.npyio.NpzFile):
     raise _npz_error(path, f'is one .npy array, not an .npz file of {", ".join(_ALL_KEYS)}')
   with data:

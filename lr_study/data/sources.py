@@ -40,7 +40,7 @@ from lr_study.data import local, tfds_source
 from lr_study.data.specs import ARRAYS, DatasetSpec, dataset_spec, stored_sizes
 from lr_study.data.splits import process_ranges, resolve_split, take
 from lr_study.errors import ConfigError
-from lr_study.runtime.quiet_tf import import_tfds, require
+from lr_study.runtime.quiet_tf import require
 
 SPLITS = ('train', 'validation', 'test')
 
@@ -90,7 +90,7 @@ def _tfds_spec(dataset_cfg: Any) -> DatasetSpec:
         'with NumPy)')
   else:
     what, instead = f'dataset {spec.name!r}', f'save it as an .npz file for dataset.name={ARRAYS!r}'
-  require(what, import_tfds, instead)
+  require(what, instead, tfds=True)
   return spec
 
 

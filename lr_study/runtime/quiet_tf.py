@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from typing import Any
 
 from lr_study.errors import ConfigError
 
@@ -33,13 +33,12 @@ def import_tfds() -> Any:
   return tfds
 
 
-def require(what: str, importer: Callable[[], Any] = import_tensorflow, instead: str = ''
-            ) -> Any:
-  """``importer()`` (TensorFlow, or :func:`import_tfds`), or a one-line ConfigError:
-  ``what`` needs it; install the ``tfds`` extra or do ``instead``."""
+def require(what: str, instead: str = '', tfds: bool = False) -> Any:
+  """TensorFlow (``tfds``: TFDS, :func:`import_tfds`), or a one-line ConfigError: ``what``
+  needs it; install the ``tfds`` extra or do ``instead``."""
   try:
-    return importer()
+    return import_tfds() if tfds else import_tensorflow()
   except ImportError as e:
-    module = 'TensorFlow Datasets' if importer is import_tfds else 'TensorFlow'
-    raise ConfigError(f'{what} needs {module}, which does not import here ({e}): pip install '
-                      f'"lr_study[tfds]"{", or " + instead if instead else ""}') from None
+    raise ConfigError(f'{what} needs {"TensorFlow Datasets" if tfds else "TensorFlow"}, which '
+                      f'does not import here ({e}): pip install "lr_study[tfds]"'
+                      f'{", or " + instead if instead else ""}') from None
