@@ -48,6 +48,7 @@ from lr_study import checks
 from lr_study.errors import ConfigError
 
 DATASET_MODES = ('in_memory', 'streaming')
+MAX_EPOCHS = 100_000  # planned in about 0.1 s; a billion epochs would take minutes
 # Keys whose values must be whole numbers >= the given minimum.
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
           'eval_every_epochs': 1, 'train_log_every_updates': 0, 'checkpoint_every_epochs': 0,
@@ -126,4 +127,8 @@ def check(config: ml_collections.ConfigDict) -> None:
   for path, minimum in _WHOLE.items():
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
+  checks.positive('learning_rate', config.learning_rate)
+  if config.num_epochs > MAX_EPOCHS:
+    raise ConfigError(f'num_epochs must be at most {MAX_EPOCHS:,} (a plan is made epoch by '
+                      f'epoch), got {config.num_epochs:,}')
   checks.positive('epochs_scale', config.epochs_scale)

@@ -51,18 +51,27 @@ LOAD_ERRORS = (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeE
 def explain(error: BaseException, argv: Sequence[str] = ()) -> str:
   """One line for an error met while loading the config file or applying an override."""
   if isinstance(error, AttributeError) and isinstance(error.args[0], KeyError):
-    key = error.args[0].args[0].strip("'")
+    key, *hint = str(error.args[0].args[0]).splitlines()  # "'lr'", 'Did you mean "lr_x"...'
+    key = key.strip('\'"')
     flag = next((a for a in argv if a.startswith('--config.') and key in a.split('=')[0].split('.')),
                 'a --config override')
-    return f'unknown config key {key!r} in {flag}'
+    return f'unknown config key {key!r} in {flag}' + (f': {hint[0].strip()}' if hint else '')
   if isinstance(error, SyntaxError):
     return f'config file {error.filename} line {error.lineno}: {error.msg}'
   text = str(error)
-  frame = re.findall(r'File "([^"]+)", line (\d+)', text)
+  frames = re.findall(r'File "([^"]+)", line (\d+)', text)
   cause = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
-  if frame and 'config_flags' not in frame[-1][0]:  # get_config raised: where and what
-    return f'config file {frame[-1][0]} line {frame[-1][1]}: {cause}'
+  cause = cause.removeprefix(f'{ConfigError.__module__}.{ConfigError.__name__}: ')
+  if frames and 'config_flags' not in frames[-1][0]:  # get_config raised: where and what
+    file, line = ([f for f in frames if not _is_library(f[0])] or frames)[-1]
+    return f'config file {file} line {line}: {cause}'
   return cause.strip()
+
+
+def _is_library(path: str) -> bool:
+  """A file of lr_study or of an installed package, not of the user's config."""
+  return (os.path.abspath(path).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep)
+          or 'site-packages' in path)
 
 
 def workdir_name(config_arg: str, epochs_scale: float = 1.0) -> str:

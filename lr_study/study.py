@@ -13,6 +13,8 @@ import ml_collections
 from lr_study import checks
 from lr_study.errors import ConfigError
 
+MAX_SEED = 2**31 - 1  # the largest int32
+
 
 def resolve_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The config of one run of variant ``name``: shared keys, replaced by the variant's.
@@ -31,14 +33,20 @@ def resolve_variant(config: ml_collections.ConfigDict, name: str) -> ml_collecti
 
 
 def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
-  """The (variant, seed) pairs of a study, in run order."""
+  """The (variant, seed) pairs of a study, in run order; seeds in ``[0, MAX_SEED]``."""
   for name in config.run_variants:
+    if ',' in name:
+      raise ConfigError(f'run_variants holds {name!r}, one name with a comma: select several '
+                        f'variants as --config=FILE.py:{name}')
     if name not in config.variants:
       raise ConfigError(
           f'run_variants names unknown variant {name!r} (known: {", ".join(config.variants)})')
   seeds = checks.integers('seeds', config.seeds, 0)
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f'seeds must be distinct, got {seeds}')
+  if max(seeds, default=0) > MAX_SEED:
+    raise ConfigError(f'seeds must be at most {MAX_SEED:,} (the train step takes a seed as '
+                      f'an int32), got {max(seeds)}')
   return [(name, seed) for name in config.run_variants for seed in seeds]
 
 

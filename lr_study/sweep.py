@@ -35,8 +35,9 @@ the paper's three variants read by reference, moves all three, while
 ``variants.decay.lr_schedule.init_value`` sets that variant alone
 (``lr_study.study.decay_vs_batch_variants``).
 
-Errors (an unknown key, a value of the wrong type, a malformed flag) are one-line
-``lr_study.errors.ConfigError`` messages naming the key. This module imports no jax.
+Errors (an unknown key, a value of the wrong type, a malformed flag, a key also set by a
+``--config`` override) are one-line ``lr_study.errors.ConfigError`` messages naming the key.
+This module imports no jax.
 """
 
 from __future__ import annotations
@@ -165,10 +166,17 @@ def split_sweep(config: ml_collections.ConfigDict) -> tuple[ml_collections.Confi
   return base, axes_from_config_entry(entry)
 
 
-def merge_axes(flag_axes: Sequence[Axis], config_axes: Sequence[Axis]) -> list[Axis]:
-  """The flags' axes, then the config's for keys no flag sweeps."""
+def merge_axes(flag_axes: Sequence[Axis], config_axes: Sequence[Axis],
+               overridden: Iterable[str] = ()) -> list[Axis]:
+  """The flags' axes, then the config's for keys no flag sweeps; a ConfigError for a key
+  that a ``--config`` override in ``overridden`` also sets (or sets within, or around)."""
   flagged = {key for key, _ in flag_axes}
-  return _check_axes([*flag_axes, *[a for a in config_axes if a[0] not in flagged]])
+  axes = [*flag_axes, *[a for a in config_axes if a[0] not in flagged]]
+  for (key, _), other in itertools.product(axes, list(overridden)):
+    if f'{key}.'.startswith(f'{other}.') or f'{other}.'.startswith(f'{key}.'):
+      raise ConfigError(f'--config.{other} and the sweep of {key!r} both set {key}: give '
+                        f'its values in the sweep alone (--sweep={key}=...)')
+  return _check_axes(axes)
 
 
 def grid(axes: Sequence[Axis]) -> list[Point]:
@@ -265,16 +273,18 @@ def apply_point(config: ml_collections.ConfigDict,
   return result
 
 
-def sweep_points(config: ml_collections.ConfigDict, flag_values: Iterable[str] = ()
+def sweep_points(config: ml_collections.ConfigDict, flag_values: Iterable[str] = (),
+                 overridden: Iterable[str] = ()
                  ) -> tuple[ml_collections.ConfigDict, list[tuple[str, Point]]]:
   """The config without its ``sweep`` entry, and each point of the sweep with its name.
 
-  ``flag_values`` are the ``--sweep`` flag's values. Every point is applied once here,
-  so a bad key or value fails before anything runs. Without a sweep the one point is
-  ``('', {})``: the runs go straight into WORKDIR.
+  ``flag_values`` are the ``--sweep`` flag's values, ``overridden`` the keys that
+  ``--config.KEY`` overrides set (no sweep may). Every point is applied once here, so a bad
+  key or value fails before anything runs. Without a sweep the one point is ``('', {})``:
+  the runs go straight into WORKDIR.
   """
   base, config_axes = split_sweep(config)
-  points = grid(merge_axes(axes_from_flags(flag_values), config_axes))
+  points = grid(merge_axes(axes_from_flags(flag_values), config_axes, overridden))
   for point in points:
     apply_point(base, point)
   return base, list(zip(point_names(points), points))

@@ -170,6 +170,32 @@ def test_a_flag_replaces_the_config_sweep_of_the_same_key():
                                     {'learning_rate': 0.1, 'batch_size': 16}]
 
 
+@pytest.mark.parametrize('swept, overridden', [
+    ('learning_rate', 'learning_rate'),  # the same key
+    ('variants.decay', 'variants.decay.lr_schedule.init_value'),  # a key inside the swept one
+    ('variants.decay.lr_schedule.init_value', 'variants.decay'),  # a key around it
+])
+def test_a_swept_key_also_overridden_is_a_one_line_error_naming_both(swept, overridden):
+  with pytest.raises(ConfigError) as error:
+    sweep.sweep_points(_study_config(), [f'{swept}=1,2'], [overridden])
+  assert str(error.value) == (f'--config.{overridden} and the sweep of {swept!r} both set '
+                              f'{swept}: give its values in the sweep alone (--sweep={swept}=...)')
+
+
+def test_a_config_file_sweep_of_an_overridden_key_is_refused_too():
+  config = _study_config()
+  with config.unlocked():
+    config.sweep = {'learning_rate': (0.02, 0.05)}
+  with pytest.raises(ConfigError, match='--config.learning_rate and the sweep of'):
+    sweep.sweep_points(config, [], ['learning_rate'])
+
+
+def test_overrides_of_other_keys_sweep_as_before():
+  _, points = sweep.sweep_points(_study_config(), ['learning_rate=0.1,0.2'],
+                                 ['batch_size', 'learning_rates'])
+  assert [p for _, p in points] == [{'learning_rate': 0.1}, {'learning_rate': 0.2}]
+
+
 def test_a_config_sweep_value_that_is_not_a_tuple_is_an_error():
   config = _study_config()
   with config.unlocked():
