@@ -74,6 +74,23 @@ def test_the_tool_refuses_a_run_dir_that_is_not_a_directory(tmp_path, capsys):
                               'directory\n')
 
 
+def test_the_tool_refuses_a_run_that_has_ended(run_dir, capsys):
+  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY), {'status': 'finished'})
+  status, out, err = _tool(capsys, f'--run_dir={run_dir}', '--lr=0.01')
+  assert (status, out, err) == (2, '', f'{PROGRAM}: error: --run_dir {run_dir}: the run has '
+                                       'ended (it has a summary.json), so no request can apply '
+                                       'to it\n')
+  assert not os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))
+
+
+@pytest.mark.parametrize('flag', ['--help', '-h', '--helpfull'])
+def test_the_tool_prints_its_usage_for_help_and_exits_0(flag, capsys):
+  status, out, err = _tool(capsys, flag)
+  assert (status, err) == (0, '')
+  assert f'{PROGRAM} --run_dir=DIR --lr=LR' in out
+  assert '--run_dir: ' in out and '--lr: ' in out
+
+
 @pytest.mark.parametrize('args, message', [
     ((), '--run_dir is required'), (('--run_dir=x',), '--lr is required'),
     (('--run_dir=x', '--lr=0.1', 'extra'), 'unexpected argument(s): extra'),

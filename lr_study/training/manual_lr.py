@@ -6,7 +6,8 @@ lower the LR when progress stalls. Here that is a request file in the run direct
     python -m lr_study.training.manual_lr --run_dir=runs/.../decay/seed_0 --lr=0.01
 
 The tool checks the request (an LR that is a finite number > 0, a run directory: one
-that holds ``plan.json``) and writes ``set_lr.json`` atomically:
+that holds ``plan.json``, and no ``summary.json``: a run that has not ended) and writes
+``set_lr.json`` atomically:
 ``{"id": "<uuid>", "learning_rate": 0.01, "requested_at": "<UTC time>"}``. A bad request
 is one line on stderr and exit status 2.
 
@@ -85,6 +86,9 @@ def request(run_dir: str, learning_rate: float) -> Request:
   if not run_files.exists(os.path.join(run_dir, run_files.PLAN)):
     raise ConfigError(f'--run_dir {run_dir} is not a run directory (it has no '
                       f'{run_files.PLAN})')
+  if run_files.exists(os.path.join(run_dir, run_files.SUMMARY)):
+    raise ConfigError(f'--run_dir {run_dir}: the run has ended (it has a {run_files.SUMMARY}), '
+                      'so no request can apply to it')
   taken = _taken_request(run_dir)
   if taken is not None:
     raise ConfigError(
@@ -183,6 +187,10 @@ def main(argv: list[str]) -> int:
                       flag_values=flag_values)
   flags.DEFINE_float('lr', None, 'The new learning rate, a finite number > 0.',
                      flag_values=flag_values)
+  if {'-h', '-?', '--help', '--helpshort', '--helpfull'} & set(argv[1:]):
+    print(f'{__doc__.splitlines()[0]}\n\n  {program} --run_dir=DIR --lr=LR\n')
+    print('\n'.join(f'  --{name}: {flag_values[name].help}' for name in ('run_dir', 'lr')))
+    return 0
   try:
     rest = flag_values(argv)
     if len(rest) > 1:
