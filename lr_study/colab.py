@@ -46,7 +46,8 @@ ACCELERATORS = ('tpu', 'gpu', 'cpu')
 TEST_ONLY = frozenset({'pytest', 'nbclient', 'nbformat', 'ipykernel', 'papermill'})
 PROTECTED = ('jax', 'jaxlib', 'libtpu', 'numpy', 'ipykernel')
 JAX_PLUGINS = {'tpu': ('jax[tpu]', 'libtpu'), 'gpu': ('jax[cuda12]', 'jax-cuda12-plugin')}
-PROVIDES = {'tensorflow-cpu': ('tensorflow',)}  # a requirement another distribution meets
+# Distributions that meet a requirement of another: Colab's TensorFlow is the full build.
+PROVIDES = {'tensorflow': ('tensorflow-cpu',), 'tensorflow-cpu': ('tensorflow',)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,8 @@ def lower_bound(specifier: SpecifierSet) -> Version | None:
   return max(bounds, default=None)
 
 
-def _at_least(installed: Version | None, specifier: SpecifierSet) -> bool:
+def at_least(installed: Version | None, specifier: SpecifierSet) -> bool:
+  """``installed`` exists and is at or above ``specifier``'s :func:`lower_bound`."""
   bound = lower_bound(specifier)
   return installed is not None and (bound is None or installed >= bound)
 
@@ -132,7 +134,7 @@ def install_plan(env: Environment, dependencies: Sequence[str],
       jax, moving = _jax(env, req.specifier)
       wanted.extend(jax)
       kept.extend([] if moving else [f'jax {installed}'])
-    elif name in PROTECTED and _at_least(installed, req.specifier):
+    elif name in PROTECTED and at_least(installed, req.specifier):
       bounds[name] = req.specifier
       kept.append(f'{name} {installed}')
     elif installed is not None and req.specifier.contains(installed, prereleases=True):
@@ -140,7 +142,7 @@ def install_plan(env: Environment, dependencies: Sequence[str],
     else:  # a provider that is too old is upgraded, not joined by a second distribution
       wanted.append(f'{env.provider(name) or req.name}{req.specifier}')
   constraints = tuple(f'{name}=={env.version(name)}' for name in PROTECTED
-                      if name not in moving and _at_least(env.version(name),
+                      if name not in moving and at_least(env.version(name),
                                                            bounds.get(name, SpecifierSet())))
   return InstallPlan(tuple(wanted), constraints, tuple(kept), tuple(skipped))
 
@@ -151,21 +153,28 @@ def _jax(env: Environment, specifier: SpecifierSet) -> tuple[list[str], set[str]
   plugin at the package's bound, moving jax, jaxlib and libtpu together."""
   build, plugin = JAX_PLUGINS.get(env.accelerator, ('jax', None))
   jax = env.version('jax')
-  if not _at_least(jax, specifier):
+  if not at_least(jax, specifier):
     return [f'{build}{specifier}'], {'jax', 'jaxlib', 'libtpu'}
   if plugin is None or env.version(plugin) is not None:
     return [], set()
   return [f'{build}=={jax}'], set()
 
 
-def read_dependencies(checkout: str) -> tuple[list[str], str]:
-  """``[project] dependencies`` and ``requires-python`` of ``checkout/pyproject.toml``."""
+def read_dependencies(checkout: str, extras: Sequence[str] = ()) -> tuple[list[str], str]:
+  """``[project] dependencies`` of ``checkout/pyproject.toml``, with those of each of its
+  ``extras`` (``optional-dependencies``), and ``requires-python``."""
   path = os.path.join(checkout, 'pyproject.toml')
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{checkout} has no pyproject.toml: pip cannot install it')
   with open(path, 'rb') as f:
     project = tomllib.load(f).get('project', {})
-  return list(project.get('dependencies', [])), project.get('requires-python', '')
+  optional = project.get('optional-dependencies', {})
+  unknown = [extra for extra in extras if extra not in optional]
+  if unknown:
+    raise ValueError(f'{", ".join(unknown)}: not an extra of {path} (known: {", ".join(optional)})')
+  dependencies = list(project.get('dependencies', []))
+  return dependencies + [d for extra in extras for d in optional[extra]], project.get(
+      'requires-python', '')
 
 
 def detect_accelerator(environ: Mapping[str, str] = os.environ,
@@ -190,11 +199,12 @@ def current_environment(accelerator: str = 'auto') -> Environment:
                      detect_accelerator() if accelerator == 'auto' else accelerator, installed)
 
 
-def install(checkout: str, env: Environment,
+def install(checkout: str, env: Environment, extras: Sequence[str] = (),
             run: Callable[..., object] = subprocess.run) -> InstallPlan:
   """Installs ``checkout`` (editable, no dependencies) and :func:`install_plan`'s
-  requirements under its constraints with pip; returns the plan."""
-  plan = install_plan(env, *read_dependencies(checkout))
+  requirements for its dependencies and ``extras`` under its constraints, with pip;
+  returns the plan."""
+  plan = install_plan(env, *read_dependencies(checkout, extras))
   print(plan.describe())
   pip = [sys.executable, '-m', 'pip', 'install', '-q']
   run([*pip, '--no-deps', '-e', checkout], check=True)

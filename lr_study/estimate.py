@@ -55,17 +55,17 @@ class Device:
 # F is a quarter of the chip's peak (jax's default precision: bf16 passes on a TPU, FP32
 # on a T4, which has no TF32), a convnet's share of it. c is the per-update time measured
 # on an H200 for the MNIST MLP at B = 64 with 32 updates per call (96 µs, README:
-# Benchmarks), where the FLOPs are negligible. C on 2 CPU cores is the compile time of the
-# MLP's and the 16-4 WRN's gradient (0.3 s for 142 lines, 7 s for 1,260); an accelerator
-# is assumed 4x slower to compile. The CPU's F and c fit the MNIST MLP's throughput on
-# 2 cores (README: 188k and 293k examples/s at B = 64 and 1024); convolutions run ~40x
-# below that F on a CPU (the WRN's gradient: 10 GFLOP/s).
+# Benchmarks), where the FLOPs are negligible. C on 2 CPU cores: the digits study's train
+# step (its MLP's gradient is 142 lines) compiles in about 2.4 s per shape under `make
+# notebook`; an accelerator is assumed to take twice as long. The CPU's F and c fit the
+# MNIST MLP's throughput on 2 cores (README: 188k and 293k examples/s at B = 64 and
+# 1024); convolutions run ~40x below that F on a CPU (the WRN's gradient: 10 GFLOP/s).
 DEVICES = {
-    'TPU v5 lite': Device('one TPU v5e chip', 197e12 / 4, 100e-6, 20e-3,
+    'TPU v5 lite': Device('one TPU v5e chip', 197e12 / 4, 100e-6, 35e-3,
                           'F = 197 TFLOP/s bf16 peak / 4, c = 100 µs per update'),
-    'Tesla T4': Device('one NVIDIA T4', 8.1e12 / 4, 100e-6, 20e-3,
+    'Tesla T4': Device('one NVIDIA T4', 8.1e12 / 4, 100e-6, 35e-3,
                        'F = 8.1 TFLOP/s FP32 peak / 4, c = 100 µs per update'),
-    'cpu': Device('the CPU', 0.37e12, 130e-6, 5e-3,
+    'cpu': Device('the CPU', 0.37e12, 130e-6, 17e-3,
                   'F = 370 GFLOP/s and c = 130 µs, fit to an MLP on 2 cores'),
 }
 
@@ -160,3 +160,16 @@ def estimate(config: ml_collections.ConfigDict, device: Device, num_devices: int
     updates += seeds * plan.total_updates
     runs += seeds
   return Estimate(device, seconds, runs, updates)
+
+
+REFERENCES = ('TPU v5 lite', 'Tesla T4')  # Colab's TPU and free GPU runtimes
+
+
+def for_runtime(config: ml_collections.ConfigDict, device_kind: str, num_devices: int) -> str:
+  """The estimate on this runtime's ``num_devices`` devices of ``device_kind``, one line;
+  for a device without a profile, on each of :data:`REFERENCES` (one device)."""
+  device = device_profile(device_kind)
+  if device is not None:
+    return f'Estimated time: {estimate(config, device, num_devices).describe()}'
+  return '\n'.join([f'No cost model for {device_kind}; for reference:', *(
+      f'  {estimate(config, device_profile(kind)).describe()}' for kind in REFERENCES)])

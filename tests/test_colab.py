@@ -45,20 +45,28 @@ def _plan(name: str, dependencies=tuple(DEPENDENCIES)) -> colab.InstallPlan:
   return colab.install_plan(ENVIRONMENTS[name], dependencies, '>=3.11')
 
 
-@pytest.mark.parametrize('name', ENVIRONMENTS)
-def test_no_satisfying_preinstalled_protected_package_is_replaced_nor_a_test_package_added(name):
-  env, plan = ENVIRONMENTS[name], _plan(name)
-  bounds = {Requirement(d).name: Requirement(d).specifier for d in DEPENDENCIES}
+def _check_no_protected_package_replaced_nor_test_package_added(
+    env: colab.Environment, plan: colab.InstallPlan, dependencies) -> None:
+  bounds = {Requirement(d).name: Requirement(d).specifier for d in dependencies}
+  jax_moves = not colab.at_least(env.version('jax'), bounds['jax'])
   for protected in colab.PROTECTED:
     version = env.version(protected)
-    if version is None or version < (colab.lower_bound(bounds.get(protected, SpecifierSet()))
-                                      or Version('0')) or name == 'tpu_with_old_jax':
+    bound = colab.lower_bound(bounds.get(protected, SpecifierSet())) or Version('0')
+    if version is None or version < bound or (jax_moves and protected in ('jax', 'jaxlib',
+                                                                          'libtpu')):
       continue
     assert f'{protected}=={version}' in plan.constraints, protected
     for requirement in plan.requirements:  # a plugin pinned to this very jax moves nothing
       req = Requirement(requirement)
       assert req.name != protected or req.specifier == SpecifierSet(f'=={version}'), requirement
   assert not {Requirement(r).name for r in plan.requirements} & colab.TEST_ONLY
+
+
+@pytest.mark.parametrize('name', ENVIRONMENTS)
+def test_no_satisfying_preinstalled_protected_package_is_replaced_nor_a_test_package_added(name):
+  plan = _plan(name)
+  _check_no_protected_package_replaced_nor_test_package_added(ENVIRONMENTS[name], plan,
+                                                               DEPENDENCIES)
   assert 'pytest>=8 (test-only)' in plan.skipped
 
 
@@ -145,17 +153,20 @@ def test_a_checkout_without_pyproject_is_named(tmp_path):
     colab.read_dependencies(str(tmp_path))
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(ROOT, 'pyproject.toml')),
-                    reason='pyproject.toml not in this checkout yet')
-def test_the_packages_own_dependencies_hold_no_test_only_package():
-  dependencies, requires_python = colab.read_dependencies(ROOT)
+@pytest.mark.parametrize('extras', [(), ('tfds',)])
+def test_the_packages_own_dependencies_in_every_environment(extras):
+  dependencies, requires_python = colab.read_dependencies(ROOT, extras)
   assert not {Requirement(d).name.lower() for d in dependencies} & colab.TEST_ONLY
-  for name in ENVIRONMENTS:
-    if name != 'tpu_with_old_jax':
-      env = ENVIRONMENTS[name]
-      plan = colab.install_plan(env, dependencies, requires_python)
-      assert not any(r.startswith(('jax>', 'jax[tpu]>', 'jax[cuda12]>', 'numpy', 'ipykernel'))
-                     for r in plan.requirements), (name, plan.requirements)
+  for name, env in ENVIRONMENTS.items():
+    plan = colab.install_plan(env, dependencies, requires_python)
+    _check_no_protected_package_replaced_nor_test_package_added(env, plan, dependencies)
+    if name.startswith('colab_'):  # Colab's own TensorFlow and TFDS meet the tfds extra
+      assert not any(r.startswith('tensorflow') for r in plan.requirements), plan.requirements
+
+
+def test_an_unknown_extra_is_named():
+  with pytest.raises(ValueError, match='no_such_extra: not an extra of'):
+    colab.read_dependencies(ROOT, ['no_such_extra'])
 
 
 @pytest.mark.parametrize('environ, files, smi, expected', [

@@ -62,3 +62,11 @@ def test_the_estimate_says_its_device_size_and_model():
   config = _load('experiments/digits_study.py', '--config.epochs_scale=0.1', '--config.seeds=0,')
   text = estimate.estimate(config, estimate.device_profile('Tesla T4')).describe()
   assert text.startswith('≈ ') and 'on one NVIDIA T4 for 3 run(s), 1,263 updates' in text
+
+
+def test_a_device_without_a_profile_gets_the_reference_estimates():
+  config = _load('experiments/digits_study.py', '--config.epochs_scale=0.1', '--config.seeds=0,')
+  lines = estimate.for_runtime(config, 'NVIDIA H100 80GB HBM3', 1).splitlines()
+  assert lines[0] == 'No cost model for NVIDIA H100 80GB HBM3; for reference:'
+  assert 'one TPU v5e chip' in lines[1] and 'one NVIDIA T4' in lines[2]
+  assert estimate.for_runtime(config, 'cpu', 8).startswith('Estimated time: ≈ ')

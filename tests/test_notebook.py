@@ -1,12 +1,13 @@
 """notebooks/colab_tpu.ipynb, executed end to end on CPU with nbclient.
 
 The parameters go in papermill's way: a cell tagged ``injected-parameters`` after the cell
-tagged ``parameters``. They run the default digits study shortened to 4 epochs, one seed,
-with no installs, no Drive and no TensorBoard. Executed twice into the same workdir, the
-first run trains and the second resumes and trains nothing.
+tagged ``parameters``. They run the digits study shortened by the notebook's own
+parameter, ``EPOCHS_SCALE = 0.1`` (4 of its 40 epochs), one seed, with no installs, no
+download, no Drive and no TensorBoard. Executed twice into the same workdir, the first
+run trains and the second resumes and trains nothing.
 
 Also a script, for ``make notebook``: ``python tests/test_notebook.py [--workdir=DIR]
-[--epochs=N] [--seeds=0,1]`` executes the notebook once into DIR (default
+[--epochs_scale=S] [--seeds=0,1]`` executes the notebook once into DIR (default
 ``runs/notebook_digits``, so that running it again resumes there) and writes the executed
 copy to ``DIR/colab_tpu.ipynb``.
 """
@@ -14,6 +15,7 @@ copy to ``DIR/colab_tpu.ipynb``.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import sys
@@ -27,17 +29,19 @@ from nbclient import NotebookClient
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'colab_tpu.ipynb')
 MAX_BYTES = 100_000
-PARAMETERS = ('EXPERIMENT', 'VARIANTS', 'EPOCHS', 'SEEDS', 'OVERRIDES', 'WORKDIR',
-              'DATASET_SOURCE', 'MANUAL_DIR', 'DATA_DIR', 'REPO_URL', 'INSTALL', 'ACCELERATOR',
-              'MOUNT_DRIVE', 'TENSORBOARD')
+PARAMETERS = ('EXPERIMENT', 'EPOCHS_SCALE', 'OVERRIDES', 'WORKDIR', 'REPO_URL', 'INSTALL',
+              'DOWNLOAD', 'ALLOW_CPU', 'MOUNT_DRIVE', 'TENSORBOARD')
 DIGITS_VARIANTS = ('decay', 'hybrid', 'increase')
+MAX_FUNCTION_LINES = 10
 
 
-def digits_parameters(workdir: str, data_dir: str = '', epochs: int = 4,
+def digits_parameters(workdir: str, data_dir: str = '', epochs_scale: float = 0.1,
                       seeds: str = '0') -> dict[str, Any]:
-  """The digits study in about a minute on CPU: no installs, Drive or TensorBoard."""
-  return dict(EXPERIMENT='experiments/digits_study.py', EPOCHS=epochs, SEEDS=seeds,
-              WORKDIR=workdir, DATA_DIR=data_dir, INSTALL=False, MOUNT_DRIVE=False,
+  """The digits study in about a minute on CPU: no installs, download, Drive or TensorBoard."""
+  overrides = f'--config.seeds={seeds.rstrip(",")},'
+  return dict(EXPERIMENT='experiments/digits_study.py', EPOCHS_SCALE=epochs_scale,
+              OVERRIDES=overrides + (f' --config.dataset.data_dir={data_dir}' if data_dir else ''),
+              WORKDIR=workdir, INSTALL=False, DOWNLOAD=False, MOUNT_DRIVE=False,
               TENSORBOARD=False)
 
 
@@ -114,22 +118,55 @@ def test_parameters_cell_comes_first_and_defines_every_parameter():
   assert tuple(names) == PARAMETERS
   values: dict[str, Any] = {}
   exec(code[0].source, values)  # pylint: disable=exec-used
-  assert values['EXPERIMENT'] == 'experiments/cifar10_wrn.py'
-  assert os.path.isfile(os.path.join(ROOT, values['EXPERIMENT']))
-  assert values['INSTALL'] is True and values['WORKDIR'] == ''
+  assert values['EXPERIMENT'] == 'experiments/mnist_decay_vs_batch.py'  # one sitting on one chip
+  assert 'experiments/cifar10_wrn.py' in code[0].source  # the paper's study, one parameter away
+  for path in ('experiments/mnist_decay_vs_batch.py', 'experiments/cifar10_wrn.py'):
+    assert os.path.isfile(os.path.join(ROOT, path))
+  assert values['EPOCHS_SCALE'] == 1.0 and values['INSTALL'] is True and values['WORKDIR'] == ''
+  assert values['ALLOW_CPU'] is False and 'OWNER' in values['REPO_URL']
+  assert re.search(r"^REPO_URL = .*# replace OWNER: ", code[0].source, re.M)
 
 
-def test_every_code_cell_is_valid_ipython():
+def _code_sources() -> list[str]:
   from IPython.core.inputtransformer2 import TransformerManager  # pylint: disable=g-import-not-at-top
   transform = TransformerManager().transform_cell
-  for i, cell in enumerate(_committed().cells):
-    if cell.cell_type == 'code':
-      compile(transform(cell.source), f'cell {i}', 'exec')
+  return [transform(cell.source) for cell in _committed().cells if cell.cell_type == 'code']
+
+
+def test_every_code_cell_is_valid_ipython_and_calls_the_library():
+  for i, source in enumerate(_code_sources()):
+    compile(source, f'code cell {i}', 'exec')
   sources = '\n'.join(cell.source for cell in _committed().cells)
   for needed in ('%load_ext tensorboard', '%tensorboard --logdir', 'drive.mount(',
-                 'lr_study.run(config, workdir)', 'figures.make_figures(',
-                 'jax[tpu]==', 'jax[cuda12]==', 'jax.devices()', 'dataset.download = True'):
+                 'colab.install(REPO_DIR, ENV, ', 'colab.check_backend(', 'experiment.load(',
+                 "f'--config.epochs_scale={EPOCHS_SCALE}'", 'experiment.workdir_name(',
+                 'estimate.for_runtime(', 'lr_study.run(config, workdir)',
+                 'session.summary(', 'figures.make_figures(', 'jax.devices()'):
     assert needed in sources, needed
+  for gone in ('requirements.txt', 'jax[tpu]==', 'pytest', 'nbclient', 'ipykernel=='):
+    assert gone not in sources, gone
+
+
+def test_code_cells_define_no_function_longer_than_10_lines():
+  for i, source in enumerate(_code_sources()):
+    for node in ast.walk(ast.parse(source)):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        lines = node.end_lineno - node.lineno + 1
+        assert lines <= MAX_FUNCTION_LINES, f'code cell {i}: {getattr(node, "name", "lambda")}'
+
+
+def test_tensorboard_starts_before_the_study_and_the_estimate_comes_before_both():
+  sources = [cell.source for cell in _committed().cells if cell.cell_type == 'code']
+  at = lambda text: next(i for i, source in enumerate(sources) if text in source)
+  assert at('estimate.for_runtime(') < at('%tensorboard') < at('lr_study.run(config, workdir)')
+
+
+def test_the_notebook_says_what_one_chip_means():
+  text = ' '.join(cell.source for cell in _committed().cells if cell.cell_type == 'markdown')
+  text = ' '.join(text.split())
+  for needed in ('one v5e chip', 'one T4', 'whole global batch B', 'micro-batches',
+                 '4–8 devices', '`jax.pmap` splits each global batch'):
+    assert needed in text, needed
 
 
 # --- executed twice
@@ -166,7 +203,9 @@ def test_notebook_trains_the_study_then_resumes_it_and_trains_nothing(digits_dat
   assert trained and int(trained.group(1).replace(',', '')) > 0, text[-3000:]
   assert 'Nothing trained' not in text
   assert '8 device(s)' in text  # pytest's fake CPU devices reach the kernel
-  assert 'digits: ' in text and '| decay |' in text  # the data cell and the study table
+  assert 'epochs_scale 0.1: 40 epochs -> 4; lr_schedule.boundaries (10, 20, 30) -> (1, 2, 3)' in text
+  assert 'Estimated time: ≈ ' in text and 'for 3 run(s)' in text
+  assert '| decay |' in text  # the study table
   assert 'TensorBoard skipped' in text
   done = _snapshot(workdir)
   assert all(done[f'{v}/summary'][0] == 'finished' for v in DIGITS_VARIANTS)
@@ -192,14 +231,14 @@ def main(argv: list[str]) -> None:
   parser = argparse.ArgumentParser(description='Executes notebooks/colab_tpu.ipynb on the '
                                    'digits study, on CPU.')
   parser.add_argument('--workdir', default=os.path.join(ROOT, 'runs', 'notebook_digits'))
-  parser.add_argument('--epochs', type=int, default=4)
+  parser.add_argument('--epochs_scale', type=float, default=0.1)
   parser.add_argument('--seeds', default='0')
   args = parser.parse_args(argv)
   workdir = os.path.abspath(args.workdir)
   os.makedirs(workdir, exist_ok=True)
   output = os.path.join(workdir, os.path.basename(NOTEBOOK))
   try:
-    notebook, seconds = execute(digits_parameters(workdir, epochs=args.epochs,
+    notebook, seconds = execute(digits_parameters(workdir, epochs_scale=args.epochs_scale,
                                                   seeds=args.seeds), output)
   except Exception as e:  # pylint: disable=broad-except  (nbclient's CellExecutionError)
     sys.exit(f'{e}\nthe executed notebook, up to the failing cell: {output}')
