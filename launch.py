@@ -25,7 +25,7 @@ process 0 writes WORKDIR.
 
 from __future__ import annotations
 
-import datetime
+import errno
 import json
 import os
 import re
@@ -55,7 +55,8 @@ def _define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Where the runs go; default runs/<config>[-<variants>].')
   flags.DEFINE_bool('dry_run', False, 'Print and write the training plan only: no data, no '
                     'accelerator.')
-  flags.DEFINE_integer('num_devices', 1, 'Devices the dry run plans for (a real run uses all).')
+  flags.DEFINE_integer('num_devices', 1, 'Devices the dry run plans for (a real run uses all).',
+                       lower_bound=1)
   flags.DEFINE_bool('restart', False, 'Move the old runs in WORKDIR aside and start afresh.')
   flags.DEFINE_multi_string('sweep', [], 'KEY=v1,v2,...: one study per value of the config '
                             'key KEY; repeated flags form a grid (lr_study.sweep).')
@@ -95,13 +96,17 @@ def main(argv: list[str]) -> None:
   from lr_study import shorten, sweep  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.preemption import Preempted  # pylint: disable=g-import-not-at-top
-  from lr_study.runtime.workdir import check_workdir  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime.workdir import (  # pylint: disable=g-import-not-at-top
+      check_workdir, move_aside)
 
   values = flags.FLAGS
+  if values.workdir is not None and not values.workdir.strip():
+    _fail('--workdir is empty: name a directory, or leave the flag out for runs/<config>')
   workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']),
                                                values.config.get('epochs_scale', 1.0))
   try:
-    base, points = sweep.sweep_points(values.config, values.sweep)
+    base, points = sweep.sweep_points(values.config, values.sweep,
+                                      config_flags.get_override_values(values['config']))
     shortened = shorten.describe(base)  # a bad --config.epochs_scale stops here
     if shortened:
       print(shortened)
@@ -116,32 +121,33 @@ def main(argv: list[str]) -> None:
       runner.prepare_study(sweep.apply_point(base, point))
     if hosts.is_writer():  # process 0 alone writes WORKDIR
       check_workdir(workdir)
-      if values.restart:
-        _move_aside(workdir)
+      moved = move_aside(workdir) if values.restart else None
+      if moved:
+        print(f'--restart: the old runs are in {moved}')
     for name, point in points:
       runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
                        sweep=sweep.jsonable(point))
+    if hosts.is_writer():
+      _report(workdir)
   except ConfigError as e:
     _fail(str(e))
   except Preempted as e:
     print(f'launch.py: {e}', file=sys.stderr)
     sys.exit(143)
-  if hosts.is_writer():
-    _report(workdir)
+  except KeyboardInterrupt:
+    print('launch.py: interrupted (Ctrl-C); the same command resumes from the last checkpoint',
+          file=sys.stderr)
+    sys.exit(130)
+  except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+      raise
+    _fail(f'no space left on device for {e.filename or workdir}: free some, then the same '
+          'command resumes from the last checkpoint')
 
 
 def _point_dir(workdir: str, name: str) -> str:
   """Where a sweep point's study goes: WORKDIR/<point>, or WORKDIR itself without a sweep."""
   return os.path.join(workdir, name) if name else workdir
-
-
-def _move_aside(workdir: str) -> None:
-  """``--restart``: WORKDIR's runs go to ``WORKDIR.old-<time>``; nothing is deleted."""
-  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
-  if run_files.exists(workdir) and os.listdir(workdir):
-    old = f'{workdir}.old-{datetime.datetime.now():%Y%m%d-%H%M%S}'
-    run_files.rename(workdir, old)
-    print(f'--restart: the old runs are in {old}')
 
 
 def _report(workdir: str) -> None:

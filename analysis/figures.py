@@ -45,6 +45,8 @@ import numpy as np
 
 from analysis import runs as runs_lib
 from analysis.runs import Run
+from lr_study.errors import ConfigError
+from lr_study.runtime.workdir import check_workdir
 
 FIGURES = ('schedules', 'accuracy', 'loss', 'wall_clock', 'optimizers', 'gradient_noise')
 FORMATS = ('png', 'pdf')
@@ -659,13 +661,15 @@ def main(argv: list[str]) -> None:
   workdirs = flags.FLAGS.workdir
   try:
     runs = runs_lib.load_runs(workdirs)
-  except FileNotFoundError as e:
-    sys.exit(f'analysis.figures: error: {e}')
-  if not runs:
-    sys.exit(f'analysis.figures: error: no runs under {", ".join(workdirs)}')
-  out_dir = flags.FLAGS.out_dir or os.path.join(workdirs[0], 'figures')
-  for path in make_figures(runs, out_dir, flags.FLAGS.figure or FIGURES):
-    print(f'wrote {path}')
+    if not runs:
+      raise FileNotFoundError(f'no runs under {", ".join(workdirs)}')
+    out_dir = check_workdir(flags.FLAGS.out_dir or os.path.join(workdirs[0], 'figures'),
+                            flag='--out_dir')
+    for path in make_figures(runs, out_dir, flags.FLAGS.figure or FIGURES):
+      print(f'wrote {path}')
+  except (ConfigError, OSError) as e:  # a file or line that is not JSON, an unwritable out_dir
+    print(f'analysis.figures: error: {e}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

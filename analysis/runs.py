@@ -17,7 +17,9 @@ WORKDIR's runs form a point of their own, ``{'study': <WORKDIR's name>}``.
 Status: ``finished`` (a summary without a status, or ``"status": "finished"``),
 ``diverged`` (``"status": "diverged"``, with ``"diverged_at_update"``), ``running`` (logs
 but no summary yet) or ``planned`` (a plan only). JSON ``null`` (a non-finite number)
-reads as NaN wherever a number is asked for.
+reads as NaN wherever a number is asked for. A log line that is not JSON, or a run file that
+is not, is a one-line ``ConfigError`` naming the file and line; a torn last line (a run
+stopped while writing it) is skipped with a warning naming it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import math
 import os
 import re
+import sys
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -216,12 +219,15 @@ def load_run(workdir: str, run_dir: str) -> Run:
   if seed is None and seed_match:
     seed = int(seed_match.group(1))
   point, point_name = _point_of(variant_parts[:-1], metadata)
+  log = lambda name: run_files.read_jsonl(f'{run_dir}/{name}', warn=_warn)
   return Run(workdir=workdir, run_dir=run_dir, variant=str(variant),
              seed=None if seed is None else int(seed), point=point, point_name=point_name,
-             summary=summary, metrics=run_files.read_jsonl(f'{run_dir}/{METRICS}'),
-             train_log=run_files.read_jsonl(f'{run_dir}/{TRAIN_LOG}'),
-             events=run_files.read_jsonl(f'{run_dir}/{EVENTS}'),
+             summary=summary, metrics=log(METRICS), train_log=log(TRAIN_LOG), events=log(EVENTS),
              plan=_read_json(f'{run_dir}/{PLAN}'), metadata=metadata)
+
+
+def _warn(text: str) -> None:
+  print(f'warning: {text}', file=sys.stderr)
 
 
 def point_order(point: Mapping[str, Any]) -> tuple[Any, ...]:

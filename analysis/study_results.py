@@ -37,6 +37,8 @@ from absl import app, flags
 from analysis import figures
 from analysis import runs as runs_lib
 from analysis.runs import Run
+from lr_study.errors import ConfigError
+from lr_study.runtime.workdir import check_workdir
 
 OUTPUTS = ('table.md', 'table.csv', 'figure.png', 'figure.pdf')
 FIGURE = 'figure'
@@ -171,14 +173,16 @@ def write_study_outputs(workdirs: str | Sequence[str], out_dir: str | None = Non
 
   Raises:
     FileNotFoundError: no finished run under ``workdirs``.
+    ConfigError: one line naming a file or line that is not JSON, or an ``out_dir`` that
+      cannot be written.
   """
   if isinstance(workdirs, str):
     workdirs = [workdirs]
   runs = finished_runs(workdirs)
   if not runs:
     raise FileNotFoundError(f'no finished runs under {", ".join(workdirs)}')
-  out_dir = (out_dir or workdirs[0]).rstrip('/')
-  runs_lib.make_dirs(out_dir)
+  out_dir = check_workdir((out_dir or workdirs[0]).rstrip('/'),
+                          flag='--out_dir' if out_dir else '--workdir')
   table = format_markdown(table_rows(runs))
   runs_lib.write_bytes(f'{out_dir}/table.md', table + '\n')
   runs_lib.write_bytes(f'{out_dir}/table.csv', format_csv(run_rows(runs)))
@@ -192,8 +196,9 @@ def main(argv: list[str]) -> None:
   del argv
   try:
     print(write_study_outputs(flags.FLAGS.workdir, flags.FLAGS.out_dir))
-  except FileNotFoundError as e:
-    sys.exit(f'analysis.study_results: error: {e}')
+  except (ConfigError, OSError) as e:  # FileNotFoundError among them
+    print(f'analysis.study_results: error: {e}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ import pytest
 
 from analysis import figures
 from analysis import runs as runs_lib
+from test_study_results import unwritable_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DECAY_EPOCHS = (1, 2, 3, 4)
@@ -260,6 +261,31 @@ def test_cli_bad_input_fails(flag, tmp_path):
                            f'--out_dir={tmp_path}/out'], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
   assert result.returncode != 0
+
+
+def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, updates_per_epoch=100)
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  lines = open(path).read().splitlines(keepends=True)
+  lines[2] = 'garbage\n'
+  open(path, 'w').writelines(lines)
+  result = subprocess.run([sys.executable, '-m', 'analysis.figures', f'--workdir={tmp_path}'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith(f'analysis.figures: error: {path} line 3 is not JSON: ')
+  assert result.stderr.count('\n') == 1 and not os.path.exists(tmp_path / 'figures')
+
+
+def test_cli_refuses_an_out_dir_it_cannot_write_in_one_line(tmp_path):
+  write_run(str(tmp_path / 'study'), 'decay', 0, updates_per_epoch=100)
+  out_dir = unwritable_dir(tmp_path)
+  result = subprocess.run([sys.executable, '-m', 'analysis.figures', f'--workdir={tmp_path}/study',
+                           f'--out_dir={out_dir}'], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith(f"analysis.figures: error: --out_dir '{out_dir}' is not a "
+                                  'usable directory: ')
+  assert result.stderr.count('\n') == 1
 
 
 def test_a_diverged_run_without_its_update_is_labelled_diverged(tmp_path):

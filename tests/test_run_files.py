@@ -17,6 +17,7 @@ import tensorflow as tf  # registers ram://
 from lr_study.errors import ConfigError
 from lr_study.runtime import run_files, strict_json
 from lr_study.runtime import workdir
+from lr_study.runtime.lock import RunLock
 from lr_study.runtime.workdir import check_workdir
 
 
@@ -130,6 +131,50 @@ def test_read_jsonl_of_a_missing_log_is_empty(any_dir):
   assert run_files.read_jsonl(os.path.join(any_dir, 'absent.jsonl')) == []
 
 
+def test_read_jsonl_names_a_torn_last_line_to_its_warn(any_dir):
+  path = os.path.join(any_dir, run_files.METRICS)
+  run_files.write_atomic(path, '{"update": 1}\n{"update": 2}\n{"upd')
+  warned = []
+  assert run_files.read_jsonl(path, warn=warned.append) == [{'update': 1}, {'update': 2}]
+  assert warned == [f'{path} line 3: a torn last record, skipped']
+
+
+def test_read_jsonl_refuses_a_damaged_line_naming_the_file_and_the_line(any_dir):
+  path = os.path.join(any_dir, run_files.METRICS)
+  run_files.write_atomic(path, '{"update": 1}\n{"update": }\n{"update": 3}\n')
+  with pytest.raises(ConfigError, match=rf'^{path} line 2 is not JSON: Expecting value'):
+    run_files.read_jsonl(path)
+
+
+def test_read_jsonl_refuses_a_line_that_is_json_but_no_record(any_dir):
+  path = os.path.join(any_dir, run_files.METRICS)
+  run_files.write_atomic(path, '{"update": 1}\n[1, 2]\n')
+  with pytest.raises(ConfigError, match=rf"^{path} line 2 is not a JSON record: '\[1, 2\]'"):
+    run_files.read_jsonl(path)
+
+
+def test_read_jsonl_reads_only_the_first_records_asked_for(any_dir):
+  path = os.path.join(any_dir, run_files.METRICS)
+  run_files.write_atomic(path, '{"update": 1}\n{"update": 2}\ngarbage\n{"upd')
+  assert run_files.read_jsonl(path, first=2) == [{'update': 1}, {'update': 2}]
+
+
+def test_read_json_refuses_a_file_that_is_not_json_naming_it(any_dir):
+  path = os.path.join(any_dir, run_files.SUMMARY)
+  run_files.write_atomic(path, '{"updates": 3')
+  with pytest.raises(ConfigError, match=rf'^{path} is not JSON: Expecting'):
+    run_files.read_json(path)
+
+
+def test_not_directories_names_links_and_files_among_the_entries(tmp_path):
+  os.makedirs(tmp_path / '1')
+  os.symlink(tmp_path / '1', tmp_path / '2')
+  os.symlink(tmp_path / 'nowhere', tmp_path / '3')
+  (tmp_path / '4').write_text('x')
+  assert run_files.not_directories(str(tmp_path)) == {
+      '2': 'a symbolic link', '3': 'a symbolic link', '4': 'a file'}
+
+
 def test_truncate_jsonl_keeps_the_accepted_records_and_drops_a_torn_line(any_dir):
   path = os.path.join(any_dir, run_files.METRICS)
   run_files.write_atomic(path, '{"update": 1}\n{"update": 2}\n{"update": 3}\n{"upd')
@@ -204,3 +249,55 @@ def test_error_messages_are_one_line(tmp_path):
     with pytest.raises(ConfigError) as error:
       check_workdir(path)
     assert '\n' not in str(error.value)
+
+
+# --- --restart: the workdir moved aside under the lock of each of its runs ---------------
+
+
+def _study(path) -> dict[str, bytes]:
+  """A study directory with two runs; every file's content by relative path."""
+  for run in ('decay/seed_0', 'decay/seed_1'):
+    os.makedirs(path / run / 'checkpoints' / '10')
+    (path / run / run_files.METRICS).write_text('{"update": 10}\n')
+  (path / 'study_config.json').write_text('{}\n')
+  return _contents(path)
+
+
+def _contents(path) -> dict[str, bytes]:
+  return {os.path.relpath(os.path.join(d, n), path): open(os.path.join(d, n), 'rb').read()
+          for d, _, names in os.walk(path) for n in names}
+
+
+def test_restart_moves_the_workdir_aside_whole_and_leaves_no_lock(tmp_path):
+  before = _study(tmp_path / 'study')
+  moved = workdir.move_aside(str(tmp_path / 'study'))
+  assert moved.startswith(str(tmp_path / 'study.old-'))
+  assert not os.path.exists(tmp_path / 'study') and _contents(moved) == before
+
+
+def test_restart_refuses_while_a_run_holds_its_lock_and_moves_nothing(tmp_path):
+  before = _study(tmp_path / 'study')
+  run_dir = str(tmp_path / 'study' / 'decay' / 'seed_1')
+  with RunLock(run_dir):  # a run training there
+    locked = _contents(tmp_path / 'study')
+    with pytest.raises(ConfigError) as error:
+      workdir.move_aside(str(tmp_path / 'study'))
+    assert _contents(tmp_path / 'study') == locked
+  message = str(error.value)
+  assert message.startswith(f'--restart: run_dir {run_dir} is in use by pid {os.getpid()} ')
+  assert message.endswith('; stop that run first') and '\n' not in message
+  assert _contents(tmp_path / 'study') == before
+  assert os.listdir(tmp_path) == ['study']
+
+
+def test_restart_of_an_empty_or_missing_workdir_moves_nothing(tmp_path):
+  os.makedirs(tmp_path / 'empty')
+  assert workdir.move_aside(str(tmp_path / 'empty')) is None
+  assert workdir.move_aside(str(tmp_path / 'missing')) is None
+  assert os.listdir(tmp_path) == ['empty']
+
+
+def test_two_restarts_within_a_second_keep_both_old_studies(tmp_path):
+  first = workdir.move_aside(str(_study(tmp_path / 'study') and tmp_path / 'study'))
+  second = workdir.move_aside(str(_study(tmp_path / 'study') and tmp_path / 'study'))
+  assert first != second and os.path.isdir(first) and os.path.isdir(second)

@@ -209,3 +209,52 @@ def test_a_sweep_keeps_the_run_order_of_its_points_study_configs(tmp_path):
   with open(tmp_path / 'learning_rate=0.1' / 'study_config.json', 'w') as f:
     json.dump({'run_variants': ['increase', 'decay']}, f)
   assert [r.variant for r in runs_lib.load_runs(str(tmp_path))] == ['increase', 'decay']
+
+
+# --- Files it cannot read or write: one line naming them, status 2 -------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, '-m', 'analysis.study_results', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+
+
+def unwritable_dir(tmp_path) -> str:
+  """A directory path this process cannot create (root writes past mode bits: not in sysfs)."""
+  if os.geteuid() == 0:
+    return '/sys/lr_study_out'
+  os.mkdir(tmp_path / 'read_only', 0o555)
+  return str(tmp_path / 'read_only' / 'out')
+
+
+def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, 0.96)
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  lines = open(path).read().splitlines(keepends=True)
+  lines[1] = '{"epoch": 2.0, "upd\n'
+  open(path, 'w').writelines(lines)
+  result = _cli(f'--workdir={tmp_path}')
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith(f'analysis.study_results: error: {path} line 2 is not JSON: ')
+  assert result.stderr.count('\n') == 1 and 'Traceback' not in result.stdout
+  assert not os.path.exists(tmp_path / 'table.md')
+
+
+def test_cli_warns_of_a_torn_last_line_naming_the_file_and_line(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, 0.96)
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  with open(path, 'a') as f:
+    f.write('{"epoch": 5.0, "upd')
+  result = _cli(f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr
+  assert result.stderr == f'warning: {path} line 5: a torn last record, skipped\n'
+
+
+def test_cli_refuses_an_out_dir_it_cannot_write_in_one_line(tmp_path):
+  write_run(str(tmp_path / 'study'), 'decay', 0, 0.96)
+  out_dir = unwritable_dir(tmp_path)
+  result = _cli(f'--workdir={tmp_path}/study', f'--out_dir={out_dir}')
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith(f"analysis.study_results: error: --out_dir '{out_dir}' is "
+                                  'not a usable directory: ')
+  assert result.stderr.count('\n') == 1 and not os.path.exists(out_dir)

@@ -175,6 +175,12 @@ class RunLock:
     except ValueError:
       return None
 
+  def moved_to(self, run_dir: str) -> None:
+    """The directory was moved, this lock file with it, to ``run_dir`` while held (a
+    flock stays on the moved file): ``release`` deletes the lock file there."""
+    self.run_dir = os.fspath(run_dir)
+    self.path = os.path.join(self.run_dir, LOCK)
+
   def release(self) -> None:
     """Gives the lock up and deletes its file (only if it is still this process's)."""
     if self.holder is None:

@@ -30,6 +30,7 @@ import uuid
 from typing import Any, Callable
 
 
+from lr_study.errors import ConfigError
 from lr_study.runtime.quiet_tf import require
 from lr_study.runtime.strict_json import dumps
 
@@ -83,6 +84,28 @@ def isdir(path: str | os.PathLike[str]) -> bool:
   if scheme(path) is None:
     return os.path.isdir(_local(path))
   return gfile().isdir(os.fspath(path))
+
+
+def listdir(path: str | os.PathLike[str]) -> list[str]:
+  """The names in directory ``path``, sorted; [] if there is no directory there."""
+  if not isdir(path):
+    return []
+  if scheme(path) is None:
+    return sorted(os.listdir(_local(path)))
+  return sorted(name.rstrip('/') for name in gfile().listdir(os.fspath(path)))
+
+
+def not_directories(path: str | os.PathLike[str]) -> dict[str, str]:
+  """The entries of directory ``path`` that are no directory, each with what it is: ``'a
+  symbolic link'`` (to anything, or to nothing) or ``'a file'``."""
+  found = {}
+  for name in listdir(path):
+    entry = os.path.join(os.fspath(path), name)
+    if scheme(entry) is None and os.path.islink(_local(entry)):
+      found[name] = 'a symbolic link'
+    elif not isdir(entry):
+      found[name] = 'a file'
+  return found
 
 
 def make_dirs(path: str | os.PathLike[str]) -> None:
@@ -191,19 +214,46 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
   write_atomic(path, dumps(obj, indent=2) + '\n')
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-  return json.loads(read_bytes(path))
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-  """The complete records of a JSON-lines file (a torn last line is skipped); [] if
-  there is no file."""
+def _parse(text: bytes | str, where: str) -> Any:
+  """``text`` as JSON; a one-line ConfigError naming ``where`` if it is not."""
   try:
-    text = read_bytes(path).decode()
+    return json.loads(text)
+  except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+    raise ConfigError(f'{where} is not JSON: {str(e).splitlines()[0]}') from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+  """The JSON value in file ``path``; a one-line ConfigError naming it if it is not JSON."""
+  return _parse(read_bytes(path), os.fspath(path))
+
+
+def read_jsonl(path: str | os.PathLike[str], first: int | None = None,
+               warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+  """The complete records of a JSON-lines file, or its ``first`` ones; [] if there is no
+  file.
+
+  A torn last line (a write cut short by a kill) is skipped, and named to ``warn``. A
+  complete line that is not a JSON object is a one-line ConfigError naming the file and
+  the line: the log was damaged after it was written.
+  """
+  try:
+    data = read_bytes(path)
   except FileNotFoundError:
     return []
-  lines = text.split('\n')[:-1]  # the part after the last newline is torn or empty
-  return [json.loads(line) for line in lines if line]
+  *lines, torn = data.split(b'\n')  # the part after the last newline is torn or empty
+  records = []
+  for number, line in enumerate(lines, 1):
+    if first is not None and len(records) == first:
+      return records
+    if line.strip():
+      record = _parse(line, f'{os.fspath(path)} line {number}')
+      if not isinstance(record, dict):
+        raise ConfigError(f'{os.fspath(path)} line {number} is not a JSON record: '
+                          f'{line[:60].decode(errors="replace")!r}')
+      records.append(record)
+  if torn.strip() and warn is not None and (first is None or len(records) < first):
+    warn(f'{os.fspath(path)} line {len(lines) + 1}: a torn last record, skipped')
+  return records
 
 
 class JsonlWriter:

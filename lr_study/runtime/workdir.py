@@ -1,17 +1,28 @@
 """A workdir proved usable before any compute: created, written, read back and cleaned,
-within a time bound, every failure one ``ConfigError`` line naming it."""
+within a time bound, every failure one ``ConfigError`` line naming it; and moved aside
+for ``--restart`` under the lock of every run in it."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import datetime
+import itertools
 import os
 import threading
 import uuid
 from typing import Callable
 
 from lr_study.errors import ConfigError
-from lr_study.runtime.run_files import (_BROKEN_URL, gfile, exists, isdir, make_dirs, read_bytes,
-                                        remove, scheme, write_atomic)
+from lr_study.runtime import run_files
+from lr_study.runtime.lock import LOCK, RunLock
+from lr_study.runtime.run_files import (_BROKEN_URL, _local, gfile, exists, isdir, make_dirs,
+                                        read_bytes, remove, scheme, write_atomic)
+
+# What a run directory holds (lr_study.runtime.run_dir); one of them marks one.
+RUN_ENTRIES = frozenset({LOCK, run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS,
+                         run_files.METADATA, run_files.PLAN, run_files.SUMMARY,
+                         run_files.CHECKPOINTS})
 
 CHECK_TIMEOUT_S = 30.0  # how long a filesystem may take to answer the probe
 
@@ -87,3 +98,44 @@ def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT
     raise ConfigError(f'{flag} {path!r} is not a usable directory: {_first_line(e)}') from None
   return path
 
+
+
+def _run_dirs(workdir: str) -> list[str]:
+  """Every run directory under ``workdir``, relative to it ('' for ``workdir`` itself);
+  checkpoint folders are not looked into."""
+  local = scheme(workdir) is None
+  top = _local(workdir) if local else workdir
+  found = []
+  for directory, dirs, names in os.walk(top) if local else gfile().walk(top):
+    if RUN_ENTRIES & {name.rstrip('/') for name in [*dirs, *names]}:
+      found.append(os.path.relpath(directory, top) if directory != top else '')
+    dirs[:] = [d for d in dirs if d.rstrip('/') != run_files.CHECKPOINTS]
+  return sorted(found)
+
+
+def move_aside(workdir: str) -> str | None:
+  """``--restart``: moves ``workdir`` to ``<workdir>.old-<time>`` and returns that path
+  (None for an absent or empty workdir); nothing is deleted.
+
+  Every run directory in it is locked (``lr_study.runtime.lock``) while it moves, so a run
+  still training there is never moved from under itself: a one-line ConfigError naming it
+  and its holder instead, with nothing moved.
+  """
+  if not run_files.listdir(workdir):
+    return None
+  old = stamp = f'{workdir.rstrip("/")}.old-{datetime.datetime.now():%Y%m%d-%H%M%S}'
+  for i in itertools.count(2):  # two restarts within a second
+    if not exists(old):
+      break
+    old = f'{stamp}-{i}'
+  with contextlib.ExitStack() as held:
+    runs = {rel: RunLock(os.path.join(workdir, rel)) for rel in _run_dirs(workdir)}
+    for lock in runs.values():
+      try:
+        held.enter_context(lock)
+      except ConfigError as e:
+        raise ConfigError(f'--restart: {e}; stop that run first') from None
+    run_files.rename(workdir, old)
+    for rel, lock in runs.items():
+      lock.moved_to(os.path.join(old, rel))
+  return old
