@@ -4,8 +4,10 @@ leftover of a killed save ignored, then cleaned up."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -220,6 +222,77 @@ def test_a_save_after_a_fallback_replaces_the_abandoned_later_checkpoints(tmp_pa
   restored = checkpoint.restore(run_dir, _state(0))
   assert (restored.step, restored.skipped) == (3, None)
   _assert_same(restored.state, _state(3))
+
+
+def _dangling_link(run_dir: str, step: int) -> None:
+  step_dir = os.path.join(checkpoint.directory(run_dir), str(step))
+  shutil.rmtree(step_dir)
+  os.symlink(os.path.join(run_dir, 'nowhere'), step_dir)
+
+
+def _link_to_the_previous(run_dir: str, step: int) -> None:
+  step_dir = os.path.join(checkpoint.directory(run_dir), str(step))
+  shutil.rmtree(step_dir)
+  os.symlink(os.path.join(checkpoint.directory(run_dir), str(step - 1)), step_dir)
+
+
+def _a_file(run_dir: str, step: int) -> None:
+  step_dir = os.path.join(checkpoint.directory(run_dir), str(step))
+  shutil.rmtree(step_dir)
+  open(step_dir, 'w').write('not a checkpoint\n')
+
+
+NOT_DIRECTORIES = {'a dangling symbolic link': (_dangling_link, 'a symbolic link'),
+                   'a symbolic link to another step': (_link_to_the_previous, 'a symbolic link'),
+                   'a file': (_a_file, 'a file')}
+
+
+@pytest.mark.parametrize('kind', sorted(NOT_DIRECTORIES))
+def test_a_latest_step_that_is_no_directory_is_skipped_with_its_line(tmp_path, kind):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  corrupt, what = NOT_DIRECTORIES[kind]
+  corrupt(run_dir, 3)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert restored.step == 2
+  _assert_same(restored.state, _state(2))
+  assert restored.skipped == (f'checkpoint step 3 (not a directory but {what}) in '
+                              f'{checkpoint.directory(run_dir)} unusable, resumed from step 2')
+
+
+@pytest.mark.parametrize('kind', sorted(NOT_DIRECTORIES))
+def test_a_step_that_is_no_directory_is_replaced_by_the_next_save_of_it(tmp_path, kind):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 2, 3)
+  NOT_DIRECTORIES[kind][0](run_dir, 3)
+  _save_steps(run_dir, 3)
+  step_dir = os.path.join(checkpoint.directory(run_dir), '3')
+  assert os.path.isdir(step_dir) and not os.path.islink(step_dir)
+  restored = checkpoint.restore(run_dir, _state(0))
+  assert (restored.step, restored.skipped) == (3, None)
+  _assert_same(restored.state, _state(3))
+  _assert_same(checkpoint.restore(run_dir, _state(0)).state, _state(3))
+  assert sorted(os.listdir(checkpoint.directory(run_dir))) == ['2', '3']
+
+
+def test_only_steps_that_are_no_directory_are_no_usable_checkpoint(tmp_path):
+  run_dir = str(tmp_path)
+  _save_steps(run_dir, 3)
+  _dangling_link(run_dir, 3)
+  with pytest.raises(ConfigError, match=r'^no usable checkpoint in .*: step 3 \(not a directory '
+                                        r'but a symbolic link\)$'):
+    checkpoint.restore(run_dir, _state(0))
+
+
+def test_a_disk_that_fills_up_during_a_save_is_an_enospc_os_error(tmp_path, monkeypatch):
+  def full(*args, **kwargs):
+    raise ValueError('RESOURCE_EXHAUSTED: Error writing "params" in OCDBT database at local '
+                     'file "...": Failed writing: No space left on device [os_error_code=\'28\']')
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'save', full)
+  with pytest.raises(OSError) as error:
+    checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  assert error.value.errno == errno.ENOSPC
+  assert error.value.filename == checkpoint.directory(str(tmp_path))
 
 
 _KILLED_SAVE = textwrap.dedent('''

@@ -36,6 +36,29 @@ def to_strict(obj: Any) -> Any:
   return str(obj)
 
 
+def reversible(obj: Any) -> Any:
+  """``obj`` as plain JSON values (``to_strict``) with each non-finite float kept as
+  ``{'__float__': 'NaN' | 'Infinity' | '-Infinity'}``, which ``from_reversible`` reads back."""
+  if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+    return {'__float__': _non_finite_name(float(obj))}
+  if isinstance(obj, dict):
+    return {str(k): reversible(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [reversible(v) for v in obj]
+  return to_strict(obj)
+
+
+def from_reversible(obj: Any) -> Any:
+  """The value that ``reversible`` wrote as ``obj``."""
+  if isinstance(obj, dict):
+    if set(obj) == {'__float__'}:
+      return float(obj['__float__'].replace('Infinity', 'inf'))
+    return {k: from_reversible(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [from_reversible(v) for v in obj]
+  return obj
+
+
 def non_finite(obj: Any, prefix: str = '') -> dict[str, str]:
   """The dotted paths of ``obj``'s non-finite numbers, each with ``'NaN'``,
   ``'Infinity'`` or ``'-Infinity'`` (what the null written in its place stood for)."""

@@ -21,13 +21,14 @@ killed half-way leaves such a temporary directory, which no restore reads and th
 ``Checkpoints`` opened for saving deletes. ``restore`` takes the latest step whose
 arrays, loop state and digest all load and agree, and names the newer ones it skipped.
 
+A step's name that is no directory (a symbolic link, a file) is unusable too: skipped
+with its line, and deleted by the next save of its step. A disk that fills up during a
+save is an ``OSError`` (``ENOSPC``), the step left uncommitted.
+
 Quiet: a damaged step must reach the user as one line (the step and why it was skipped),
 not as orbax's own log lines ("Failed to read Metadata file") or the tracebacks of the
-reads it abandoned when one of them failed ("Event loop is closed", "Task exception was
-never retrieved", printed from tensorstore's threads after the restore has given up).
-Every orbax call here runs under ``quiet_orbax``: orbax's log records are dropped, and
-the event loops it creates meanwhile drop the callbacks that reach them once closed and
-the errors of the tasks it left behind.
+reads it abandoned ("Event loop is closed", "Task exception was never retrieved", from
+tensorstore's threads). Every orbax call here runs under ``quiet_orbax``.
 
 Filesystems: any that TensorFlow's ``tf.io.gfile`` writes. Orbax writes local paths and
 ``gs://`` itself; on the others (``ram://``) it works in a local staging copy that
@@ -36,9 +37,9 @@ Filesystems: any that TensorFlow's ``tf.io.gfile`` writes. Orbax writes local pa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import math
 import os
 from typing import Any, NamedTuple
 
@@ -72,30 +73,6 @@ def directory(run_dir: str) -> str:
   local = run_files.scheme(os.fspath(run_dir)) is None
   return os.path.join(os.path.abspath(run_dir) if local else os.fspath(run_dir),
                       run_files.CHECKPOINTS)
-
-
-# --- Strict, reversible JSON for the loop state ------------------------------------------
-
-
-def _encode(obj: Any) -> Any:
-  """``obj`` with non-finite floats as ``{'__float__': 'NaN' | 'Infinity' | '-Infinity'}``."""
-  if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
-    return {'__float__': 'NaN' if math.isnan(obj) else ('Infinity' if obj > 0 else '-Infinity')}
-  if isinstance(obj, dict):
-    return {str(k): _encode(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_encode(v) for v in obj]
-  return strict_json.to_strict(obj)
-
-
-def _decode(obj: Any) -> Any:
-  if isinstance(obj, dict):
-    if set(obj) == {'__float__'}:
-      return float(obj['__float__'].replace('Infinity', 'inf'))
-    return {k: _decode(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return [_decode(v) for v in obj]
-  return obj
 
 
 def _canonical(obj: Any) -> str:
@@ -185,28 +162,42 @@ class Checkpoints:
                          'loop_state': ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
-    """The committed steps, oldest first (temporary directories are not steps)."""
+    """The committed steps, oldest first (temporary directories are not steps, nor a step's
+    name that is no directory)."""
     self._files.pull()
     with quiet_orbax():
       self._manager.reload()
-      return sorted(self._manager.all_steps())
+      return sorted(set(self._manager.all_steps()) - set(self.not_directories()))
+
+  def not_directories(self) -> dict[int, str]:
+    """The entries named as steps that are no directory (a symbolic link, a file), each
+    with what it is: unusable, and replaced by the next save of their step."""
+    return {int(name): kind for name, kind in run_files.not_directories(self.directory).items()
+            if name.isdigit()}
 
   def save(self, step: int, state: Any, loop_state: dict[str, Any]) -> None:
     """Saves ``state`` (host arrays) and ``loop_state`` (JSON-able) as ``step``, then
     deletes all but the last ``keep``. Steps at or after ``step`` are deleted first: they
     belong to a run that was resumed from an earlier checkpoint."""
     arrays = _host_state_dict(state)
-    encoded = _encode(loop_state)
+    encoded = strict_json.reversible(loop_state)
     digest = _digest(step, _flat(arrays), _canonical(encoded))
+    for old in [old for old in self.not_directories() if old >= step]:
+      run_files.remove(os.path.join(self.directory, str(old)))
     with quiet_orbax():
       for old in self.steps():
         if old >= step:
           self._manager.delete(old)
-      self._manager.save(
-          step, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays),
-                                        loop_state=ocp.args.JsonSave(encoded)),
-          custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
-      self._manager.wait_until_finished()
+      try:
+        self._manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays),
+                                          loop_state=ocp.args.JsonSave(encoded)),
+            custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
+        self._manager.wait_until_finished()
+      except ValueError as e:  # tensorstore's status errors
+        if 'RESOURCE_EXHAUSTED' not in str(e):
+          raise
+        raise OSError(errno.ENOSPC, 'No space left on device', self.directory) from None
     self._files.push(step)
 
   def _restore_step(self, step: int, template: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -243,14 +234,17 @@ class Checkpoints:
     arrays, encoded = restored['state'], restored['loop_state']
     if _digest(step, _flat(arrays), _canonical(encoded)) != digest:
       raise _Unusable('its arrays or loop state differ from the SHA-256 saved with them')
-    return arrays, _decode(encoded)
+    return arrays, strict_json.from_reversible(encoded)
 
   def restore(self, template: Any) -> Restored | None:
     """The latest usable checkpoint, its state shaped like ``template``; None if there
     are none; a one-line ConfigError naming the directory if none is usable."""
     expected = _host_state_dict(template)
-    skipped = []
-    for step in reversed(self.steps()):
+    skipped, odd = [], self.not_directories()
+    for step in sorted({*self.steps(), *odd}, reverse=True):
+      if step in odd:
+        skipped.append(f'step {step} (not a directory but {odd[step]})')
+        continue
       try:
         with quiet_orbax():
           arrays, loop_state = self._restore_step(step, expected)
