@@ -74,13 +74,26 @@ def test_the_tool_refuses_a_run_dir_that_is_not_a_directory(tmp_path, capsys):
                               'directory\n')
 
 
-def test_the_tool_refuses_a_run_that_has_ended(run_dir, capsys):
-  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY), {'status': 'finished'})
+@pytest.mark.parametrize('summary', [{'status': 'finished', 'updates': 30},
+                                     {'status': 'diverged', 'updates': 20}])
+def test_the_tool_refuses_a_run_that_has_ended(summary, run_dir, capsys):
+  os.makedirs(os.path.join(run_dir, run_files.CHECKPOINTS, '10'))
+  os.makedirs(os.path.join(run_dir, run_files.CHECKPOINTS, '30'))
+  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY), summary)
   status, out, err = _tool(capsys, f'--run_dir={run_dir}', '--lr=0.01')
   assert (status, out, err) == (2, '', f'{PROGRAM}: error: --run_dir {run_dir}: the run has '
-                                       'ended (it has a summary.json), so no request can apply '
-                                       'to it\n')
+                                       'ended (its summary.json and last checkpoint agree, or '
+                                       'it diverged), so no request can apply to it\n')
   assert not os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))
+
+
+def test_the_tool_takes_a_request_for_a_finished_run_that_trains_on_from_an_older_checkpoint(
+    run_dir, capsys):
+  os.makedirs(os.path.join(run_dir, run_files.CHECKPOINTS, '10'))  # later ones deleted
+  run_files.write_json(os.path.join(run_dir, run_files.SUMMARY),
+                       {'status': 'finished', 'updates': 30})
+  assert _tool(capsys, f'--run_dir={run_dir}', '--lr=0.01')[0] == 0
+  assert manual_lr.read_request(run_dir).learning_rate == 0.01
 
 
 @pytest.mark.parametrize('flag', ['--help', '-h', '--helpfull'])

@@ -175,11 +175,12 @@ def test_not_directories_names_links_and_files_among_the_entries(tmp_path):
       '2': 'a symbolic link', '3': 'a symbolic link', '4': 'a file'}
 
 
-def test_truncate_jsonl_keeps_the_accepted_records_and_drops_a_torn_line(any_dir):
-  path = os.path.join(any_dir, run_files.METRICS)
-  run_files.write_atomic(path, '{"update": 1}\n{"update": 2}\n{"update": 3}\n{"upd')
-  run_files.truncate_jsonl(path, lambda r: r['update'] <= 2)
-  assert run_files.read_bytes(path) == b'{"update": 1}\n{"update": 2}\n'
+def test_checkpoint_steps_are_the_step_names_oldest_first(tmp_path):
+  for name in ('10', '9', '11.orbax-checkpoint-tmp-1'):
+    os.makedirs(tmp_path / run_files.CHECKPOINTS / name)
+  (tmp_path / run_files.CHECKPOINTS / '12').write_text('not a directory')
+  assert run_files.checkpoint_steps(str(tmp_path)) == [9, 10, 12]
+  assert run_files.checkpoint_steps(str(tmp_path / 'absent')) == []
 
 
 def test_check_workdir_creates_a_missing_local_directory(tmp_path):

@@ -13,7 +13,7 @@ through ``os``; URLs through ``tf.io.gfile``, imported on first use only.
   old or the new object, never a mix.
 * **JSON-lines logs** take one ``write`` per record, flushed at once, where the
   filesystem appends (local files, ``ram://``); a kill can tear only the last line,
-  which ``read_jsonl`` skips and a resumed run's ``truncate_jsonl`` drops. Object
+  which ``read_jsonl`` skips and a resumed run drops (``RunDirectory.open_logs``). Object
   stores cannot append: there each record rewrites the whole log (an atomic upload).
 * **Strict JSON** (``lr_study.runtime.strict_json``): every file written here is RFC 8259
   JSON; a non-finite number becomes ``null``.
@@ -93,6 +93,11 @@ def listdir(path: str | os.PathLike[str]) -> list[str]:
   if scheme(path) is None:
     return sorted(os.listdir(_local(path)))
   return sorted(name.rstrip('/') for name in gfile().listdir(os.fspath(path)))
+
+
+def checkpoint_steps(run_dir: str | os.PathLike[str]) -> list[int]:
+  """The steps named in ``run_dir``'s checkpoint directory, usable or not, oldest first."""
+  return sorted(int(n) for n in listdir(os.path.join(run_dir, CHECKPOINTS)) if n.isdigit())
 
 
 def not_directories(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -291,9 +296,3 @@ class JsonlWriter:
 
   def __exit__(self, *exc: object) -> None:
     self.close()
-
-
-def truncate_jsonl(path: str | os.PathLike[str], keep: Callable[[dict[str, Any]], bool]) -> None:
-  """Rewrites a log atomically, keeping the records ``keep`` accepts (for a resume)."""
-  records = [r for r in read_jsonl(path) if keep(r)]
-  write_atomic(path, ''.join(dumps(r) + '\n' for r in records))

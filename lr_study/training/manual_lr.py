@@ -6,8 +6,8 @@ lower the LR when progress stalls. Here that is a request file in the run direct
     python -m lr_study.training.manual_lr --run_dir=runs/.../decay/seed_0 --lr=0.01
 
 The tool checks the request (an LR that is a finite number > 0, a run directory: one
-that holds ``plan.json``, and no ``summary.json``: a run that has not ended) and writes
-``set_lr.json`` atomically:
+that holds ``plan.json``, of a run that has not ended: no ``summary.json`` of a divergence
+or of its newest checkpoint) and writes ``set_lr.json`` atomically:
 ``{"id": "<uuid>", "learning_rate": 0.01, "requested_at": "<UTC time>"}``. A bad request
 is one line on stderr and exit status 2.
 
@@ -86,9 +86,9 @@ def request(run_dir: str, learning_rate: float) -> Request:
   if not run_files.exists(os.path.join(run_dir, run_files.PLAN)):
     raise ConfigError(f'--run_dir {run_dir} is not a run directory (it has no '
                       f'{run_files.PLAN})')
-  if run_files.exists(os.path.join(run_dir, run_files.SUMMARY)):
-    raise ConfigError(f'--run_dir {run_dir}: the run has ended (it has a {run_files.SUMMARY}), '
-                      'so no request can apply to it')
+  if _ended(run_dir):
+    raise ConfigError(f'--run_dir {run_dir}: the run has ended (its {run_files.SUMMARY} and '
+                      'last checkpoint agree, or it diverged), so no request can apply to it')
   taken = _taken_request(run_dir)
   if taken is not None:
     raise ConfigError(
@@ -101,6 +101,15 @@ def request(run_dir: str, learning_rate: float) -> Request:
   run_files.write_json(os.path.join(run_dir, REQUEST), {
       'id': new.id, 'learning_rate': new.learning_rate, 'requested_at': now})
   return new
+
+
+def _ended(run_dir: str) -> bool:
+  """Whether the run will train no more: it diverged, or finished at its newest checkpoint
+  (a run whose later checkpoints are gone trains on from the newest one left)."""
+  path = os.path.join(run_dir, run_files.SUMMARY)
+  summary = run_files.read_json(path) if run_files.exists(path) else None
+  return summary is not None and (summary.get('status') == 'diverged' or summary.get('updates')
+                                  in run_files.checkpoint_steps(run_dir)[-1:])
 
 
 def _parse(data: bytes, mtime: str) -> Request:
