@@ -27,6 +27,7 @@ the plan, the logs and the figures are the shortened run's. This module imports 
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import math
 from typing import Any, Iterator, Mapping
@@ -43,20 +44,23 @@ BATCH_KEYS = {'multistep': ('boundaries',), 'hybrid': ('boundaries',), 'geometri
 SCHEDULES = {'lr_schedule': LR_KEYS, 'batch_schedule': BATCH_KEYS}
 
 
+@dataclasses.dataclass(frozen=True)
 class Move:
   """One key shortened: its config path, old and new value, in a run of ``epochs`` epochs
   that becomes ``new_epochs``."""
 
-  def __init__(self, path: str, old: Any, new: Any, epochs: int, new_epochs: int):
-    self.path, self.old, self.new = path, old, new
-    self.epochs, self.new_epochs = epochs, new_epochs
+  path: str
+  old: Any
+  new: Any
+  epochs: int
+  new_epochs: int
 
   @property
   def vanishes(self) -> bool:
     """A nonempty interval between 0, the boundaries and the end becomes empty, or a
     period (or the run) becomes 0 epochs."""
     if not isinstance(self.old, tuple):
-      return self.new < 1 <= self.old
+      return self.new < 1 and self.old > 0
     edges = list(zip((0, *self.old, self.epochs), (0, *self.new, self.new_epochs)))
     return any(b > a and b_new <= a_new for (a, a_new), (b, b_new) in zip(edges, edges[1:]))
 
