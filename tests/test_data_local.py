@@ -214,14 +214,24 @@ def test_pixel_statistics_are_numpy_mean_and_std_per_channel():
   np.testing.assert_allclose(std, (images / 255).std(axis=(0, 1, 2)), rtol=1e-12)
 
 
-def test_digits_need_no_tfds_in_memory_but_stream_through_it(monkeypatch):
+def test_where_tfds_does_not_import_naming_what_needs_it_is_one_line(monkeypatch):
   def refuse():
     raise ImportError('No module named tensorflow_datasets')
 
   monkeypatch.setattr(quiet_tf, 'import_tfds', refuse)
+  monkeypatch.setattr(tfds_source, 'available', lambda: False)
   assert check_dataset_available(dataset_defaults('digits')) == 'generate'
-  with pytest.raises(ConfigError, match=r"^dataset.mode='streaming' needs TensorFlow Datasets, which "
-                                        r'does not import here \(No module named '
-                                        r'tensorflow_datasets\): pip install "lr_study\[tfds\]", '
-                                        r"or set dataset.mode='in_memory'$"):
-    check_dataset_available(dataset_defaults('digits', mode='streaming'))
+  needs = ('needs TensorFlow Datasets, which does not import here (No module named '
+           'tensorflow_datasets): pip install "lr_study[tfds]", or ')
+  for cfg, line in (
+      (dataset_defaults('digits', mode='streaming'),
+       f"dataset.mode='streaming' {needs}set dataset.mode='in_memory'"),
+      (dataset_defaults('mnist'),
+       f"dataset 'mnist' {needs}set dataset.manual_dir to a folder holding "
+       'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
+       't10k-labels-idx1-ubyte.gz (read with NumPy)'),
+      (dataset_defaults('cifar10'),
+       f"dataset 'cifar10' {needs}save it as an .npz file for dataset.name='arrays'")):
+    with pytest.raises(ConfigError) as error:
+      check_dataset_available(cfg)
+    assert str(error.value) == line
