@@ -14,26 +14,15 @@ record's ``non_finite`` field.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from lr_study.errors import ConfigError
-from lr_study.runtime import fingerprint, hosts, run_files, strict_json
+from lr_study.runtime import hosts, resume, run_files, strict_json
 from lr_study.runtime.lock import RunLock
+from lr_study.runtime.resume import check_resumable
 from lr_study.runtime.tensorboard import EventWriter
 
 LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
-
-
-def check_resumable(run_dir: str, config: Any) -> None:
-  """A ConfigError naming the first keys that differ, if ``run_dir`` holds checkpoints of
-  a run of another config (``lr_study.runtime.fingerprint``; ``num_epochs`` may grow).
-  Reads only: call it before anything of the run is written or restored."""
-  metadata = os.path.join(run_dir, run_files.METADATA)
-  if not (run_files.exists(metadata)
-          and run_files.exists(os.path.join(run_dir, run_files.CHECKPOINTS))):
-    return
-  fingerprint.check_same(run_dir, run_files.read_json(metadata)['config'], config,
-                         fingerprint.NOT_RESULTS + ('num_epochs',))
 
 
 class RunDirectory:
@@ -66,17 +55,26 @@ class RunDirectory:
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
 
-  def check_config(self, config: Any) -> None:
-    """``check_resumable`` on process 0, its verdict raised on every process."""
+  def _check(self, check: Callable[[], None]) -> None:
+    """``check`` on process 0, its ConfigError raised on every process."""
     error = None
     if self.writer:
       try:
-        check_resumable(self.path, config)
+        check()
       except ConfigError as e:
         error = str(e)
     error = hosts.from_writer(error)
     if error:
       raise ConfigError(error)
+
+  def check_config(self, config: Any) -> None:
+    """Whether this run may go on under ``config`` (``resume.check_resumable``)."""
+    self._check(lambda: check_resumable(self.path, config))
+
+  def check_logs(self, lines: dict[str, int] | None, update: int) -> None:
+    """Whether every log holds the ``lines`` its checkpoint of ``update`` counted
+    (``resume.check_logs``)."""
+    self._check(lambda: resume.check_logs(self.path, lines, update))
 
   def open_logs(self, update: int, lines: dict[str, int] | None,
                 hparams: dict[str, Any]) -> None:
@@ -87,7 +85,7 @@ class RunDirectory:
     for name in LOGS:
       keep = (lines or {}).get(name, 0)
       if self.writer:
-        records = run_files.read_jsonl(self.file(name))[:keep]
+        records = run_files.read_jsonl(self.file(name), first=keep)
         run_files.write_atomic(self.file(name), ''.join(strict_json.dumps(r) + '\n' for r in records))
       self._logs[name] = run_files.JsonlWriter(self.file(name) if self.writer else os.devnull)
       self._lines[name] = keep

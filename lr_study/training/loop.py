@@ -30,8 +30,7 @@ import jax
 import numpy as np
 
 from lr_study.data.feeds import Feed
-from lr_study.runtime import devices, hosts, run_files
-from lr_study.runtime.metadata import run_metadata
+from lr_study.runtime import devices, hosts, metadata, run_files
 from lr_study.runtime.preemption import Preempted, Preemption
 from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
@@ -92,8 +91,12 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   controllers = Controllers(setup.plan, *_manual_requests(files))
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
+  if (finished := files.read_json(run_files.SUMMARY)) is not None:  # kept by _restore
+    print(f'{label}: ended earlier, its record stands', flush=True)
+    return finished
   files.open_logs(loop.update, loop.log_lines, {**config.to_dict(), 'seed': seed})
-  files.write_json(run_files.METADATA, run_metadata(config, controllers.plan, seed, sweep))
+  files.write_json(run_files.METADATA, metadata.of_run(
+      files.read_json(run_files.METADATA), config, controllers.plan, seed, sweep, loop.update))
   files.write_json(run_files.PLAN, controllers.plan.to_json())
   state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
   evaluate, progress = evaluator(feed, setup.model), Progress(label, controllers.plan.examples_seen)
@@ -186,17 +189,22 @@ def _manual_requests(files: RunDirectory) -> tuple[Any, Any]:
 def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Controllers
              ) -> tuple[Any, Loop]:
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
-  fresh ones. A checkpoint of another config is a ConfigError, before any file changes."""
+  fresh ones; a ConfigError before any file changes where ``lr_study.runtime.resume`` refuses."""
   files.check_config(config)
   restored = checkpoint.restore(files.path, host_state) if files.writer else None
   saved = hosts.from_writer(restored.loop_state if restored else None)
   if saved is None:
     files.remove(run_files.SUMMARY)
     return host_state, Loop()
+  loop = Loop(**saved['loop'])
+  files.check_logs(loop.log_lines, loop.update)
   if restored and restored.skipped:
     print(f'{files.path}: {restored.skipped}', flush=True)
+  ended = files.read_json(run_files.SUMMARY) or {}
+  if ended.get('epochs') != controllers.plan.num_epochs or (
+      ended.get('status') != 'diverged' and ended.get('updates') != loop.update):
+    files.remove(run_files.SUMMARY)  # it trains on: extended, or its last checkpoint unusable
   controllers.load_state_dict(saved['controllers'])
-  loop = Loop(**saved['loop'])
   loop.train_log_mark = tuple(loop.train_log_mark)
   return hosts.arrays_from_writer(restored.state if restored else host_state), loop
 
