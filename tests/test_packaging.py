@@ -63,7 +63,8 @@ def test_pip_install_then_import_from_outside_the_checkout(tmp_path):
   shown = json.loads(_run(python, '-c', SHOW, cwd=elsewhere))
   assert shown['version'] == shown['metadata_version'] == lr_study.__version__
   assert pathlib.Path(shown['file']).is_relative_to(site)
-  checkout = sorted(str(p.relative_to(ROOT / 'lr_study')) for p in (ROOT / 'lr_study').rglob('*.py'))
+  package = ROOT / 'lr_study'
+  checkout = sorted(str(p.relative_to(package)) for p in package.rglob('*.py'))
   assert shown['modules'] == checkout
   assert shown['license'] == 'Apache-2.0' and shown['license_files'] == ['LICENSE']
   requires = shown['requires']

@@ -131,9 +131,10 @@ def test_it_resumes_from_its_checkpoints(study):
 
 @pytest.mark.slow
 def test_tensorboard_reads_back_the_events_of_both_sessions(study):
-  from tensorboard.backend.event_processing import plugin_event_accumulator as pea  # pylint: disable=g-import-not-at-top
-  from tensorboard.plugins.hparams import metadata  # pylint: disable=g-import-not-at-top
-  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+  from tensorboard.plugins.hparams import metadata
+  from tensorboard.util import tensor_util
   for variant, run_dir in study['runs'].items():
     assert len(glob.glob(str(run_dir / 'events.out.tfevents.*'))) == 2
     accumulator = pea.EventAccumulator(str(run_dir), size_guidance={pea.TENSORS: 0})

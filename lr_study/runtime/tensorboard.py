@@ -44,9 +44,12 @@ EVENT_FILE_PATTERN = 'events.out.tfevents.*'
 _FILE_NUMBER = itertools.count()  # tells apart the files one process opens in a second
 
 
+_local = run_files._local  # pylint: disable=protected-access  (file:// stripped)
+
+
 def _event_files(path: str) -> list[str]:
   if run_files.scheme(path) is None:
-    return glob.glob(os.path.join(run_files._local(path), EVENT_FILE_PATTERN))  # pylint: disable=protected-access
+    return glob.glob(os.path.join(_local(path), EVENT_FILE_PATTERN))
   return run_files.gfile().glob(os.path.join(path, EVENT_FILE_PATTERN))
 
 
@@ -57,7 +60,7 @@ def _new_event_file(path: str) -> Any:
   name = os.path.join(path, f'events.out.tfevents.{int(time.time()):010d}.'
                             f'{socket.gethostname()}.{os.getpid()}.{next(_FILE_NUMBER)}.v2')
   if run_files.scheme(path) is None:
-    return open(run_files._local(name), 'wb')  # pylint: disable=protected-access
+    return open(_local(name), 'wb')
   return run_files.gfile().GFile(name, 'wb')
 
 
