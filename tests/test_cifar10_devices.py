@@ -120,7 +120,7 @@ def test_every_variant_trains_every_phase_on_8_devices(feed, tmp_path, variant):
   assert all(p.updates >= 2 for p in plan.phases)
   compiler = StepCompiler(setup.model, setup.tx, plan.lr_schedule,
                           augment=config.dataset.augment, mean=setup.spec.mean,
-                          std=setup.spec.std, gradient_noise_decay=config.gradient_noise_decay)
+                          std=setup.spec.std)
   summary = train_and_evaluate(setup, feed, str(tmp_path), 0, compiler, label=variant)
   assert summary['status'] == 'finished'
   assert summary['updates'] == plan.total_updates

@@ -185,3 +185,35 @@ def test_the_logged_noise_scale_matches_exact_per_example_values_on_the_digits_m
     assert 1 / 1.5 < row['gradient_noise_scale'] / b_simple < 1.5, (update, row, b_simple)
     assert 1 / 2 < row['grad_norm_sq'] / g_sq < 2, (update, row, g_sq)
     assert 1 / 2 < row['trace_sigma'] / trace < 2, (update, row, trace)
+
+
+def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_device():
+  """``measure_fn`` on the test's 8 devices against the chunks ``perm[:C·b]`` cut in
+  order, each chunk's gradient taken directly."""
+  from lr_study.data.in_memory import DeviceData, normalize  # pylint: disable=g-import-not-at-top
+  from lr_study.models import build_model  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import devices  # pylint: disable=g-import-not-at-top
+  from lr_study.training.step import cross_entropy_and_accuracy  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (100, 4, 4, 1), dtype=np.uint8)
+  labels = rng.integers(0, 3, 100).astype(np.int32)
+  mean, std, perm = np.float32([0.5]), np.float32([0.25]), rng.permutation(100).astype(np.int32)
+  model = build_model({'name': 'mlp', 'widths': (8,)}, 3, ghost_batch_size=0)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)), train=False)['params']
+  chunk, per_device = 3, 2
+  split = devices.replicate(DeviceData(images, labels, mean, std, np.int32(0), perm))
+  split = split.replace(local_device=devices.shard(np.arange(jax.local_device_count(), dtype=np.int32)))
+  big, small = gradient_noise.measure_fn(model, chunk, per_device)(
+      devices.replicate(params), devices.replicate({}), split)
+
+  chunks = per_device * jax.local_device_count()
+  x = normalize(images[perm[:chunks * chunk]], mean, std).reshape(chunks, chunk, 4, 4, 1)
+  y = labels[perm[:chunks * chunk]].reshape(chunks, chunk)
+  loss = lambda p, xc, yc: cross_entropy_and_accuracy(model.apply({'params': p}, xc, train=False),
+                                                      yc)[0].mean()
+  grads = jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, y)
+  assert float(big[0]) == pytest.approx(float(sq_norm(jax.tree.map(lambda g: g.mean(0), grads))),
+                                        rel=1e-5)
+  assert float(small[0]) == pytest.approx(
+      np.mean([float(sq_norm(jax.tree.map(lambda g: g[j], grads))) for j in range(chunks)]),
+      rel=1e-5)

@@ -32,8 +32,10 @@ def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subproc
     ('--config.batch_schedule.batch_size=12', 'batch'),
     ('--config=experiments/no_such_file.py', 'no_such_file.py'),
     ('--config.dataset.train_split=training', "dataset.train_split 'training'"),
-    ('--config.gradient_noise_every_updates=0',
-     'gradient_noise_every_updates must be a whole number >= 1, got 0'),
+    ('--config.gradient_noise_batch_size=-1',
+     'gradient_noise_batch_size must be a whole number >= 0, got -1'),
+    ('--config.gradient_noise_batch_size=1000',
+     'gradient_noise_batch_size=1000 leaves 0 chunk(s) of the 1437 training examples'),
     ('--no_such_flag=1', "no_such_flag"),
 ])
 def test_bad_input_is_a_one_line_error_before_any_data_is_loaded(flag, named, tmp_path):

@@ -1,6 +1,6 @@
 """The pmap train step on 8 fake CPU devices: equivalence, accumulation, fused updates,
-the seed and the LR as data, no recompiles, no host-device copies, the gradient noise
-measurement every M updates (on one device too, in a fresh process)."""
+the seed and the LR as data, no recompiles, no host-device copies (on one device too,
+in a fresh process)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from lr_study.models import build_model
 from lr_study.runtime import devices
 from lr_study.schedules import build_lr_schedule, clock
 from lr_study.optimizers import build_optimizer, with_learning_rate
-from lr_study.training import gradient_noise
 from lr_study.training.loop import _chunks
 from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
                                     init_train_state)
@@ -76,7 +75,7 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
   dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
   split, inputs = _split(seed=seed), _inputs(per_device * jax.local_device_count(), seed)
-  for k in _chunks(0, updates, 0, per_dispatch, None, compiler.next_measured):  # as the loop
+  for k in _chunks(0, updates, 0, per_dispatch, None):  # as the loop
     state = dispatch(state, (split,), inputs, k)
   return devices.unreplicate(state)
 
@@ -177,44 +176,6 @@ def test_a_non_finite_loss_marks_its_first_update():
   assert 1 < int(state.diverged_at) <= 6
 
 
-def _noise_compiler() -> StepCompiler:
-  model, tx, schedule = _setup()
-  return StepCompiler(model, tx, schedule, augment=False, gradient_noise_decay=0.5,
-                      gradient_noise_every_updates=4)
-
-
-def test_noise_is_measured_at_the_first_m_updates_and_the_multiples_of_m():
-  weights = [float(_run(_noise_compiler(), 4, 1, u).noise.weight) for u in range(14)]
-  measured = [u for u in range(13) if weights[u + 1] != weights[u]]
-  assert measured == [0, 1, 2, 3, 4, 8, 12]
-
-
-def test_dispatches_end_before_every_measured_update():
-  # M = 4: each of the first 4 updates, then 4, 8, 12 start a dispatch.
-  assert list(_chunks(0, 14, 0, 16, None, _noise_compiler().next_measured)) == [
-      1, 1, 1, 1, 4, 4, 2]
-
-
-@pytest.mark.parametrize('per_dispatch', [3, 16])
-def test_the_measured_updates_do_not_depend_on_the_updates_per_dispatch(per_dispatch):
-  one, many = (_run(_noise_compiler(), 4, 1, 13, k).noise for k in (1, per_dispatch))
-  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
-    np.testing.assert_array_equal(a, b)
-
-
-def test_parameters_do_not_depend_on_how_often_the_noise_is_measured():
-  model, tx, schedule = _setup(dropout=0.2)
-  compiler = lambda **kwargs: StepCompiler(model, tx, schedule, augment=False, **kwargs)
-  never = _run(compiler(measure=False), 4, 1, 9)
-  assert float(never.noise.weight) == 0
-  # Every update measured; then updates 0-4 and 8 measured, 5-7 plain in one dispatch.
-  for measured in (_run(compiler(gradient_noise_every_updates=1), 4, 1, 9),
-                   _run(compiler(gradient_noise_every_updates=4), 4, 1, 9, per_dispatch=16)):
-    assert np.isfinite(float(gradient_noise.b_simple(measured.noise)))
-    for a, b in zip(jax.tree.leaves(measured.params), jax.tree.leaves(never.params)):
-      np.testing.assert_array_equal(a, b)
-
-
 def _passes_on_one_device(test: str) -> None:
   """Runs this file's ``test`` in a process with one device and checks that it passed."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
@@ -222,13 +183,6 @@ def _passes_on_one_device(test: str) -> None:
                            f'{__file__}::{test}'], env=env, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0 and '1 passed' in result.stdout, result.stdout[-2000:]
-
-
-@pytest.mark.slow
-def test_parameters_do_not_depend_on_how_often_the_noise_is_measured_on_one_device():
-  """The same test in a process with one device, where the two halves of the batch are the
-  small batches."""
-  _passes_on_one_device('test_parameters_do_not_depend_on_how_often_the_noise_is_measured')
 
 
 def test_the_step_all_reduces_only_across_several_devices():
@@ -251,7 +205,7 @@ def test_the_cpu_step_copies_no_weight_per_update():
   """On CPU the step is compiled with region-analysis copy insertion: the update loop
   overwrites each weight in place, with no copy of it per update."""
   model, tx, schedule = _setup()
-  compiler = StepCompiler(model, tx, schedule, augment=False, measure=False)
+  compiler = StepCompiler(model, tx, schedule, augment=False)
   step = compiler.train_step(4, 1)
   host = init_train_state(model, tx, 0, SHAPE)
   jax.block_until_ready(step(devices.replicate(host), _split(),

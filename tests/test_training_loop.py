@@ -136,8 +136,7 @@ def test_resumed_run_continues_exactly_where_an_uninterrupted_run_would_be(
 
 def test_a_run_stopped_at_the_last_update_of_an_epoch_resumes_without_repeating_it(
     digits_data_dir, tmp_path, stop_after):
-  # 22 updates per epoch. Each of the first 32 updates is measured, so it is a dispatch of
-  # its own: the 22nd ends epoch 0.
+  # 22 updates per epoch in dispatches of 8, 8 and 6: the third ends epoch 0.
   kwargs = dict(num_epochs=3, updates_per_dispatch=8,
                 lr_schedule=dict(name='constant', init_value=0.05),
                 batch_schedule=dict(name='constant', batch_size=64))
@@ -147,7 +146,7 @@ def test_a_run_stopped_at_the_last_update_of_an_epoch_resumes_without_repeating_
   compiler = StepCompiler(setup.model, setup.tx, setup.plan.lr_schedule, augment=False)
   with pytest.raises(Preempted, match='after update 22,'):
     train_and_evaluate(setup, load_feed(setup.config.dataset, setup.spec), resumed, 0, compiler,
-                       preemption=stop_after(22))
+                       preemption=stop_after(3))
   _, summary, log_resumed = _run(_config(digits_data_dir, **kwargs), resumed)
   assert summary['updates'] == 66
   assert ([{k: v for k, v in r.items() if k != 'wall_time'} for r in log_resumed] ==
