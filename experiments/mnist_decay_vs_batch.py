@@ -61,11 +61,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.variants.noise_adaptive = dict(
         lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
         batch_schedule=dict(name='noise_adaptive', batch_size=config.get_ref('batch_size').identity(),
-                            max_batch_size=1024, multiple=64))
+                            max_batch_size=1024, multiple=64),
+        gradient_noise_every_epochs=1)
     config.variants.ramp = dict(
         lr_schedule=dict(name='constant', init_value=config.get_ref('learning_rate').identity()),
         batch_schedule=dict(name='linear_ramp', batch_size=config.get_ref('batch_size').identity(),
                             final_batch_size=1024, over=0.3, multiple=64))
   config.num_epochs = EPOCHS
   config.checkpoint_every_epochs = 5
+  # B_simple over the whole training split in 105 chunks of 512 (a pass over it, about an
+  # epoch's compute) every 5 epochs, every epoch for noise_adaptive, which acts on it.
+  config.gradient_noise_batch_size = 512
+  config.gradient_noise_every_epochs = 5
   return select_variant(config, arg, default=('decay', 'hybrid', 'increase', 'noise_adaptive'))

@@ -28,10 +28,12 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
   the compiled step runs per call).
-* ``gradient_noise_batch_size`` (b; 0: not measured) and ``gradient_noise_examples`` (n;
-  0: the whole training split): at each evaluation the gradient noise scale B_simple of
-  the data loss is measured at the current parameters from the gradients of n/b chunks
-  of b training examples (``lr_study.training.gradient_noise``).
+* ``gradient_noise_batch_size`` (b; 0: not measured), ``gradient_noise_examples`` (n;
+  0: the whole training split) and ``gradient_noise_every_epochs`` (a multiple of
+  ``eval_every_epochs``): at those evaluations, and at the last, the gradient noise scale
+  B_simple of the data loss is measured at the current parameters from the gradients of
+  n/b chunks of b training examples, one forward and backward pass over n examples
+  (``lr_study.training.gradient_noise``).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
   variants to run (``lr_study.study.select_variant``).
 
@@ -53,7 +55,7 @@ MAX_EPOCHS = 100_000  # planned in about 0.1 s; a billion epochs would take minu
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
           'eval_every_epochs': 1, 'train_log_every_updates': 0, 'checkpoint_every_epochs': 0,
           'updates_per_dispatch': 1, 'gradient_noise_batch_size': 0,
-          'gradient_noise_examples': 0,
+          'gradient_noise_examples': 0, 'gradient_noise_every_epochs': 1,
           'checkpoints_to_keep': 1, 'dataset.validation_size': 0, 'dataset.eval_batch_size': 1}
 
 
@@ -89,6 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.updates_per_dispatch = 32
   config.gradient_noise_batch_size = 32
   config.gradient_noise_examples = 0
+  config.gradient_noise_every_epochs = 10
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()
   return config

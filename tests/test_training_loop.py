@@ -213,7 +213,8 @@ def test_manual_learning_rate_request_rescales_a_decaying_schedule_from_its_upda
 def test_noise_adaptive_batch_follows_the_measured_noise_scale_in_a_real_run(digits_data_dir, tmp_path):
   batch = dict(name='noise_adaptive', batch_size=16, max_batch_size=256, multiple=16)
   setup, summary, log = _run(_config(digits_data_dir, num_epochs=4, batch_schedule=batch,
-                                     lr_schedule=dict(name='constant', init_value=0.05)),
+                                     lr_schedule=dict(name='constant', init_value=0.05),
+                                     gradient_noise_every_epochs=1),
                              str(tmp_path))
   sizes = [r['batch_size'] for r in log]
   assert sizes[0] == 16 and sizes == sorted(sizes) and sizes[-1] > 16

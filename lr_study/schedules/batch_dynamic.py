@@ -9,8 +9,9 @@ before training (``BatchSchedule.reachable``).
 
 * ``increase_on_plateau``: B ← min(round(B · factor), max_batch_size) whenever a
   validation or training metric plateaus (``lr_study.schedules.plateau``, PyTorch's rule).
-* ``noise_adaptive``: B tracks the gradient noise scale that the train step measures,
-  B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, ``lr_study.training.gradient_noise``):
+* ``noise_adaptive``: B tracks the gradient noise scale measured at the evaluations,
+  B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, ``lr_study.training.gradient_noise``;
+  an evaluation without a measurement keeps B):
 
       B ← max(B, min(max_batch_size, multiple · ⌊scale · B_simple / multiple⌋)).
 """

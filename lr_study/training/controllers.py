@@ -20,6 +20,7 @@ plan and plateau counters. The step multiplies the planned LR by ``lr_multiplier
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from lr_study.plan import TrainingPlan
@@ -100,12 +101,13 @@ class Controllers:
         self.plan = self.plan.with_batch_size_from(epoch, new)
         events.append({'update': update, 'epoch': epoch, 'kind': 'batch_size',
                        'reason': self._batch.dynamic, 'batch_size': new,
-                       'gradient_noise_scale': metrics['gradient_noise_scale']})
+                       'gradient_noise_scale': metrics.get('gradient_noise_scale')})
     return events
 
   def _next_batch_size(self, metrics: dict[str, float], batch_size: int) -> int:
     if self._batch.dynamic == 'noise_adaptive':
-      return batch_dynamic.next_for_noise(self._batch, batch_size, metrics['gradient_noise_scale'])
+      return batch_dynamic.next_for_noise(self._batch, batch_size,
+                                          metrics.get('gradient_noise_scale', math.nan))
     if self._batch_plateau.update(metrics[self._batch.params['metric']]):
       return batch_dynamic.next_on_plateau(self._batch, batch_size)
     return batch_size

@@ -10,9 +10,10 @@ each one call of the compiled step, cut so that a chunk ends at every multiple o
 * **progress**: every few seconds, when the dynamic schedules also read a manual LR
   request (on several processes, requests are read at epoch starts only, the points every
   process reaches together);
-* **evaluation**: every ``eval_every_epochs`` epochs and at the end, with the gradient
-  noise scale measured at the parameters of that moment (``gradient_noise.meter``); the
-  plateau and noise-adaptive rules act on it (``lr_study.training.controllers``);
+* **evaluation**: every ``eval_every_epochs`` epochs and at the end; every
+  ``gradient_noise_every_epochs`` epochs and at the end with the gradient noise scale
+  measured at the parameters of that moment (``gradient_noise.meter``); the plateau and
+  noise-adaptive rules act on it (``lr_study.training.controllers``);
 * **checkpoint**: every ``checkpoint_every_epochs`` epochs, and at the end.
 
 Every change a dynamic schedule makes reaches the step as data (``StepInputs``). A run
@@ -137,8 +138,11 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
                           loss=loss / max(count, 1), examples_seen=loop.examples_seen)
     loop.epoch += 1
     diverged_at = int(state.diverged_at[0])
-    if loop.epoch % config.eval_every_epochs == 0 or loop.epoch == plan.num_epochs:
-      metrics = _evaluate(evaluate, measure, state, loop, plan, config, seed, started)
+    last = loop.epoch == plan.num_epochs
+    if loop.epoch % config.eval_every_epochs == 0 or last:
+      noise_due = last or loop.epoch % config.gradient_noise_every_epochs == 0
+      metrics = _evaluate(evaluate, measure if noise_due else None, state, loop, plan, config,
+                          seed, started)
       files.log(run_files.METRICS, metrics)
       state, loop.train_log_mark = reset_metrics(state), (0.0, 0.0, 0)
       if _log_events(files, controllers.on_eval(metrics, loop.update, loop.epoch)):

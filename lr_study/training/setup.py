@@ -61,7 +61,12 @@ def _check_plateau_metrics(plan: TrainingPlan, validation_size: int) -> None:
 
 def _check_gradient_noise(config: ml_collections.ConfigDict, plan: TrainingPlan,
                           num_devices: int, num_train_examples: int) -> None:
-  """The measurement has at least 2 chunks, and ``noise_adaptive`` has a measurement."""
+  """The measurement has at least 2 chunks and falls on evaluations, and
+  ``noise_adaptive`` has a measurement."""
+  every, evals = config.gradient_noise_every_epochs, config.eval_every_epochs
+  if every % evals:
+    raise ConfigError(f'gradient_noise_every_epochs must be a multiple of eval_every_epochs='
+                      f'{evals}, got {every}')
   if config.gradient_noise_batch_size:
     num_chunks(num_train_examples, config.gradient_noise_batch_size,
                config.gradient_noise_examples, num_devices)
