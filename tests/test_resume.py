@@ -31,6 +31,7 @@ def _config(num_epochs: int = 8, **overrides) -> ml_collections.ConfigDict:
   config.num_epochs = num_epochs
   config.lr_schedule = dict(name='multistep', init_value=0.1, boundaries=(2,), factors=0.5)
   config.batch_schedule = dict(name='multistep', batch_size=100, boundaries=(4,), factor=2)
+  config.gradient_noise_every_epochs = 4
   with config.ignore_type():
     for key, value in overrides.items():
       config[key] = value
@@ -48,7 +49,7 @@ def _disagreement(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict
                   done: int | None = None) -> str | None:
   old_plan = _plan(old)
   done = old_plan.total_updates if done is None else done
-  return resume.plan_disagreement(old_plan, _plan(new), done, old.eval_every_epochs)
+  return resume.plan_disagreement(old_plan, _plan(new), done, new)
 
 
 # --- The plans at the updates done ----------------------------------------------------------
@@ -81,6 +82,17 @@ def test_another_learning_rate_at_an_update_done_disagrees():
 def test_a_last_evaluation_the_longer_plan_would_not_make_disagrees():
   why = _disagreement(_config(8, eval_every_epochs=3), _config(12, eval_every_epochs=3))
   assert why == 'its last evaluation, after epoch 8, is not one of the new plan (every 3 epochs)'
+
+
+def test_a_last_gradient_noise_measurement_the_longer_plan_would_not_make_disagrees():
+  why = _disagreement(_config(6), _config(12))
+  assert why == ('its last gradient noise measurement, after epoch 6, is not one of the new '
+                 'plan (every 4 epochs)')
+
+
+def test_without_a_gradient_noise_measurement_its_cadence_does_not_matter():
+  assert _disagreement(_config(6, gradient_noise_batch_size=0),
+                       _config(12, gradient_noise_batch_size=0)) is None
 
 
 def test_an_unfinished_run_may_go_on_past_an_evaluation_cadence_it_has_not_ended_on():
@@ -205,7 +217,7 @@ def test_a_fresh_start_records_no_resume():
 
 
 def _loop_config(data_dir: str, num_epochs: int) -> ml_collections.ConfigDict:
-  return digits_run_config(data_dir, num_epochs=num_epochs,
+  return digits_run_config(data_dir, num_epochs=num_epochs, gradient_noise_every_epochs=2,
                            lr_schedule=dict(name='constant', init_value=0.05),
                            batch_schedule=dict(name='multistep', batch_size=64, boundaries=(2,),
                                                factor=2))

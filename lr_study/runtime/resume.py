@@ -8,9 +8,10 @@ otherwise, naming ``--restart`` (which moves the old runs aside), before any fil
   (``fingerprint.NOT_RESULTS``) and in ``num_epochs``;
 * a new ``num_epochs`` is an extension (or a cut) only where the new plan agrees with the
   recorded one at every update already done (:func:`plan_disagreement`): the same batch,
-  the same examples of the same epoch's order, the same LR, and the same evaluations. A
-  plan shorter than what was done, a batch ramp or an LR schedule stretched over the new
-  length, an evaluation the new plan would not make: all disagree. An agreeing run goes
+  the same examples of the same epoch's order, the same LR, and the same evaluations and
+  gradient noise measurements. A plan shorter than what was done, a batch ramp or an LR
+  schedule stretched over the new length, a last evaluation or measurement the new plan
+  would not make: all disagree. An agreeing run goes
   on and ends as a fresh run of the new config would (``metadata.resumed`` records it);
 * a checkpoint whose config cannot be known (no ``metadata.json``) is not continued;
 * every log holds at least the records its checkpoint counted (:func:`check_logs`): a log
@@ -51,9 +52,9 @@ def _per_update(plan: TrainingPlan, done: int) -> dict[str, np.ndarray]:
 
 
 def plan_disagreement(old: TrainingPlan, new: TrainingPlan, done: int,
-                      eval_every_epochs: int) -> str | None:
-  """Where ``new`` disagrees with ``old`` within the first ``done`` updates (which ``old``
-  ran, evaluating every ``eval_every_epochs`` epochs and at its end), or None."""
+                      config: ml_collections.ConfigDict) -> str | None:
+  """Where ``new`` disagrees with ``old`` within the first ``done`` updates, or None. Both
+  evaluate (and measure the gradient noise) as ``config`` says, and at their end."""
   if done > new.total_updates:
     return f'the new plan has {new.total_updates:,} updates in all'
   if not done:
@@ -65,9 +66,13 @@ def plan_disagreement(old: TrainingPlan, new: TrainingPlan, done: int,
       u = int(differ[0])
       return (f'the new plan changes the {what} of update {u:,}: '
               f'{was[what][u]:g} -> {will[what][u]:g}')
-  if done == old.total_updates < new.total_updates and old.num_epochs % eval_every_epochs:
-    return (f'its last evaluation, after epoch {old.num_epochs}, is not one of the new plan '
-            f'(every {eval_every_epochs} epochs)')
+  every = {'evaluation': config.eval_every_epochs}
+  if config.get('gradient_noise_batch_size'):
+    every['gradient noise measurement'] = config.gradient_noise_every_epochs
+  for what, epochs in every.items():
+    if done == old.total_updates < new.total_updates and old.num_epochs % epochs:
+      return (f'its last {what}, after epoch {old.num_epochs}, is not one of the new plan '
+              f'(every {epochs} epochs)')
   return None
 
 
@@ -97,7 +102,7 @@ def check_resumable(run_dir: str, config: ml_collections.ConfigDict) -> None:
   size = dict(num_devices=recorded['plan']['num_devices'],
               num_train_examples=recorded['plan']['num_train_examples'])
   old = build_plan(ml_collections.ConfigDict(recorded['config']), **size)
-  why = plan_disagreement(old, build_plan(config, **size), done, config.eval_every_epochs)
+  why = plan_disagreement(old, build_plan(config, **size), done, config)
   if why:
     raise ConfigError(f'run_dir {run_dir}: num_epochs {before} -> {config.num_epochs} would '
                       f'relabel its {done:,} updates done: {why}; {RESTART}')
