@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from benchmarks import input_pipeline
+from benchmarks.input_pipeline import cli
 from lr_study.errors import ConfigError
 
 TIMED = ('data_side_us', 'data_side_images_us', 'train_step_us', 'dispatch_floor_us',
@@ -19,21 +19,21 @@ FIELDS = ('device_kind', 'device_count', 'jax_version', 'steps_timed', 'global_b
           'per_device_batch', 'data_fraction_percent', 'image_data_fraction_percent',
           'step_image_gathers', 'data_fraction_net_of_dispatch_percent',
           'gather_in_step_percent', 'fused_data_fraction_percent', 'updates_per_dispatch',
-          'target_percent', 'meets_target', 'streaming', *TIMED)
+          'target_percent', 'meets_target', 'streaming', 'cpu', *TIMED)
 
 
 def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
-  results = input_pipeline.main(['--synthetic', '--steps', '5', '--repeats', '2', '--warmup', '1',
+  results = cli.main(['--synthetic', '--steps', '5', '--repeats', '2', '--warmup', '1',
                                  '--updates_per_dispatch', '4', '--out_dir', str(tmp_path)])
 
-  written = json.loads((tmp_path / input_pipeline.JSON_NAME).read_text())
+  written = json.loads((tmp_path / 'input_pipeline.json').read_text())
   assert set(FIELDS) <= set(written)
   assert written['steps_timed'] == 10
   assert written['updates_per_dispatch'] == 4
   assert (written['device_count'], written['per_device_batch']) == (8, 16)
   for name in TIMED:
-    assert set(written[name]) == {'median', 'mean', 'repetitions'}
-    assert len(written[name]['repetitions']) == 2
+    assert set(written[name]) == {'median', 'mean', 'min', 'max', 'values'}
+    assert len(written[name]['values']) == 2
   for name in ('data_fraction_percent', 'image_data_fraction_percent',
                'data_fraction_net_of_dispatch_percent', 'gather_in_step_percent',
                'fused_data_fraction_percent'):
@@ -42,7 +42,7 @@ def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
   assert written['step_image_gathers'] == ['u8[16,1,784]']
   assert written['streaming'] is None  # synthetic data: no TFDS pipeline to stream
   assert written['meets_target'] == results['meets_target']
-  table = (tmp_path / input_pipeline.MARKDOWN_NAME).read_text()
+  table = (tmp_path / 'input_pipeline.md').read_text()
   assert '| (b) whole train step, one update per call, µs/step |' in table
   assert '| fused data fraction a_K/b_K, % |' in table
   assert written['device_kind'] in table
@@ -57,5 +57,5 @@ def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
 def test_bad_flags_are_one_line_config_errors_before_any_data_is_read(tmp_path, flags, message):
   missing = str(tmp_path / 'no_such_dir')  # reading data would fail with another error
   with pytest.raises(ConfigError, match=f'^{re.escape(message)}$'):
-    input_pipeline.main(['--data_dir', missing, '--manual_dir', missing,
+    cli.main(['--data_dir', missing, '--manual_dir', missing,
                          '--out_dir', str(tmp_path), *flags])
