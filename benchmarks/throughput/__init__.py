@@ -1,6 +1,6 @@
 r"""Whole-epoch training throughput of lr_study's loop against the bound of its step.
 
-    python -m benchmarks.throughput [--batch_sizes=64,128,1024] [--rounds=7] [--epochs=3]
+    python -m benchmarks.throughput [--batch_sizes=64,1024] [--rounds=7] [--epochs=3]
 
 One process, real MNIST (60,000 training images, prepared offline from the four files
 in ``--manual_dir``), the MLP 784-256-256-10, SGD with momentum at a constant LR. The

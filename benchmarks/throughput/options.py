@@ -22,7 +22,7 @@ class Options:
   dataset: str = 'mnist'
   data_dir: str = os.path.join('/tmp', 'lr_study_tfds')
   manual_dir: str = os.path.join('..', 'shared', 'data', 'mnist')
-  batch_sizes: Sequence[int] = (64, 128, 1024)
+  batch_sizes: Sequence[int] = (64, 1024)
   rounds: int = 7
   epochs: int = 3
   learning_rate: float = 0.05
