@@ -455,12 +455,18 @@ def _garbage_digest(step_dir: str) -> None:
     f.write(b'{"custom_metadata": {"sha256": \x00\xff garbage')
 
 
+def _dangling_symlink(step_dir: str) -> None:
+  shutil.rmtree(step_dir)
+  os.symlink(step_dir + '.gone', step_dir)
+
+
 CORRUPTIONS = {
     'truncated_array_file': _truncate_arrays,
     'flipped_bit_in_the_arrays': _flip_a_bit_of_the_arrays,
     'garbage_loop_state': _garbage_loop_state,
     'loop_state_changed_but_valid_json': _flip_a_digit_of_the_loop_state,
     'garbage_checkpoint_metadata': _garbage_digest,
+    'a_dangling_symlink_for_the_step': _dangling_symlink,  # replaced by the rerun's save
 }
 
 
@@ -732,6 +738,20 @@ BAD_LAUNCHES = {
     'sweep_unknown_key': (['--sweep=no_such_key=1,2'], 'no_such_key'),
     'sweep_without_values': (['--sweep=learning_rate'], '--sweep=learning_rate'),
     'sweep_value_of_the_wrong_type': (['--sweep=learning_rate=abc'], 'learning_rate'),
+    'seed_beyond_the_rng_range': (['--config.seeds=99999999999999999999,'],
+                                  'seeds must be at most 2,147,483,647'),
+    'num_epochs_too_many_to_plan': (['--config.num_epochs=1000000000'],
+                                    'num_epochs must be at most 100,000'),
+    'learning_rate_zero': (['--config.learning_rate=0'], 'learning_rate must be > 0'),
+    'num_devices_zero': (['--dry_run', '--num_devices=0'], '--num_devices=0'),
+    'workdir_empty': (['--workdir='], '--workdir is empty'),
+    'sweep_key_also_overridden': (['--config.learning_rate=0.3', '--sweep=learning_rate=0.1,0.2'],
+                                  "--config.learning_rate and the sweep of 'learning_rate'"),
+    'run_variants_with_a_comma': (['--config.run_variants=decay,increase'],
+                                  '--config=FILE.py:decay,increase'),
+    'misspelt_key': (['--config.learning_rat=0.1'],
+                     "'learning_rat' in --config.learning_rat=0.1: Did you mean \"learning_rate\""),
+    'unknown_variant': ([f'--config={CONFIG}:nope'], f'config file {CONFIG} line '),
 }
 BAD_REQUESTS = {
     'lr_infinite': (['--run_dir={run_dir}', '--lr=inf'], '--lr'),
@@ -740,6 +760,7 @@ BAD_REQUESTS = {
     'run_dir_missing': (['--run_dir={missing}', '--lr=0.01'], 'is not a directory'),
     'workdir_instead_of_run_dir': (['--run_dir={workdir}', '--lr=0.01'],
                                    'is not a run directory'),
+    'run_that_has_ended': (['--run_dir={ended_run_dir}', '--lr=0.01'], 'the run has ended'),
 }
 
 
@@ -771,6 +792,9 @@ def bad_inputs(launcher, reference_workdir, tmp_path_factory) -> dict[str, Any]:
   shutil.copytree(reference_workdir, places['workdir'],
                   ignore=shutil.ignore_patterns('checkpoints'))
   places['run_dir'] = os.path.join(places['workdir'], RUN)
+  places['ended'] = str(base / 'ended')
+  shutil.copytree(reference_workdir, places['ended'])
+  places['ended_run_dir'] = os.path.join(places['ended'], RUN)
 
   jobs = {}
   for name, (flags, text) in BAD_LAUNCHES.items():
@@ -787,7 +811,8 @@ def bad_inputs(launcher, reference_workdir, tmp_path_factory) -> dict[str, Any]:
     args = [flag.format(**places) for flag in flags]
     jobs[name] = ([sys.executable, '-m', 'lr_study.training.manual_lr', *args], None,
                   f'{MANUAL_PROGRAM}: error: ', text)
-  before = {'file': open(places['file']).read(), 'workdir': _tree_digest(places['workdir'])}
+  before = {'file': open(places['file']).read(), 'workdir': _tree_digest(places['workdir']),
+            'ended': _tree_digest(places['ended'])}
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     futures = {name: pool.submit(launcher.run, job[0], 120) for name, job in jobs.items()
                if (mnist or name != 'manual_dir_corrupt')
@@ -806,6 +831,7 @@ def test_a_bad_input_is_one_line_and_status_2_before_any_compute(name, bad_input
   assert result.returncode == 2, (args, result.stdout[-2000:], result.stderr[-2000:])
   line = _one_line(result.stderr)
   assert line.startswith(prefix) and text in line, line
+  assert '\\n' not in line and 'lr_study/' not in line, line  # no escaped lines, no own frames
   assert 'Traceback' not in result.stdout
   places = bad_inputs['places']
   if workdir is not None:
@@ -814,6 +840,7 @@ def test_a_bad_input_is_one_line_and_status_2_before_any_compute(name, bad_input
   with open(places['file']) as f:
     assert f.read() == bad_inputs['before']['file']
   assert _tree_digest(places['workdir']) == bad_inputs['before']['workdir']  # no request written
+  assert _tree_digest(places['ended']) == bad_inputs['before']['ended']
 
 
 # --- 9. SIGTERM mid-epoch ------------------------------------------------------------------
@@ -867,3 +894,207 @@ def test_an_override_of_one_variant_changes_that_variant_alone(launcher, tmp_pat
   assert [p['learning_rate'] for p in decay] == pytest.approx(
       [p['learning_rate'] * 1e6 / 0.05 for p in plans['plain']['decay']['phases']])
   assert decay[0]['learning_rate'] == 1e6
+
+
+# --- 11. A run's record is append-only truth ------------------------------------------------
+
+
+def _rewind_to_previous_checkpoint(run_dir: str) -> int:
+  """The run as if killed right after its previous checkpoint: the latest and the summary
+  gone. Returns the update it resumes from."""
+  previous, latest = _committed(run_dir)
+  shutil.rmtree(os.path.join(run_dir, 'checkpoints', str(latest)))
+  os.remove(os.path.join(run_dir, run_files.SUMMARY))
+  return previous
+
+
+def _refused(launcher: Launcher, args: list[str], workdir: str) -> str:
+  """Runs ``args``, which must stop with status 2 and one line, every file unchanged."""
+  before = _tree_digest(workdir)
+  result = launcher.run(args)
+  assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+  line = _one_line(result.stderr)
+  assert line.startswith('launch.py: error: ') and '--restart' in line, line
+  assert _tree_digest(workdir) == before
+  return line
+
+
+def test_fewer_epochs_for_a_finished_run_are_refused_in_one_line_with_every_file_unchanged(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = _copy_reference(reference_workdir, workdir)
+  line = _refused(launcher, launcher.args(workdir, f'--config.num_epochs={EPOCHS - 1}'), workdir)
+  assert line.startswith(f'launch.py: error: run_dir {run_dir}: num_epochs {EPOCHS} -> '
+                         f'{EPOCHS - 1} would relabel its {TOTAL_UPDATES:,} updates done: the '
+                         f'new plan has {TOTAL_UPDATES - UPDATES_PER_EPOCH:,} updates in all'), line
+
+
+@pytest.mark.parametrize('damage', ['deleted', 'emptied'])
+@pytest.mark.parametrize('finished', [True, False], ids=['finished', 'mid_run'])
+def test_a_damaged_metrics_log_is_refused_in_one_line_with_every_file_unchanged(
+    damage, finished, launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = _copy_reference(reference_workdir, workdir)
+  update = TOTAL_UPDATES if finished else _rewind_to_previous_checkpoint(run_dir)
+  metrics = os.path.join(run_dir, run_files.METRICS)
+  if damage == 'deleted':
+    os.remove(metrics)
+  else:
+    open(metrics, 'w').close()
+  line = _refused(launcher, launcher.args(workdir), workdir)
+  assert line.startswith(f'launch.py: error: {metrics} holds 0 of the '
+                         f'{update // UPDATES_PER_EPOCH} records its checkpoint of update '
+                         f'{update:,} counted'), line
+
+
+def test_restart_while_a_run_trains_there_is_refused_and_the_run_finishes_exactly(
+    launcher, reference, template, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir)
+  first = launcher.start(args, str(tmp_path / 'first'))
+  first.wait_for(lambda: len(_lines(os.path.join(run_dir, run_files.METRICS))) >= 2,
+                 'the second evaluation')
+  os.kill(first.proc.pid, signal.SIGSTOP)  # held still mid-run, lock and all
+  try:
+    line = _refused(launcher, [*args, '--restart'], workdir)
+  finally:
+    os.kill(first.proc.pid, signal.SIGCONT)
+  assert line.startswith(f'launch.py: error: --restart: run_dir {run_dir} is in use by pid '
+                         f'{first.proc.pid} '), line
+  assert first.wait() == 0, first.output()[-3000:]
+  _assert_clean(run_dir)
+  _assert_same(_results(run_dir, template), reference)
+  assert os.listdir(tmp_path) == ['first', 'workdir']  # nothing moved aside
+
+
+def test_a_finished_run_run_again_leaves_its_directory_byte_identical(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = _copy_reference(reference_workdir, workdir)
+  before = _tree_digest(run_dir)
+  result = _finished(launcher.run(launcher.args(workdir)))
+  assert 'decay seed 0: ended earlier, its record stands' in result.stdout
+  assert _tree_digest(run_dir) == before  # the summary's compiles and wall time too
+
+
+def test_a_resume_on_another_device_count_is_recorded_in_a_record_of_its_own(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = _copy_reference(reference_workdir, workdir)
+  update = _rewind_to_previous_checkpoint(run_dir)
+  started = run_files.read_json(os.path.join(run_dir, run_files.METADATA))
+  two = Launcher(launcher.data_dir, dict(launcher.env,
+                                         XLA_FLAGS='--xla_force_host_platform_device_count=2'))
+  _finished(two.run(launcher.args(workdir)))
+  recorded = run_files.read_json(os.path.join(run_dir, run_files.METADATA))
+  assert {k: v for k, v in recorded.items() if k != 'resumes'} == {
+      k: v for k, v in started.items() if k != 'resumes'}  # where the run came from stays
+  (resumed,) = recorded['resumes']
+  assert resumed['update'] == update and resumed['devices']['device_count'] == 2
+  assert started['devices']['device_count'] == 1
+
+
+EXTEND_CONFIG = '''
+import importlib.util
+import ml_collections
+from lr_study.study import select_variant
+spec = importlib.util.spec_from_file_location('digits_study', {path!r})
+digits_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(digits_study)
+
+def get_config(arg=None):
+  config = digits_study.get_config()
+  config.num_epochs = 10  # a multiple of gradient_noise_every_epochs: an extension may go on
+  config.variants = ml_collections.ConfigDict(dict(
+      ramp=dict(batch_schedule=dict(name='linear_ramp', batch_size=8, final_batch_size=64,
+                                    over=0.5)),
+      steps=dict(batch_schedule=dict(name='multistep', batch_size=8, boundaries=(4,),
+                                     factor=4))))
+  return select_variant(config, arg)
+'''
+
+
+@pytest.fixture(scope='module')
+def extend_config(tmp_path_factory) -> str:
+  path = tmp_path_factory.mktemp('extend') / 'extend.py'
+  path.write_text(EXTEND_CONFIG.format(path=os.path.join(ROOT, CONFIG)))
+  return str(path)
+
+
+def test_a_batch_ramp_stretched_over_more_epochs_is_refused_with_every_file_unchanged(
+    launcher, extend_config, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  _finished(launcher.run(launcher.args(workdir, config=f'{extend_config}:ramp')))
+  line = _refused(launcher, launcher.args(workdir, '--config.num_epochs=20',
+                                          config=f'{extend_config}:ramp'), workdir)
+  assert 'num_epochs 10 -> 20 would relabel its ' in line, line
+  assert 'the new plan changes the batch size of update ' in line, line
+
+
+def test_an_agreeing_extension_of_a_finished_run_ends_as_a_fresh_run_of_the_new_config(
+    launcher, extend_config, template, tmp_path):
+  extended, fresh = str(tmp_path / 'extended'), str(tmp_path / 'fresh')
+  config = f'{extend_config}:steps'
+  _finished(launcher.run(launcher.args(extended, config=config)))
+  _finished(launcher.run(launcher.args(extended, '--config.num_epochs=20', config=config)))
+  _finished(launcher.run(launcher.args(fresh, '--config.num_epochs=20', config=config)))
+  run = os.path.join('steps', 'seed_0')
+  got, want = (_results(os.path.join(d, run), template) for d in (extended, fresh))
+  assert got.summary['epochs'] == 20 and got.summary['updates'] == 4 * 179 + 16 * 44
+  _assert_same(got, want)
+  (record,) = run_files.read_json(os.path.join(extended, run, run_files.METADATA))['resumes']
+  assert (record['update'], record['num_epochs']) == (4 * 179 + 6 * 44, {'from': 10, 'to': 20})
+
+
+# --- 12. Ctrl-C and a full disk: one line each, then an exact resume -------------------------
+
+
+def test_ctrl_c_mid_epoch_stops_with_one_line_and_resumes_exactly(
+    launcher, reference, template, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir)
+  process = launcher.start(args, str(tmp_path / 'interrupted'))
+  mid_epoch_12 = 12 * UPDATES_PER_EPOCH + 60
+  process.wait_for(lambda: _last_update(run_dir) >= mid_epoch_12, f'update {mid_epoch_12}')
+  process.proc.send_signal(signal.SIGINT)
+  assert process.wait(timeout=60) == 130, process.output()[-3000:]
+  assert _one_line(process.stderr()) == ('launch.py: interrupted (Ctrl-C); the same command '
+                                         'resumes from the last checkpoint')
+  assert not os.path.exists(os.path.join(run_dir, 'lock.json'))
+  _finished(launcher.run(args))
+  _assert_clean(run_dir)
+  _assert_same(_results(run_dir, template), reference)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 400 KiB tmpfs (root only), grown to 64 MiB by calling what it yields."""
+  path = tmp_path / 'disk'
+  path.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=400k', 'tmpfs', str(path)],
+                    capture_output=True, check=False).returncode:
+    pytest.skip('no tmpfs to fill: mounting one needs root')
+  try:
+    yield str(path), lambda: subprocess.run(
+        ['mount', '-o', 'remount,size=64m', str(path)], check=True)
+  finally:
+    subprocess.run(['umount', str(path)], check=False)
+
+
+def test_a_full_disk_stops_with_one_line_and_resumes_exactly_once_space_is_freed(
+    launcher, reference, template, small_disk):
+  disk, grow = small_disk
+  workdir = os.path.join(disk, 'workdir')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir)
+  result = launcher.run(args)
+  assert result.returncode == 2, result.stderr[-3000:]
+  line = _one_line(result.stderr)
+  assert line.startswith('launch.py: error: no space left on device for ') and line.endswith(
+      ': free some, then the same command resumes from the last checkpoint'), line
+  grow()
+  _finished(launcher.run(args))
+  _assert_clean(run_dir)
+  _assert_same(_results(run_dir, template), reference)
