@@ -217,3 +217,34 @@ def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_
   assert float(small[0]) == pytest.approx(
       np.mean([float(sq_norm(jax.tree.map(lambda g: g[j], grads))) for j in range(chunks)]),
       rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['in_memory', 'streaming'])
+def test_the_measurement_agrees_with_exact_values_whether_the_split_is_resident_or_streamed(
+    mode, digits_data_dir):
+  """The digits MLP at its initial parameters: the meter of either feed against the exact
+  per-example values over the 1,437 training examples."""
+  from conftest import digits_run_config  # pylint: disable=g-import-not-at-top
+  from lr_study.data.feeds import load_feed  # pylint: disable=g-import-not-at-top
+  from lr_study.data.in_memory import normalize  # pylint: disable=g-import-not-at-top
+  from lr_study.data.sources import load_dataset_arrays  # pylint: disable=g-import-not-at-top
+  from lr_study.runtime import devices  # pylint: disable=g-import-not-at-top
+  from lr_study.training.setup import prepare_run  # pylint: disable=g-import-not-at-top
+  from lr_study.training.step import cross_entropy_and_accuracy, init_train_state  # pylint: disable=g-import-not-at-top
+  config = digits_run_config(digits_data_dir)
+  config.dataset.mode = mode
+  setup = prepare_run(config)
+  state = init_train_state(setup.model, setup.tx, 0, setup.spec.image_shape)
+  logged = gradient_noise.meter(load_feed(config.dataset, setup.spec), setup.model, 16, 0)(
+      devices.replicate(state), 0, 1)
+
+  arrays = load_dataset_arrays(digits_run_config(digits_data_dir).dataset)
+  x = normalize(arrays.train.images, setup.spec.mean, setup.spec.std)
+  loss = lambda p, xi, yi: cross_entropy_and_accuracy(
+      setup.model.apply({'params': p}, xi[None], train=False), yi[None])[0][0]
+  g_sq, trace = _exact(jax.vmap(jax.grad(loss), (None, 0, 0))(
+      state.params, x, jnp.asarray(arrays.train.labels, jnp.int32)))
+  assert logged['grad_norm_sq'] == pytest.approx(g_sq, rel=0.05)
+  assert logged['trace_sigma'] == pytest.approx(trace, rel=0.15)
+  assert logged['gradient_noise_scale'] == pytest.approx(trace / g_sq, rel=0.2)
