@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import statistics
 from typing import Any, Sequence
@@ -11,51 +10,8 @@ from typing import Any, Sequence
 import jax
 
 from lr_study.runtime import run_files
-from lr_study.runtime.metadata import git_commit, package_versions
-
-# XLA:CPU's --xla_cpu_max_isa levels, lowest first, and the /proc/cpuinfo flags of each.
-ISA_FLAGS = {
-    'SSE4_2': {'sse4_2'},
-    'AVX': {'avx'},
-    'AVX2': {'avx2', 'fma'},
-    'AVX512': {'avx512f', 'avx512bw', 'avx512dq', 'avx512vl'},
-    'AVX512_VNNI': {'avx512_vnni'},
-    'AVX512_BF16': {'avx512_bf16'},
-    'AMX': {'amx_bf16', 'amx_int8'},
-    'AMX_FP16': {'amx_fp16'},
-}
-
-
-def _cpuinfo(path: str) -> tuple[str | None, set[str]]:
-  """The first processor's model name and flags in ``path`` (None, empty: not there)."""
-  try:
-    with open(path) as f:
-      text = f.read()
-  except OSError:
-    return None, set()
-  field = lambda name: re.search(rf'^{name}\s*:\s*(.*)$', text, re.MULTILINE)
-  model, flags = field('model name'), field('flags')
-  return (model.group(1).strip() if model else None,
-          set(flags.group(1).split()) if flags else set())
-
-
-def cpu(cpuinfo: str = '/proc/cpuinfo', xla_flags: str | None = None) -> dict[str, Any]:
-  """The CPU's model, the highest XLA ISA level its flags support, the
-  ``--xla_cpu_max_isa`` of ``XLA_FLAGS`` if set, and the level XLA compiles for."""
-  model, flags = _cpuinfo(cpuinfo)
-  supported = None
-  for isa, needs in ISA_FLAGS.items():
-    if not needs <= flags:
-      break
-    supported = isa
-  xla_flags = os.environ.get('XLA_FLAGS', '') if xla_flags is None else xla_flags
-  cap = re.findall(r'--xla_cpu_max_isa=(\S+)', xla_flags)
-  capped = cap[-1].upper() if cap else None
-  levels = list(ISA_FLAGS)
-  compiled = supported
-  if supported and capped in ISA_FLAGS:
-    compiled = levels[min(levels.index(supported), levels.index(capped))]
-  return {'model': model, 'isa': supported, 'xla_cpu_max_isa': capped, 'compiled_isa': compiled}
+from lr_study.runtime.environment import (  # noqa: F401  (cpu and ISA_FLAGS: this module's API)
+    ISA_FLAGS, cpu, git_commit, package_versions)
 
 
 def machine() -> dict[str, Any]:

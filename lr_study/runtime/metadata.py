@@ -1,58 +1,26 @@
 """What a run records beside its logs, so that its figures can be rebuilt and trusted later:
-the resolved config, the plan, the devices, the package versions and the git commit."""
+the resolved config, the plan, and the environment it ran in (``lr_study.runtime.environment``:
+devices and backend, the CPU and the instruction set XLA compiled for, ``XLA_FLAGS``,
+package versions, the git commit and whether the tree was dirty)."""
 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
-import os
 import platform
-import subprocess
 import sys
 from typing import Any
 
-import jax
 import ml_collections
 
-from lr_study.runtime import fingerprint
-
-PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'tensorflow-cpu', 'tensorflow',
-            'tensorflow-datasets', 'ml-collections', 'absl-py')
-
-
-def package_versions() -> dict[str, str]:
-  versions = {}
-  for name in PACKAGES:
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      continue
-  return versions
-
-
-def git_commit() -> dict[str, Any]:
-  """The commit of the code that ran, and whether the tree had uncommitted changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-  def git(*args: str) -> str:
-    return subprocess.run(['git', '-C', root, *args], capture_output=True, text=True,
-                          timeout=10).stdout.strip()
-
-  try:
-    return {'commit': git('rev-parse', 'HEAD') or None,
-            'dirty': bool(git('status', '--porcelain', '--untracked-files=no'))}
-  except (OSError, subprocess.SubprocessError):
-    return {'commit': None, 'dirty': None}
+from lr_study.runtime import environment, fingerprint
+from lr_study.runtime.environment import PACKAGES, git_commit, package_versions  # noqa: F401
 
 
 def _this_start() -> dict[str, Any]:
-  """Where and how this process runs: its devices, packages, code, host and command."""
+  """Where and how this process runs: its devices, CPU and ISA, XLA flags, packages,
+  code, host and command."""
   return {
-      'devices': {'platform': jax.default_backend(), 'local_device_count': jax.local_device_count(),
-                  'device_count': jax.device_count(), 'process_count': jax.process_count(),
-                  'kinds': sorted({d.device_kind for d in jax.local_devices()})},
-      'packages': package_versions(),
-      'git': git_commit(),
+      **environment.environment(),
       'python': sys.version.split()[0],
       'host': platform.node(),
       'command': sys.argv,
