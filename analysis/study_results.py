@@ -14,8 +14,12 @@ first WORKDIR):
   ``final_test_accuracy`` (a fraction) and ``final_test_loss`` (empty for a diverged
   run), ``updates``, ``examples_seen``, ``epochs`` and ``wall_time`` (seconds);
 * ``table.md``: one row per (swept values, variant), the final test accuracy as mean ±
-  standard deviation over its seeds, with parameter updates, examples seen and wall
-  time; a diverged run counts in no mean and is shown as "diverged at update U";
+  standard deviation over its seeds ("—" for one seed), with parameter updates, examples
+  seen and wall time; a diverged run counts in no mean and is shown as "diverged at
+  update U". Below the table, a warning for each variant whose plan drops more than 5% of
+  each epoch (``lr_study.plan_table.dropped_warnings``) and for the variants of one point
+  whose examples seen differ by more than 5% (unequal epochs), then the environment the
+  runs came from (``lr_study.runtime.environment.describe``);
 * ``figure.png`` and ``figure.pdf``: ``analysis.figures``' ``accuracy`` figure, test
   accuracy against epochs and against parameter updates (Smith et al. 2018, Figure 2).
 
@@ -38,6 +42,8 @@ from analysis import figures
 from analysis import runs as runs_lib
 from analysis.runs import Run
 from lr_study.errors import ConfigError
+from lr_study.plan_table import MAX_DROPPED, dropped_warnings
+from lr_study.runtime import environment
 from lr_study.runtime.workdir import check_workdir
 
 OUTPUTS = ('table.md', 'table.csv', 'figure.png', 'figure.pdf')
@@ -118,7 +124,8 @@ def _accuracy_cell(group: Sequence[Run]) -> str:
   parts = []
   if healthy:
     mean, std = _mean_std(healthy)
-    parts.append(f'{mean:.2f} ± {std:.2f}'
+    spread = f'{std:.2f}' if len(healthy) > 1 else '—'  # one seed has no spread
+    parts.append(f'{mean:.2f} ± {spread}'
                  + (f' ({len(healthy)} seed{"s" * (len(healthy) > 1)})' if diverged else ''))
   for run in diverged:
     update = run.diverged_at_update
@@ -166,8 +173,43 @@ def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
   return '\n'.join(lines)
 
 
+def warnings(runs: Sequence[Run]) -> list[str]:
+  """Unequal epochs: each group whose plan drops more than ``MAX_DROPPED`` of each epoch,
+  and each sweep point whose variants' examples seen differ by more than that."""
+  lines = []
+  by_point: dict[str, list[tuple[str, float]]] = {}
+  for (point, _), group in runs_lib.group_runs(runs).items():
+    plan = next((r.plan for r in group if r.plan), None)
+    lines += [f'{line[:9]}{group[0].label}: {line[9:]}' for line in dropped_warnings(plan or {})]
+    seen = [(r.summary or {}).get('examples_seen') for r in group if not r.diverged]
+    seen = [v for v in seen if isinstance(v, (int, float)) and v > 0]
+    if seen:
+      by_point.setdefault(point, []).append((group[0].variant, statistics.fmean(seen)))
+  for point, seen in by_point.items():
+    (low_name, low), (high_name, high) = min(seen, key=lambda v: v[1]), max(seen, key=lambda v: v[1])
+    if high > (1 + MAX_DROPPED) * low:
+      where = f'{point}: ' if point else ''
+      lines.append(f'warning: {where}{low_name} sees {low:,.0f} examples, {high_name} '
+                   f'{high:,.0f}: {100 * (high / low - 1):.1f}% more, over '
+                   f'{100 * MAX_DROPPED:g}% (unequal epochs)')
+  return lines
+
+
+def environments(runs: Sequence[Run]) -> list[str]:
+  """Each distinct environment the runs came from (their ``metadata.json``), as a line."""
+  found = [environment.describe(r.metadata) for r in runs
+           if (r.metadata or {}).get('cpu') is not None or (r.metadata or {}).get('devices')]
+  return [f'environment: {line}' for line in dict.fromkeys(found)]
+
+
+def format_notes(runs: Sequence[Run]) -> str:
+  """The lines below the table: warnings, then environments ('' when none)."""
+  return '\n'.join(warnings(runs) + environments(runs))
+
+
 def write_study_outputs(workdirs: str | Sequence[str], out_dir: str | None = None) -> str:
-  """Writes table.md, table.csv, figure.png and figure.pdf; returns the markdown table.
+  """Writes table.md, table.csv, figure.png and figure.pdf; returns the markdown table
+  with the notes below it (:func:`format_notes`).
 
   ``workdirs``: one study directory or several; ``out_dir`` defaults to the first.
 
@@ -183,7 +225,8 @@ def write_study_outputs(workdirs: str | Sequence[str], out_dir: str | None = Non
     raise FileNotFoundError(f'no finished runs under {", ".join(workdirs)}')
   out_dir = check_workdir((out_dir or workdirs[0]).rstrip('/'),
                           flag='--out_dir' if out_dir else '--workdir')
-  table = format_markdown(table_rows(runs))
+  notes = format_notes(runs)
+  table = format_markdown(table_rows(runs)) + (f'\n\n{notes}' if notes else '')
   runs_lib.write_bytes(f'{out_dir}/table.md', table + '\n')
   runs_lib.write_bytes(f'{out_dir}/table.csv', format_csv(run_rows(runs)))
   figure = figures.accuracy_figure(runs)

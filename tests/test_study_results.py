@@ -258,3 +258,51 @@ def test_cli_refuses_an_out_dir_it_cannot_write_in_one_line(tmp_path):
   assert result.stderr.startswith(f"analysis.study_results: error: --out_dir '{out_dir}' is "
                                   'not a usable directory: ')
   assert result.stderr.count('\n') == 1 and not os.path.exists(out_dir)
+
+
+# --- One seed, unequal epochs, the environment ------------------------------------------------
+
+
+def test_one_seed_has_no_spread(tmp_path):
+  write_run(str(tmp_path), 'decay', 0, 0.9731)
+  lines = study_results.write_study_outputs(str(tmp_path)).splitlines()
+  assert lines[2].startswith('| decay | 97.31 ± — | 1 |')
+
+
+def _phase(start, end, batch_size, dropped, offset=0):
+  return {'start_epoch': start, 'end_epoch': end, 'batch_size': batch_size,
+          'dropped_per_epoch': dropped, 'start_offset': offset}
+
+
+def test_a_variant_dropping_over_5_percent_of_each_epoch_is_warned_below_the_table(tmp_path):
+  for variant, examples in (('decay', 57_280), ('increase', 52_720)):
+    run_dir = write_run(str(tmp_path), variant, 0, 0.97)
+    plan = {'num_train_examples': 1437,
+            'phases': [_phase(0, 30, 8, 5)] + [_phase(30, 40, 512, 413)] * (variant == 'increase')}
+    summary = json.load(open(os.path.join(run_dir, 'summary.json')))
+    for name, obj in (('plan.json', plan), ('summary.json', {**summary, 'examples_seen': examples})):
+      with open(os.path.join(run_dir, name), 'w') as f:
+        json.dump(obj, f)
+  text = study_results.write_study_outputs(str(tmp_path))
+  notes = text.split('\n\n', 1)[1].splitlines()
+  assert notes == [
+      'warning: increase: epochs 30-40 at B = 512 drop 413 of the N = 1,437 examples of each '
+      'epoch (28.7%, over 5%): runs compared at equal epochs see unequal data; choose a batch '
+      'that divides N better',
+      'warning: increase sees 52,720 examples, decay 57,280: 8.6% more, over 5% (unequal epochs)']
+  assert open(tmp_path / 'table.md').read() == text + '\n'
+
+
+def test_the_table_names_the_environment_of_its_runs(tmp_path):
+  run_dir = write_run(str(tmp_path), 'decay', 0, 0.97)
+  metadata = json.load(open(os.path.join(run_dir, 'metadata.json')))
+  metadata.update(devices={'platform': 'cpu', 'local_device_count': 1, 'kinds': ['cpu']},
+                  cpu={'model': 'AMD EPYC 7B13', 'isa': 'AVX2', 'xla_cpu_max_isa': None,
+                       'compiled_isa': 'AVX2'}, host_cpus=2,
+                  packages={'jax': '0.10.2', 'jaxlib': '0.10.2'},
+                  git={'commit': 'abcdef0' + '1' * 33, 'dirty': False})
+  with open(os.path.join(run_dir, 'metadata.json'), 'w') as f:
+    json.dump(metadata, f)
+  assert study_results.write_study_outputs(str(tmp_path)).splitlines()[-1] == (
+      'environment: cpu (1 × cpu), 2 host CPU cores, AMD EPYC 7B13, XLA compiling for AVX2; '
+      'jax 0.10.2, jaxlib 0.10.2; commit abcdef0')
