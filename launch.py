@@ -60,6 +60,8 @@ def _define_flags() -> None:
   flags.DEFINE_bool('restart', False, 'Move the old runs in WORKDIR aside and start afresh.')
   flags.DEFINE_multi_string('sweep', [], 'KEY=v1,v2,...: one study per value of the config '
                             'key KEY; repeated flags form a grid (lr_study.sweep).')
+  flags.DEFINE_string('sweep_shard', None, 'i/n: run only the sweep points whose index is i '
+                      'mod n (0 <= i < n): shards at once into one WORKDIR (lr_study.sweep).')
   flags.DEFINE_bool('distributed', False, 'Join the processes of a multi-host run '
                     '(jax.distributed.initialize) before touching a device.')
   flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port of '
@@ -105,8 +107,14 @@ def main(argv: list[str]) -> None:
   workdir = values.workdir or _default_workdir(config_flags.get_config_filename(values['config']),
                                                values.config.get('epochs_scale', 1.0))
   try:
-    base, points = sweep.sweep_points(values.config, values.sweep,
-                                      config_flags.get_override_values(values['config']))
+    base, every_point = sweep.sweep_points(values.config, values.sweep,
+                                           config_flags.get_override_values(values['config']))
+    workdir = values.workdir or sweep.sweep_workdir(workdir, every_point)  # beside the study's
+    shard = sweep.parse_shard(values.sweep_shard)
+    points = sweep.select_shard(every_point, shard)
+    if shard and values.restart:
+      raise ConfigError('--restart with --sweep_shard would move the other shards\' runs '
+                        f'aside: move {workdir} aside once, then start the shards')
     shortened = shorten.describe(base)  # a bad --config.epochs_scale stops here
     if shortened:
       print(shortened)
@@ -125,10 +133,17 @@ def main(argv: list[str]) -> None:
       if moved:
         print(f'--restart: the old runs are in {moved}')
     for name, point in points:
+      if name:
+        print(f'== sweep point {name}', flush=True)
       runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
                        sweep=sweep.jsonable(point))
     if hosts.is_writer():
-      _report(workdir)
+      if shard and not sweep.all_finished(workdir, base, every_point):
+        print(f'--sweep_shard={values.sweep_shard}: its {len(points)} point(s) are done; the '
+              'last shard to finish writes the table, or at any time: python -m '
+              f'analysis.study_results --workdir={workdir}')
+      else:
+        _report(workdir)
   except ConfigError as e:
     _fail(str(e))
   except Preempted as e:
