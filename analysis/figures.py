@@ -22,7 +22,10 @@ and writes each figure as ``<name>.png`` and ``<name>.pdf`` to OUT_DIR (default
 Every curve is the mean over seeds, the band ± one standard deviation (said in each
 figure's title). Each variant keeps one colour, line style and marker throughout, the
 markers staggered, so that curves which coincide (decay and hybrid follow increase
-until the first boundary) stay visible. Parameter updates (as in the paper's Figure 5),
+until the first boundary) stay visible. Past ``MAX_DISTINCT`` groups (a sweep), the styles
+are factored instead (:func:`styles`): colour by the swept key with the most values (a
+colour map past 10), line style by the next (or the variant), marker by the third, and
+the legend keys each value once (``init_value=0.1``, ``decay``), not every group. Parameter updates (as in the paper's Figure 5),
 learning rates, losses and noise scales are drawn on a log axis where they span more
 than a decade; batch sizes on a base-2 axis; epochs and seconds linearly from 0. One
 legend per figure, below its panels, so that it covers no curve.
@@ -45,6 +48,7 @@ import numpy as np
 
 from analysis import runs as runs_lib
 from analysis.runs import Run
+from lr_study import sweep
 from lr_study.errors import ConfigError
 from lr_study.runtime.workdir import check_workdir
 
@@ -58,6 +62,8 @@ COLORS = ('#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e3
 LINESTYLES = ('-', '--', '-.', ':', (0, (5, 1, 1, 1, 1, 1)), (0, (3, 1, 1, 1)))
 MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*', 'h', '<')
 MARKERS_PER_CURVE = 9
+MAX_DISTINCT = len(COLORS)  # up to this many groups each get a colour, style and marker
+COLORMAP = 'viridis'  # a colour dimension with more values than COLORS
 
 AXIS_LABELS = {'epoch': 'epochs', 'update': 'parameter updates', 'wall_time': 'training time (s)',
                'examples_seen': 'examples seen'}
@@ -65,20 +71,106 @@ AXIS_LABELS = {'epoch': 'epochs', 'update': 'parameter updates', 'wall_time': 't
 
 @dataclasses.dataclass(frozen=True)
 class Style:
-  """How one (sweep point, variant) is drawn, the same in every figure."""
-  color: str
+  """How one (sweep point, variant) is drawn, the same in every figure.
+
+  ``label``: the group's legend label, short (only the swept keys whose value differs
+  between groups, each by its last dotted part); None where the legend keys factored
+  styles instead (:class:`Styles`), so that the group's curves carry no label.
+  """
+  color: Any
   linestyle: Any
   marker: str
   index: int
   count: int
+  label: str | None = ''
 
 
-def styles(runs: Sequence[Run]) -> dict[tuple[str, str], Style]:
-  """A distinct colour, line style and marker for each group, in first-seen order."""
-  groups = list(runs_lib.group_runs(runs))
-  return {group: Style(COLORS[i % len(COLORS)], LINESTYLES[i % len(LINESTYLES)],
-                       MARKERS[i % len(MARKERS)], i, len(groups))
-          for i, group in enumerate(groups)}
+class Styles(dict):
+  """The :class:`Style` of each group; ``legend``: for factored styles, one (label, line
+  properties) entry per value of each styled dimension, else empty."""
+  legend: list[tuple[str, dict[str, Any]]]
+
+
+def _short_key(key: str) -> str:
+  return key.rsplit('.', 1)[-1]
+
+
+def _dimensions(runs: Sequence[Run]) -> list[tuple[str, list[Any]]]:
+  """The swept keys whose value differs between the runs, then ``variant`` where it
+  does, each with its values (points in value order, variants in run order); the one
+  with the most values first."""
+  dims = []
+  for key in runs_lib.swept_keys(runs):
+    values = sorted({repr(r.point.get(key)): r.point.get(key) for r in runs}.values(),
+                    key=lambda v: runs_lib.point_order({key: v}))
+    if len(values) > 1:
+      dims.append((key, values))
+  variants = list(dict.fromkeys(r.variant for r in runs))
+  if len(variants) > 1:
+    dims.append(('variant', variants))
+  return sorted(dims, key=lambda d: -len(d[1]))  # stable: key order among equals
+
+
+def _value_label(key: str, value: Any) -> str:
+  return str(value) if key == 'variant' else f'{_short_key(key)}={sweep.format_value(value)}'
+
+
+def _group_label(run: Run, dims: Sequence[tuple[str, list[Any]]]) -> str:
+  """The run's values of ``dims`` (swept keys first), short; its label where none varies."""
+  ordered = [d for d in dims if d[0] != 'variant'] + [d for d in dims if d[0] == 'variant']
+  parts = [_value_label(key, run.variant if key == 'variant' else run.point.get(key))
+           for key, _ in ordered]
+  return ', '.join(parts) if parts else run.label
+
+
+def _colors(count: int) -> list[Any]:
+  if count <= len(COLORS):
+    return list(COLORS[:count])
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  cmap = matplotlib.colormaps[COLORMAP]
+  return [cmap(i / (count - 1) * 0.92) for i in range(count)]  # the map's yellow end is faint
+
+
+def styles(runs: Sequence[Run]) -> Styles:
+  """The style of each group, in first-seen order.
+
+  Up to ``MAX_DISTINCT`` groups: a distinct colour, line style and marker each, labelled
+  by the values that differ between them. More (a sweep): colour by the dimension with
+  the most values, line style by the next, marker by the third (``_dimensions``), and
+  ``legend`` keys each value once.
+  """
+  grouped = runs_lib.group_runs(runs)
+  groups = list(grouped)
+  dims = _dimensions(runs)
+  result = Styles()
+  result.legend = []
+  if len(groups) <= MAX_DISTINCT:
+    for i, group in enumerate(groups):
+      result[group] = Style(COLORS[i % len(COLORS)], LINESTYLES[i % len(LINESTYLES)],
+                            MARKERS[i % len(MARKERS)], i, len(groups),
+                            label=_group_label(grouped[group][0], dims))
+    return result
+  palettes = [_colors(len(dims[0][1]))] if dims else []
+  palettes += [LINESTYLES, MARKERS][:max(len(dims) - 1, 0)]
+  plain = {'color': COLORS[0], 'linestyle': '-', 'marker': MARKERS[0]}
+  for i, group in enumerate(groups):
+    run = grouped[group][0]
+    chosen = dict(plain)
+    for (key, values), palette, prop in zip(dims, palettes, ('color', 'linestyle', 'marker')):
+      value = run.variant if key == 'variant' else run.point.get(key)
+      index = next(k for k, v in enumerate(values) if repr(v) == repr(value))
+      chosen[prop] = palette[index % len(palette)]
+    result[group] = Style(chosen['color'], chosen['linestyle'], chosen['marker'], i,
+                          len(groups), label=None)
+  for (key, values), palette, prop in zip(dims, palettes, ('color', 'linestyle', 'marker')):
+    for index, value in enumerate(values):
+      line = {'color': '0.35', 'linestyle': '-', 'linewidth': 1.6}
+      line.update({'color': palette[index], 'linewidth': 2.5} if prop == 'color' else
+                  {prop: palette[index % len(palette)]})
+      if prop == 'marker':
+        line['linestyle'] = 'none'
+      result.legend.append((_value_label(key, value), line))
+  return result
 
 
 def markevery(style: Style, n: int) -> tuple[int, int]:
@@ -234,7 +326,10 @@ def new_figure(panels: int, title: Sequence[str], width: float = 5.6, height: fl
 
 def draw_curve(ax: Any, curve: Curve, style: Style, label: str | None,
                drawstyle: str = 'default', band_alpha: float = 0.15) -> None:
-  """The mean as a line with staggered markers, ± one std shaded."""
+  """The mean as a line with staggered markers, ± one std shaded; ``label`` (None: none)
+  gives way to the style's short label, and to none where the styles are factored."""
+  if label is not None and style.label != '':
+    label = style.label
   ax.plot(curve.x, curve.mean, color=style.color, linestyle=style.linestyle,
           marker=style.marker, markersize=5, markevery=markevery(style, len(curve.x)),
           markerfacecolor='white' if style.index % 2 else style.color,
@@ -321,9 +416,17 @@ def tidy_log_axes(fig: Any) -> None:
       axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def add_legend(fig: Any, axes: Sequence[Any]) -> None:
-  """One legend for the figure, below its panels, so that it covers no curve."""
+def add_legend(fig: Any, axes: Sequence[Any], style_of: Mapping[Any, Style] | None = None
+               ) -> None:
+  """One legend for the figure, below its panels, so that it covers no curve: the
+  factored styles' keys of ``style_of`` (:class:`Styles`) first, then the labelled
+  lines."""
   handles, labels = {}, []
+  if getattr(style_of, 'legend', None):
+    from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+    for label, line in style_of.legend:
+      handles[label] = Line2D([], [], **line)
+      labels.append(label)
   for ax in axes:
     for handle, label in zip(*ax.get_legend_handles_labels()):
       if label not in handles:
@@ -398,7 +501,7 @@ def accuracy_figure(runs: Sequence[Run]) -> Any | None:
   style_of = styles(runs)
   _panels(axes, runs, 'test_accuracy', ('epoch', 'update'), 100.0, style_of)
   _finish_axes(axes, ('epoch', 'update'), 'test accuracy (%)', runs)
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
@@ -409,12 +512,13 @@ def loss_figure(runs: Sequence[Run]) -> Any | None:
     return None
   fig, axes = new_figure(2, ['Training cross-entropy (averaged over each epoch\'s updates)',
                              describe(runs), seeds_note(groups)], sharey=True)
-  means = _panels(axes, runs, 'train_loss', ('epoch', 'update'), 1.0, styles(runs))
+  style_of = styles(runs)
+  means = _panels(axes, runs, 'train_loss', ('epoch', 'update'), 1.0, style_of)
   _finish_axes(axes, ('epoch', 'update'), 'training loss', runs)
   set_log_if_wide(axes[0], 'y', means)  # the panels share their y axis
   axes[0].grid(alpha=0.3, which='both')
   axes[1].grid(alpha=0.3, which='both')
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
@@ -425,9 +529,10 @@ def wall_clock_figure(runs: Sequence[Run]) -> Any | None:
     return None
   fig, axes = new_figure(1, ['Test accuracy against training time (compilation included)',
                              describe(runs), seeds_note(groups)], width=7.5)
-  _panels(axes, runs, 'test_accuracy', ('wall_time',), 100.0, styles(runs))
+  style_of = styles(runs)
+  _panels(axes, runs, 'test_accuracy', ('wall_time',), 100.0, style_of)
   _finish_axes(axes, ('wall_time',), 'test accuracy (%)', runs)
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
@@ -451,7 +556,7 @@ def optimizers_figure(runs: Sequence[Run]) -> Any | None:
     _finish_axes([ax], ('epoch',), 'test accuracy (%)', members)
     ax.set_title(' / '.join(dict.fromkeys(describe_optimizer(r.config) for r in members)),
                  fontsize=10)
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
@@ -573,7 +678,7 @@ def schedules_figure(runs: Sequence[Run]) -> Any | None:
           ax.axvline(epoch, color=style_of[run.group].color, linestyle=':', linewidth=1.0,
                      label=f'{run.label} seed {run.seed}: {diverged_text(run)}'
                      if ax is axes[0] else None)
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
@@ -625,7 +730,7 @@ def gradient_noise_figure(runs: Sequence[Run]) -> Any | None:
   ax.set(xlabel='epochs', ylabel='examples')
   ax.set_xlim(left=0)
   ax.grid(alpha=0.3, which='both')
-  add_legend(fig, axes)
+  add_legend(fig, axes, style_of)
   return fig
 
 
