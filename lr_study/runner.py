@@ -20,6 +20,7 @@ from lr_study.data.sources import check_dataset_available
 from lr_study.runtime import hosts, run_files
 from lr_study.runtime.preemption import Preemption
 from lr_study.runtime.run_dir import check_resumable
+from lr_study.training import compile_count
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import RunSetup, prepare_run
 from lr_study.training.step import StepCompiler
@@ -67,5 +68,6 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   compiles = {name: compiler.traces for name, compiler in compilers.items()}
   print(f'train step compiled {sum(compiles.values())} time(s) in all, once per distinct '
         f'shape of each variant for all {len(config.seeds)} seed(s): '
-        + ', '.join(f'{name} {count}' for name, count in compiles.items()))
+        + ', '.join(f'{name} {count}' for name, count in compiles.items())
+        + f'; {compile_count.count()} XLA compile(s) in this process so far')
   return summaries

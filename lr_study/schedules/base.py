@@ -34,6 +34,7 @@ import numpy as np
 
 from lr_study.errors import ConfigError
 from lr_study import registry
+from lr_study.schedules import host_eval
 
 Clock = Literal['epoch', 'update']
 Stepping = Literal['per_epoch', 'continuous']
@@ -115,16 +116,16 @@ def clock_fn(schedule: optax.Schedule) -> Callable[[Any], Any]:
   is. On the host ``t`` is a float64 NumPy value (the plan), which optax's ``jnp`` ops
   would round to float32 (``optax.piecewise_constant_schedule(0.1, {60: 0.2})`` of a
   float64 NumPy array returns a float32 jax array), so the host evaluates ``schedule``
-  with 64-bit jax on the CPU and returns float64 NumPy. The result is broadcast to t's
-  shape: ``optax.constant_schedule`` returns its value whatever the count.
+  in float64, from its 64-bit jaxpr with NumPy (``host_eval``: no XLA compile), and
+  returns float64 NumPy. The result is broadcast to t's shape:
+  ``optax.constant_schedule`` returns its value whatever the count.
   """
 
   def fn(t: Any) -> Any:
     if isinstance(t, jax.Array):
       return jnp.broadcast_to(schedule(t), jnp.shape(t))
-    with jax.enable_x64(True), jax.default_device(jax.local_devices(backend='cpu')[0]):
-      count = jnp.asarray(t)
-      return np.asarray(jnp.broadcast_to(schedule(count), count.shape))
+    count = np.asarray(t)
+    return np.broadcast_to(host_eval.evaluate(schedule, count), count.shape)
 
   return fn
 

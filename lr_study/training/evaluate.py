@@ -4,10 +4,14 @@ In memory each split is one pmapped call: every device scans its ``[steps, per_d
 index batches (``in_memory.eval_index_batches``), padded positions masked out. Streaming,
 each padded and masked batch is one pmapped call. Sums of loss, correct answers and
 examples are added over devices (and batches); the metrics are their ratios.
+
+The pmapped functions are made once per model (and normalisation), so every run and
+seed of a study that shares a model shares their compiles: one per split shape.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -38,6 +42,7 @@ def _eval_sums(model: nn.Module, params: Any, batch_stats: Any, x: jax.Array, y:
   return (loss * mask).sum(), (correct * mask).sum(), mask.sum()
 
 
+@functools.cache
 def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
   """The pmapped evaluation of a whole device-resident split in one call.
 
@@ -59,9 +64,11 @@ def make_eval_step(model: nn.Module) -> Callable[..., tuple[jax.Array, jax.Array
   return jax.pmap(eval_all, axis_name=AXIS)
 
 
-def make_stream_eval_step(model: nn.Module, mean: Any, std: Any
+@functools.cache
+def make_stream_eval_step(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]
                           ) -> Callable[..., tuple[jax.Array, jax.Array, jax.Array]]:
-  """The pmapped evaluation of one streamed, padded and masked batch, summed over devices."""
+  """The pmapped evaluation of one streamed, padded and masked batch, summed over devices;
+  ``mean`` and ``std`` per channel."""
 
   def eval_batch(params, batch_stats, batch: dict[str, jax.Array]):
     x = normalize(batch['image'], mean, std)
@@ -75,7 +82,8 @@ def evaluator(feed: Feed, model: nn.Module) -> Evaluator:
   """``evaluate(state)``: ``{split}_loss``, ``{split}_accuracy``, ``{split}_examples`` for
   the test split and, when carved, the validation split."""
   if feed.streaming:
-    eval_step = make_stream_eval_step(model, jnp.asarray(feed.spec.mean), jnp.asarray(feed.spec.std))
+    eval_step = make_stream_eval_step(model, tuple(np.ravel(feed.spec.mean)),
+                                      tuple(np.ravel(feed.spec.std)))
   else:
     eval_step = make_eval_step(model)
 

@@ -78,14 +78,27 @@ class StepInputs:
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
                      input_shape: tuple[int, ...]) -> TrainState:
-  """Initialises parameters on the host from ``rng.params_key(seed)``; the caller
-  replicates them."""
-  variables = model.init({'params': rng.params_key(seed)}, jnp.zeros((1, *input_shape)),
-                         train=False)
-  params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                    metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
+  """The state before the first update, parameters drawn from ``rng.params_key(seed)``
+  (float32 whatever the model's compute dtype); the caller replicates it.
+
+  One compiled function per (model, optimizer, input shape), the seed its data: every
+  seed of a study shares one compile.
+  """
+  return _init_fn(model, tx, tuple(input_shape))(np.int32(seed))
+
+
+@functools.cache
+def _init_fn(model: nn.Module, tx: optax.GradientTransformation,
+             input_shape: tuple[int, ...]) -> Callable[[jax.Array], TrainState]:
+  def init(seed: jax.Array) -> TrainState:
+    variables = model.init({'params': rng.params_key(seed)}, jnp.zeros((1, *input_shape)),
+                           train=False)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+                      metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
+
+  return jax.jit(init)
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
