@@ -291,7 +291,8 @@ def test_a_finished_run_run_again_trains_nothing_and_rewrites_nothing(
   summary = _train(_loop_config(digits_data_dir, 4), run_dir)
   assert summary == run_files.read_json(os.path.join(finished_run, run_files.SUMMARY))
   assert _tree(run_dir) == before
-  assert 'ended earlier, its record stands' in capsys.readouterr().out
+  assert ('after 66 updates; it ended earlier, its record stands'
+          in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize('damage', ['deleted', 'emptied', 'cut'])

@@ -93,7 +93,10 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
   host_state, loop = _restore(files, config, host_state, controllers)
   if (finished := files.read_json(run_files.SUMMARY)) is not None:  # kept by _restore
-    print(f'{label}: ended earlier, its record stands', flush=True)
+    outcome = (f'diverged at update {finished["diverged_at_update"]}' if finished['status']
+               == 'diverged' else f'test accuracy {finished["final_test_accuracy"]:.4f}')
+    Progress(label, 0).close(f'{label}: {outcome} after {finished["updates"]} updates; it '
+                             'ended earlier, its record stands')
     return finished
   files.open_logs(loop.update, loop.log_lines, {**config.to_dict(), 'seed': seed})
   files.write_json(run_files.METADATA, metadata.of_run(
