@@ -28,6 +28,9 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   ``checkpoint_every_epochs`` (0: none but the last), ``checkpoints_to_keep`` (the
   newest ones; a corrupt one falls back to the one before), ``updates_per_dispatch`` (updates
   the compiled step runs per call).
+* ``compute_dtype``: ``'float32'``, or ``'bfloat16'`` (mixed precision: the model's
+  layers compute in bfloat16; parameters, optimizer state, the loss and its reduction,
+  batch-norm statistics and the gradient noise measurement stay float32).
 * ``gradient_noise_batch_size`` (b; 0: not measured), ``gradient_noise_examples`` (n;
   0: the whole training split) and ``gradient_noise_every_epochs`` (a multiple of
   ``eval_every_epochs``): at those evaluations, and at the last, the gradient noise scale
@@ -50,6 +53,7 @@ from lr_study import checks
 from lr_study.errors import ConfigError
 
 DATASET_MODES = ('in_memory', 'streaming')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 MAX_EPOCHS = 100_000  # planned in about 0.1 s; a billion epochs would take minutes
 # Keys whose values must be whole numbers >= the given minimum.
 _WHOLE = {'num_epochs': 1, 'max_per_device_batch': 0, 'ghost_batch_size': 0,
@@ -89,6 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 1
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
+  config.compute_dtype = 'float32'
   config.gradient_noise_batch_size = 32
   config.gradient_noise_examples = 0
   config.gradient_noise_every_epochs = 10
@@ -130,6 +135,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   for path, minimum in _WHOLE.items():
     checks.integer(path, _lookup(config, path), minimum)
   checks.choice('dataset.mode', config.dataset.mode, DATASET_MODES)
+  checks.choice('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
   checks.positive('learning_rate', config.learning_rate)
   if config.num_epochs > MAX_EPOCHS:
     raise ConfigError(f'num_epochs must be at most {MAX_EPOCHS:,} (a plan is made epoch by '

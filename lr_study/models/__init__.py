@@ -1,9 +1,10 @@
 """Flax linen models, each built by name from ``config.model``, all with ghost batch norm.
 
-``build_model(config.model, num_classes, ghost_batch_size, axis_name)`` returns a module
-called as ``model.apply(variables, x, train=..., rngs={'dropout': key},
+``build_model(config.model, num_classes, ghost_batch_size, axis_name, dtype)`` returns a
+module called as ``model.apply(variables, x, train=..., rngs={'dropout': key},
 mutable=['batch_stats'])`` on float32 ``[B, H, W, C]`` inputs, returning logits
-``[B, num_classes]``; initialise it with ``model.init({'params': key, 'dropout': key}, x,
+``[B, num_classes]`` computed in ``dtype`` (``config.compute_dtype``: float32, or
+bfloat16 with float32 parameters and batch-norm statistics); initialise it with ``model.init({'params': key, 'dropout': key}, x,
 train=False)`` (outside the pmap: one device). With ``axis_name`` the pmap axis, ghost
 batches are slices of the global micro-batch whatever the number of devices
 (``GhostBatchNorm``); ``ghost_layout`` and ``accumulation_split`` check and choose

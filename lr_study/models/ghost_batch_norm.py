@@ -44,12 +44,15 @@ or 8 devices. They are left alone while the module is initialising, as in
 
 Outside a ``jax.pmap`` (or ``shard_map``) that binds ``axis_name`` — ``model.init``
 on the host, say — or with ``axis_name`` ``None``, the module is on one device.
+
+Under mixed precision (a bfloat16 ``x``) the statistics, the normalisation and the
+running averages are float32; only the output is cast back to ``x``'s dtype.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -205,20 +208,24 @@ class GhostBatchNorm(nn.Module):
     epsilon: ``ε`` added to the variance.
     axis_name: the pmap axis over which the global micro-batch is spread
       (``lr_study.runtime.devices.AXIS``); ``None`` for one device.
+    param_dtype: of ``scale`` and ``bias``.
   """
 
   ghost_batch_size: int = 0
   momentum: float = 0.9
   epsilon: float = 1e-5
   axis_name: str | None = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
+    """``x`` normalised, in ``x``'s dtype; statistics and running averages in float32."""
+    dtype, x = x.dtype, x.astype(jnp.float32)
     features = (x.shape[-1],)
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, features, jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, features, jnp.float32)
-    scale = self.param('scale', nn.initializers.ones, features, jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
+    scale = self.param('scale', nn.initializers.ones, features, self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, features, self.param_dtype)
 
     if use_running_average:
       centred, var = x - ra_mean.value, ra_var.value
@@ -230,7 +237,7 @@ class GhostBatchNorm(nn.Module):
       else:
         centred, var = self._spanning_ghosts(x, layout)
     y = centred * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
-    return y.reshape(x.shape)
+    return y.reshape(x.shape).astype(dtype)
 
   def _update_running_averages(self, means: jax.Array, variances: jax.Array) -> None:
     """Moves the running averages towards the mean of ``[ghosts, C]`` statistics."""

@@ -15,10 +15,11 @@ LeCun-normal kernels instead of PyTorch's Kaiming-uniform ones.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lr_study.errors import ConfigError
 from lr_study import checks
@@ -38,6 +39,8 @@ class MLP(nn.Module):
     ghost_batch_size: see ``GhostBatchNorm``.
     axis_name: the pmap axis the batch is spread over (``GhostBatchNorm``); ``None``
       for one device.
+    dtype: the compute dtype of the Dense layers (and so of the logits).
+    param_dtype: the parameters' dtype.
   """
 
   widths: Sequence[int]
@@ -46,21 +49,24 @@ class MLP(nn.Module):
   batch_norm: bool = False
   ghost_batch_size: int = 0
   axis_name: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = x.reshape((x.shape[0], -1))
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     for width, rate in zip(self.widths, self.dropout, strict=True):
-      x = nn.Dense(width, use_bias=not self.batch_norm)(x)
+      x = nn.Dense(width, use_bias=not self.batch_norm, **dtypes)(x)
       x = norm_relu(x, batch_norm=self.batch_norm, ghost_batch_size=self.ghost_batch_size,
-                    train=train, axis_name=self.axis_name)
+                    train=train, axis_name=self.axis_name, param_dtype=self.param_dtype)
       x = dropout(x, rate, train)
-    return nn.Dense(self.num_classes)(x)
+    return nn.Dense(self.num_classes, **dtypes)(x)
 
 
 @register('mlp')
 def mlp(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
-        widths: Sequence[int] = (128,), batch_norm: bool = False,
+        dtype: Any = jnp.float32, widths: Sequence[int] = (128,), batch_norm: bool = False,
         dropout: float | Sequence[float] = 0.0) -> MLP:
   """``widths``: hidden widths; ``dropout``: one probability for all, or one per layer."""
   widths = checks.integers('widths', widths, 1)
@@ -73,4 +79,4 @@ def mlp(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
     rates = (checks.fraction('dropout', dropout),) * len(widths)
   return MLP(widths=widths, num_classes=num_classes,
              batch_norm=checks.boolean('batch_norm', batch_norm), dropout=rates,
-             ghost_batch_size=ghost_batch_size, axis_name=axis_name)
+             ghost_batch_size=ghost_batch_size, axis_name=axis_name, dtype=dtype)

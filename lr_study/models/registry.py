@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from lr_study import checks, registry
 
-# Builders are ``builder(num_classes, ghost_batch_size, axis_name, **params) -> nn.Module``.
-# ``num_classes`` comes from the dataset, ``ghost_batch_size`` from
-# ``config.ghost_batch_size`` and ``axis_name`` from the train step, never from
-# ``config.model``.
+# Builders are ``builder(num_classes, ghost_batch_size, axis_name, dtype, **params) ->
+# nn.Module``. ``num_classes`` comes from the dataset, ``ghost_batch_size`` from
+# ``config.ghost_batch_size``, ``axis_name`` from the train step and ``dtype`` (the
+# compute dtype) from ``config.compute_dtype``, never from ``config.model``.
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -21,11 +22,14 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 
 def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_classes: int,
-                ghost_batch_size: int, axis_name: str | None = None) -> nn.Module:
+                ghost_batch_size: int, axis_name: str | None = None,
+                dtype: str = 'float32') -> nn.Module:
   """Builds the model named by ``model_cfg.name`` from the rest of ``model_cfg``.
 
   Every model is called as ``model.apply(variables, x, train=...)`` with ``x`` float32
-  ``[B, H, W, C]`` and returns logits ``[B, num_classes]``. With ``axis_name`` (the
+  ``[B, H, W, C]`` and returns logits ``[B, num_classes]``, computed in ``dtype``
+  (``'float32'`` or ``'bfloat16'``) from float32 parameters; batch norm keeps its
+  statistics in float32 (``GhostBatchNorm``). With ``axis_name`` (the
   train step's pmap axis, ``lr_study.runtime.devices.AXIS``), ghost batches are slices
   of the global micro-batch spread over that axis when applied inside the pmap
   (``GhostBatchNorm``); outside it, and with ``None``, the model is on one device.
@@ -37,4 +41,4 @@ def build_model(model_cfg: ml_collections.ConfigDict | Mapping[str, Any], num_cl
   return registry.build(MODELS, model_cfg, 'model', 'model',
                         num_classes=checks.integer('num_classes', num_classes, 1),
                         ghost_batch_size=checks.integer('ghost_batch_size', ghost_batch_size, 0),
-                        axis_name=axis_name).value
+                        axis_name=axis_name, dtype=jnp.dtype(dtype)).value

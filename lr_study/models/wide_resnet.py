@@ -15,8 +15,11 @@ width=4`` has 2,748,890 parameters, the paper's 2.7M.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lr_study.errors import ConfigError
 from lr_study import checks
@@ -26,9 +29,16 @@ from lr_study.models.registry import register
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
-def _conv(channels: int, kernel: int, stride: int = 1) -> nn.Conv:
+def _conv(module: nn.Module, channels: int, kernel: int, stride: int = 1) -> nn.Conv:
+  """A bias-free 3×3 or 1×1 conv in ``module``'s compute and parameter dtypes."""
   return nn.Conv(channels, (kernel, kernel), strides=(stride, stride), padding='SAME',
-                 use_bias=False, kernel_init=_conv_init)
+                 use_bias=False, kernel_init=_conv_init, dtype=module.dtype,
+                 param_dtype=module.param_dtype)
+
+
+def _norm_relu(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+  return norm_relu(x, batch_norm=True, ghost_batch_size=module.ghost_batch_size, train=train,
+                   axis_name=module.axis_name, param_dtype=module.param_dtype)
 
 
 class WideBasicBlock(nn.Module):
@@ -39,16 +49,16 @@ class WideBasicBlock(nn.Module):
   dropout: float
   ghost_batch_size: int
   axis_name: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = dict(batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train,
-                axis_name=self.axis_name)
-    h = norm_relu(x, **norm)
+    h = _norm_relu(self, x, train)
     keeps_shape = self.stride == 1 and x.shape[-1] == self.channels
-    shortcut = x if keeps_shape else _conv(self.channels, 1, self.stride)(h)
-    y = norm_relu(_conv(self.channels, 3, self.stride)(h), **norm)
-    y = _conv(self.channels, 3)(dropout(y, self.dropout, train))
+    shortcut = x if keeps_shape else _conv(self, self.channels, 1, self.stride)(h)
+    y = _norm_relu(self, _conv(self, self.channels, 3, self.stride)(h), train)
+    y = _conv(self, self.channels, 3)(dropout(y, self.dropout, train))
     return y + shortcut
 
 
@@ -56,7 +66,8 @@ class WideResNet(nn.Module):
   """Logits of WRN-``depth``-``width``; ``depth − 4`` must be a multiple of 6.
 
   ``ghost_batch_size`` and ``axis_name`` (the pmap axis, ``None`` for one device) go to
-  every ``GhostBatchNorm``.
+  every ``GhostBatchNorm``; convolutions and the Dense layer compute in ``dtype`` (and so
+  do the logits), parameters are ``param_dtype``.
   """
 
   depth: int
@@ -65,23 +76,26 @@ class WideResNet(nn.Module):
   dropout: float = 0.0
   ghost_batch_size: int = 0
   axis_name: str | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = _conv(16, 3)(x)
+    x = _conv(self, 16, 3)(x)
     for group, channels in enumerate((16 * self.width, 32 * self.width, 64 * self.width)):
       for block in range((self.depth - 4) // 6):
         stride = 2 if group > 0 and block == 0 else 1
         x = WideBasicBlock(channels, stride, self.dropout, self.ghost_batch_size,
-                           self.axis_name)(x, train)
-    x = norm_relu(x, batch_norm=True, ghost_batch_size=self.ghost_batch_size, train=train,
-                  axis_name=self.axis_name)
-    return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
+                           self.axis_name, self.dtype, self.param_dtype)(x, train)
+    x = _norm_relu(self, x, train)
+    return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(
+        x.mean(axis=(1, 2)))
 
 
 @register('wide_resnet')
 def wide_resnet(num_classes: int, ghost_batch_size: int, axis_name: str | None = None,
-                depth: int = 16, width: int = 4, dropout: float = 0.0) -> WideResNet:
+                dtype: Any = jnp.float32, depth: int = 16, width: int = 4,
+                dropout: float = 0.0) -> WideResNet:
   """``depth`` d = 6N + 4 (10, 16, 22, 28, ...), ``width`` k; ``dropout`` between the convs
   of each block (Zagoruyko & Komodakis use 0.3 in some CIFAR runs)."""
   depth = checks.integer('depth', depth, 1)
@@ -90,4 +104,4 @@ def wide_resnet(num_classes: int, ghost_batch_size: int, axis_name: str | None =
                       f'got {depth}')
   return WideResNet(depth=depth, width=checks.integer('width', width, 1),
                     num_classes=num_classes, dropout=checks.fraction('dropout', dropout),
-                    ghost_batch_size=ghost_batch_size, axis_name=axis_name)
+                    ghost_batch_size=ghost_batch_size, axis_name=axis_name, dtype=dtype)

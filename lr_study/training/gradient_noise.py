@@ -186,7 +186,9 @@ Meter = Callable[[TrainState, int, int], dict[str, float]]
 def meter(feed: Feed, model: nn.Module, chunk: int, examples: int) -> Meter:
   """``measure(state, seed, epoch)``: the :func:`metrics` of one measurement at the
   parameters of ``state``, over chunks of ``chunk`` examples in the order of epoch
-  ``epoch`` (the next one to train), at most ``examples`` in all (0: the whole split)."""
+  ``epoch`` (the next one to train), at most ``examples`` in all (0: the whole split).
+  The model computes in float32 here whatever its ``dtype`` (``config.compute_dtype``)."""
+  model = model.clone(dtype=jnp.float32)
   processes, local = jax.process_count(), jax.local_device_count()
   num_local = feed.num_local_train if not feed.streaming else feed.spec.num_train_examples // processes
   chunks = num_chunks(num_local, chunk, examples, local, processes)

@@ -46,7 +46,7 @@ def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = Non
                       "epochs, which needs dataset.mode='in_memory', not 'streaming'")
   return RunSetup(config=config, spec=spec, plan=plan,
                   model=build_model(config.model, spec.num_classes, config.ghost_batch_size,
-                                    axis_name=AXIS),
+                                    axis_name=AXIS, dtype=config.compute_dtype),
                   tx=build_optimizer(config.optimizer))
 
 

@@ -102,7 +102,9 @@ def _init_fn(model: nn.Module, tx: optax.GradientTransformation,
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-example softmax cross-entropy and 0/1 correctness."""
+  """Per-example softmax cross-entropy and 0/1 correctness, in float32 whatever the
+  logits' compute dtype."""
+  logits = logits.astype(jnp.float32)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return loss, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
