@@ -4,11 +4,11 @@
 module called as ``model.apply(variables, x, train=..., rngs={'dropout': key},
 mutable=['batch_stats'])`` on float32 ``[B, H, W, C]`` inputs, returning logits
 ``[B, num_classes]`` computed in ``dtype`` (``config.compute_dtype``: float32, or
-bfloat16 with float32 parameters and batch-norm statistics); initialise it with ``model.init({'params': key, 'dropout': key}, x,
-train=False)`` (outside the pmap: one device). With ``axis_name`` the pmap axis, ghost
-batches are slices of the global micro-batch whatever the number of devices
-(``GhostBatchNorm``); ``ghost_layout`` and ``accumulation_split`` check and choose
-layouts for the plan.
+bfloat16 with float32 parameters and batch-norm statistics); initialise it with
+``model.init({'params': key, 'dropout': key}, x, train=False)`` (outside the pmap: one
+device). With ``axis_name`` the pmap axis, ghost batches are slices of the global
+micro-batch whatever the number of devices (``GhostBatchNorm``); ``ghost_layout`` and
+``accumulation_split`` check and choose layouts for the plan.
 """
 
 from lr_study.models import cnn as _cnn  # noqa: F401  (registers the models)
