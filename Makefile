@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-# Real MNIST for `make figures`: the four official files here (offline), else TFDS downloads it.
+# Real MNIST for `make results`: the four official files here (offline), else TFDS downloads it.
 MNIST_DIR ?= ../shared/data/mnist
-MNIST := $(if $(wildcard $(MNIST_DIR)/train-images-idx3-ubyte.gz),--config.dataset.manual_dir=$(MNIST_DIR),--config.dataset.download=True)
-FIGURES := docs/figures
+MNIST := $(if $(wildcard $(MNIST_DIR)/train-images-idx3-ubyte.gz),--mnist_dir=$(MNIST_DIR))
+RESULTS_FLAGS ?=
 
-.PHONY: study test dry-run figures schedules bench notebook clean
+.PHONY: study test dry-run results figures schedules bench notebook clean
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,18 +29,20 @@ dry-run: $(INSTALLED)
 schedules: $(INSTALLED)
 	$(PY) -m analysis.plot_schedules
 
-# Every figure of docs/figures, from scratch: the default study, the MNIST study, the two
-# lectures (one seed each) and the lecture's 2-D trajectories (README, Figures).
-figures: $(INSTALLED)
-	$(PY) launch.py --workdir=runs/figures/digits
-	$(PY) -m analysis.figures --workdir=runs/figures/digits --out_dir=$(FIGURES)/digits
-	$(PY) launch.py --config=experiments/mnist_decay_vs_batch.py $(MNIST) --workdir=runs/figures/mnist
-	$(PY) -m analysis.figures --workdir=runs/figures/mnist --out_dir=$(FIGURES)/mnist
-	$(PY) launch.py --config=experiments/lecture_ng.py $(MNIST) --config.seeds=0, --workdir=runs/figures/lecture_ng
-	$(PY) -m analysis.figures --workdir=runs/figures/lecture_ng --out_dir=$(FIGURES)/lecture_ng
-	$(PY) launch.py --config=experiments/lecture_raschka.py $(MNIST) --config.seeds=0, --workdir=runs/figures/lecture_raschka
-	$(PY) -m analysis.figures --workdir=runs/figures/lecture_raschka --out_dir=$(FIGURES)/lecture_raschka
-	$(PY) -m analysis.trajectory --out_dir=$(FIGURES)
+# Every published number and figure, from fresh runs of the checked-out code
+# (analysis.results): the default study (again with XLA compiling for AVX: the spread across
+# instruction sets), the MNIST study and its batch ramp, both lectures with one seed (the LR
+# range test first, its CLR bounds passed to the triangular run) and the trajectories. It
+# writes docs/figures/, docs/results/*.json and *.md, and the tables between the results
+# markers of README.md and docs/results.md. About 15 to 20 minutes on 2 quiet CPU cores
+# (the older figures target, a subset, took 14 min 48 s); run it on a quiet machine, as
+# wall times are published.
+# RESULTS_FLAGS="--only=digits --epochs_scale=0.1 --seeds=0, --docs_dir=/tmp/d ..." tries
+# the plumbing in a minute without touching docs/.
+results: $(INSTALLED)
+	$(PY) -m analysis.results $(MNIST) $(RESULTS_FLAGS)
+
+figures: results
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks.throughput

@@ -109,11 +109,12 @@ def devices() -> dict[str, Any]:
           'kinds': sorted({d.device_kind for d in jax.local_devices()})}
 
 
-def environment() -> dict[str, Any]:
-  """Everything above: ``devices``, ``cpu``, ``host_cpus``, ``xla_flags``, ``packages``,
-  ``git``."""
-  return {'devices': devices(), 'cpu': cpu(), 'host_cpus': os.cpu_count(),
-          'xla_flags': xla_flags(), 'packages': package_versions(), 'git': git_commit()}
+def environment(with_devices: bool = True) -> dict[str, Any]:
+  """Everything above: ``devices`` (unless ``with_devices`` is False: then jax is not
+  touched), ``cpu``, ``host_cpus``, ``xla_flags``, ``packages``, ``git``."""
+  return {**({'devices': devices()} if with_devices else {}), 'cpu': cpu(),
+          'host_cpus': os.cpu_count(), 'xla_flags': xla_flags(),
+          'packages': package_versions(), 'git': git_commit()}
 
 
 def describe(env: dict[str, Any]) -> str:
