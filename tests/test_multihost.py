@@ -39,6 +39,7 @@ def _run_two_processes(workdirs: list[str], data_dir: str, mode: str
        '--num_processes=2', f'--process_id={i}', '--config=experiments/digits_study.py:increase',
        '--config.seeds=0', f'--config.num_epochs={EPOCHS}',
        '--config.variants.increase.batch_schedule.boundaries=(2,4,6)',
+       '--config.variants.increase.batch_schedule.factor=(4,4,4)',
        '--config.checkpoint_every_epochs=2', f'--config.dataset.data_dir={data_dir}',
        f'--config.dataset.mode={mode}',
        f'--workdir={workdir}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
