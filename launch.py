@@ -128,7 +128,7 @@ def main(argv: list[str]) -> None:
     for _, point in points:
       runner.prepare_study(sweep.apply_point(base, point))
     if hosts.is_writer():  # process 0 alone writes WORKDIR
-      check_workdir(workdir)
+      check_workdir(workdir, checkpoints=True)
       moved = move_aside(workdir) if values.restart else None
       if moved:
         print(f'--restart: the old runs are in {moved}')

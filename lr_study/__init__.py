@@ -7,10 +7,9 @@ The public API, for notebooks and other training loops:
   an ``optax.Schedule`` of the update count.
 
 TensorFlow is optional (``pip install "lr_study[tfds]"``): lr_study imports it only for
-TFDS datasets, streaming mode and URL workdirs (``gs://``, ``ram://``;
-``lr_study.runtime.quiet_tf``). It logs from C++ (a failed cloud credential lookup, for
-one) unless ``TF_CPP_MIN_LOG_LEVEL`` is set: importing lr_study sets it to 3 unless the
-user has, before JAX (which sets 1).
+TFDS datasets, streaming mode and ``gs://`` workdirs (``lr_study.runtime.quiet_tf``). It
+logs from C++ (a failed cloud credential lookup, for one) unless ``TF_CPP_MIN_LOG_LEVEL``
+is set: importing lr_study sets it to 3 unless the user has, before JAX (which sets 1).
 """
 
 import os

@@ -124,7 +124,7 @@ def _save_steps(run_dir: str, *steps: int, keep: int = checkpoint.KEEP) -> None:
 
 
 def test_save_then_restore_is_bit_exact(tmp_path):
-  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  _save_steps(str(tmp_path), 3)
   restored = checkpoint.restore(str(tmp_path), _state(0))
   assert (restored.step, restored.skipped) == (3, None)
   assert isinstance(restored.state, _State)
@@ -134,13 +134,13 @@ def test_save_then_restore_is_bit_exact(tmp_path):
 
 def test_a_relative_run_dir_saves_and_restores(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # the default workdir, runs/<config>, is relative
-  checkpoint.save('runs/x/seed_0', 5, _state(5), _loop_state(5))
+  _save_steps('runs/x/seed_0', 5)
   assert os.path.isdir(tmp_path / 'runs' / 'x' / 'seed_0' / 'checkpoints' / '5')
   _assert_same(checkpoint.restore('runs/x/seed_0', _state(0)).state, _state(5))
 
 
 def test_checkpoint_json_files_are_strict(tmp_path):
-  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  _save_steps(str(tmp_path), 3)
 
   def refuse(constant):
     raise ValueError(constant)
@@ -206,7 +206,7 @@ def test_no_usable_checkpoint_is_a_one_line_error_naming_the_directory(tmp_path)
 
 
 def test_a_template_of_other_shapes_is_a_one_line_error_naming_the_array(tmp_path):
-  checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+  _save_steps(str(tmp_path), 3)
   other = _state(0).replace(params={**_state(0).params, 'scale': np.zeros(2)})
   with pytest.raises(ConfigError, match=r'step 3 \(does not match the train state: '
                      r'params/scale is \(\) float64, expected \(2,\) float64\)$'):
@@ -290,7 +290,7 @@ def test_a_disk_that_fills_up_during_a_save_is_an_enospc_os_error(tmp_path, monk
                      'file "...": Failed writing: No space left on device [os_error_code=\'28\']')
   monkeypatch.setattr(checkpoint.ocp.CheckpointManager, 'save', full)
   with pytest.raises(OSError) as error:
-    checkpoint.save(str(tmp_path), 3, _state(3), _loop_state(3))
+    _save_steps(str(tmp_path), 3)
   assert error.value.errno == errno.ENOSPC
   assert error.value.filename == checkpoint.directory(str(tmp_path))
 
@@ -306,7 +306,8 @@ _KILLED_SAVE = textwrap.dedent('''
         os.kill(os.getpid(), signal.SIGKILL)
       return real_rename(src, dst, *args, **kwargs)
     os.rename = rename
-    checkpoint.save({run_dir!r}, 3, _state(3), _loop_state(3))
+    with checkpoint.Checkpoints({run_dir!r}) as checkpoints:
+      checkpoints.save(3, _state(3), _loop_state(3))
 ''')
 
 
@@ -384,7 +385,8 @@ _TWO_PROCESSES = textwrap.dedent('''
     from tests.test_checkpoint import _loop_state, _state
     from lr_study.training import checkpoint
     if jax.process_index() == 0:  # the writer alone, as in the loop
-      checkpoint.save({run_dir!r}, 3, _state(3), _loop_state(3))
+      with checkpoint.Checkpoints({run_dir!r}) as checkpoints:
+        checkpoints.save(3, _state(3), _loop_state(3))
       assert checkpoint.restore({run_dir!r}, _state(0)).step == 3
     multihost_utils.sync_global_devices('done')
     print('done', jax.process_index())

@@ -3,12 +3,13 @@
 ``WORKDIR/<variant>/seed_<k>/`` holds ``metrics.jsonl`` (one line per evaluation),
 ``train_log.jsonl`` (every ``train_log_every_updates`` updates), ``schedule_events.jsonl``
 (every change a dynamic schedule makes), ``metadata.json``, ``plan.json``,
-``summary.json`` and the checkpoints (``lr_study.runtime.run_files``,
-``lr_study.training.checkpoint``). On several processes only process 0 writes
-(``lr_study.runtime.hosts``); the others write nowhere. The writer holds the directory's
-lock (``lr_study.runtime.lock``) while the run is open: a second run into it is refused.
-Every record is strict JSON; a non-finite value is written as null and named in the
-record's ``non_finite`` field.
+``summary.json`` (``lr_study.runtime.run_files``) and the checkpoints, through the one
+orbax manager the run directory opens for the run (``checkpoints``, a
+``lr_study.training.checkpoint.Checkpoints``). On several processes only process 0 writes
+(``lr_study.runtime.hosts``); the others write nowhere and open no checkpoints. The writer
+holds the directory's lock (``lr_study.runtime.lock``) while the run is open: a second run
+into it is refused. Every record is strict JSON; a non-finite value is written as null and
+named in the record's ``non_finite`` field.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lr_study.runtime import hosts, resume, run_files, strict_json
 from lr_study.runtime.lock import RunLock
 from lr_study.runtime.resume import check_resumable
 from lr_study.runtime.tensorboard import EventWriter
+from lr_study.training.checkpoint import KEEP, Checkpoints
 
 LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
 
@@ -28,21 +30,32 @@ LOGS = (run_files.METRICS, run_files.TRAIN_LOG, run_files.EVENTS)
 class RunDirectory:
   """The files of one run; every write is a no-op on processes other than 0."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, keep_checkpoints: int = KEEP):
     self.path = path
     self.writer = hosts.is_writer()
     self._logs: dict[str, run_files.JsonlWriter] = {}
     self._lines: dict[str, int] = {}
     self._events: EventWriter | None = None
     self._lock = RunLock(path) if self.writer else None
+    self._keep = keep_checkpoints
+    self.checkpoints: Checkpoints | None = None  # the writer's, while the run is open
 
   def __enter__(self) -> 'RunDirectory':
+    if self.writer:  # a filesystem orbax does not write is refused before the lock
+      self.checkpoints = Checkpoints(self.path, self._keep)
     if self._lock:
-      self._lock.acquire()
+      try:
+        self._lock.acquire()
+      except BaseException:
+        self.checkpoints.close()
+        raise
     return self
 
   def __exit__(self, *exc: Any) -> None:
     self.close()
+    if self.checkpoints:
+      self.checkpoints.close()
+      self.checkpoints = None
     if self._lock:
       self._lock.release()
 

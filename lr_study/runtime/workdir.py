@@ -25,6 +25,7 @@ RUN_ENTRIES = frozenset({LOCK, run_files.METRICS, run_files.TRAIN_LOG, run_files
                          run_files.CHECKPOINTS})
 
 CHECK_TIMEOUT_S = 30.0  # how long a filesystem may take to answer the probe
+CHECKPOINT_SCHEMES = (None, 'gs')  # where orbax writes checkpoints (None: a local path)
 
 
 def _first_line(error: BaseException) -> str:
@@ -64,8 +65,17 @@ def _run_bounded(fn: Callable[[], None], timeout_s: float) -> None:
   future.result(timeout=timeout_s)
 
 
+def check_checkpoint_filesystem(path: str | os.PathLike[str], what: str = 'run directory'
+                                ) -> None:
+  """A one-line ConfigError naming ``path`` unless orbax writes checkpoints there: a
+  local path or ``gs://`` (etils.epath and tensorstore know no other)."""
+  if scheme(path) not in CHECKPOINT_SCHEMES:
+    raise ConfigError(f'{what} {os.fspath(path)!r}: orbax writes checkpoints on local paths '
+                      'and gs:// only')
+
+
 def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT_S,
-                  flag: str = '--workdir') -> str:
+                  flag: str = '--workdir', checkpoints: bool = False) -> str:
   """Proves ``path`` a usable directory (created if absent, written and read back) and
   returns it; otherwise a one-line ConfigError naming it.
 
@@ -73,7 +83,8 @@ def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT
   a broken URL such as ``gs:/bucket`` (which would become a local folder ``gs:``), a
   file, an unwritable or unreachable place, and a filesystem that has not answered
   within ``timeout_s`` seconds (e.g. ``gs://`` where network or credentials are missing
-  and the client retries); the probe's thread is then abandoned.
+  and the client retries); the probe's thread is then abandoned. With ``checkpoints``
+  (a study's workdir), a URL orbax writes no checkpoints on (any but ``gs://``).
   """
   path = os.fspath(path)
   if not path:
@@ -89,6 +100,8 @@ def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT
     if kind not in supported:
       raise ConfigError(f'{flag} {path!r}: no filesystem for scheme {kind!r} (supported: '
                         f'{", ".join(s + "://" for s in supported)} and local paths)')
+    if checkpoints:
+      check_checkpoint_filesystem(path, flag)
   try:
     _run_bounded(lambda: _probe(path), timeout_s)
   except concurrent.futures.TimeoutError:

@@ -9,7 +9,7 @@ Layout: ``RUN_DIR/checkpoints/<step>/`` per checkpoint (orbax's ``CheckpointMana
 the last ``keep`` of them kept. Each holds
 
 * ``state``: the train state's arrays (``flax.serialization.to_state_dict`` of host
-  arrays; orbax's ``StandardSave``);
+  arrays; orbax's ``PyTreeSave``);
 * ``loop_state``: the loop state as strict JSON (non-finite floats stored as
   ``{"__float__": "Infinity"}`` and given back as floats);
 * in its own metadata (``_CHECKPOINT_METADATA``), a SHA-256 over the step, every
@@ -18,21 +18,22 @@ the last ``keep`` of them kept. Each holds
 Orbax commits a step atomically: it writes ``<step>.orbax-checkpoint-tmp-*`` and
 renames it (locally; on ``gs://`` a ``commit_success.txt`` marks the step whole). A save
 killed half-way leaves such a temporary directory, which no restore reads and the next
-``Checkpoints`` opened for saving deletes. ``restore`` takes the latest step whose
-arrays, loop state and digest all load and agree, and names the newer ones it skipped.
+save deletes. ``restore`` takes the latest step whose arrays, loop state and digest all
+load and agree, and names the newer ones it skipped.
 
 A step's name that is no directory (a symbolic link, a file) is unusable too: skipped
 with its line, and deleted by the next save of its step. A disk that fills up during a
 save is an ``OSError`` (``ENOSPC``), the step left uncommitted.
 
-Quiet: a damaged step must reach the user as one line (the step and why it was skipped),
-not as orbax's own log lines ("Failed to read Metadata file") or the tracebacks of the
-reads it abandoned ("Event loop is closed", "Task exception was never retrieved", from
-tensorstore's threads). Every orbax call here runs under ``quiet_orbax``.
+One manager per run: ``lr_study.runtime.run_dir.RunDirectory`` opens the run's
+``Checkpoints`` (one orbax ``CheckpointManager``) with the run and closes it with the run;
+opening writes nothing, so a run refused after its restore leaves every file as it was.
 
-Filesystems: any that TensorFlow's ``tf.io.gfile`` writes. Orbax writes local paths and
-``gs://`` itself; on the others (``ram://``) it works in a local staging copy that
-``lr_study.training.checkpoint_mirror`` mirrors, each step committed whole.
+Quiet: a damaged step reaches the user as one line (the step and why it was skipped), not
+as orbax's log lines or tracebacks (``lr_study.training.orbax_quiet``).
+
+Filesystems: local paths and ``gs://``, which orbax writes itself (through etils.epath and
+tensorstore). Any other URL (``ram://``, ``s3://``) is a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ import orbax.checkpoint as ocp
 
 from lr_study.errors import ConfigError
 from lr_study.runtime import run_files, strict_json
-from lr_study.training import checkpoint_mirror
-from lr_study.training.orbax_quiet import quiet_orbax
+from lr_study.runtime.workdir import check_checkpoint_filesystem
+from lr_study.training import orbax_quiet
+from lr_study.training.orbax_quiet import quiet
 
 KEEP = 2  # checkpoints kept: the latest and one to fall back on
 _FORMAT = 1  # of the digest in each step's custom metadata
@@ -130,42 +132,38 @@ class _Unusable(Exception):
 
 
 class Checkpoints:
-  """The checkpoints of one run directory: ``save`` keeps the last ``keep``, ``restore``
-  takes the latest usable one. Opened for saving, it deletes leftovers of killed saves.
+  """The checkpoints of one run directory through one orbax ``CheckpointManager``:
+  ``restore`` takes the latest usable one, ``save`` keeps the last ``keep``. Opening writes
+  nothing; a save creates the directory and deletes leftovers of killed saves first.
 
   Only the writing process uses it (the others receive what it restores), so orbax runs
   here as a one-process manager: no barrier with the other processes.
   """
 
-  def __init__(self, run_dir: str, keep: int = KEEP, read_only: bool = False):
-    """Opens ``run_dir``'s checkpoints; ``read_only``: for ``restore`` alone, leaving
-    every file as it is."""
+  def __init__(self, run_dir: str, keep: int = KEEP):
     if keep < 1:
       raise ConfigError(f'checkpoints to keep must be >= 1, got {keep}')
+    check_checkpoint_filesystem(run_dir)
     self.directory = directory(run_dir)
-    if not read_only:
-      run_files.make_dirs(self.directory)
-    self._files = checkpoint_mirror.open_directory(self.directory)  # where orbax works
     me = jax.process_index()
-    # Orbax's own read_only mode logs three warnings; a manager that is never asked to
-    # save, with nothing to create or clean up, writes nothing either.
+    # Orbax's own read_only mode logs three warnings; a manager that creates and cleans
+    # up nothing when opened writes nothing before its first save.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=False, cleanup_tmp_directories=not read_only,
-        enable_async_checkpointing=False,
-        save_root_metadata=False,
+        max_to_keep=keep, create=False, cleanup_tmp_directories=False,
+        enable_async_checkpointing=False, save_root_metadata=False,
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=me, active_processes={me}))
-    with quiet_orbax():
+    with quiet():
       self._manager = ocp.CheckpointManager(
-          self._files.path, options=options,
-          item_handlers={'state': ocp.StandardCheckpointHandler(),
+          self.directory, options=options,
+          item_handlers={'state': ocp.PyTreeCheckpointHandler(
+                             type_handler_registry=orbax_quiet.REGISTRY),
                          'loop_state': ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
     """The committed steps, oldest first (temporary directories are not steps, nor a step's
     name that is no directory)."""
-    self._files.pull()
-    with quiet_orbax():
+    with quiet():
       self._manager.reload()
       return sorted(set(self._manager.all_steps()) - set(self.not_directories()))
 
@@ -182,15 +180,18 @@ class Checkpoints:
     arrays = _host_state_dict(state)
     encoded = strict_json.reversible(loop_state)
     digest = _digest(step, _flat(arrays), _canonical(encoded))
-    for old in [old for old in self.not_directories() if old >= step]:
-      run_files.remove(os.path.join(self.directory, str(old)))
-    with quiet_orbax():
+    run_files.make_dirs(self.directory)
+    with quiet():
+      for leftover in ocp.utils.tmp_checkpoints(self.directory):  # of killed saves
+        leftover.get().rmtree()
+      for old in [old for old in self.not_directories() if old >= step]:
+        run_files.remove(os.path.join(self.directory, str(old)))
       for old in self.steps():
         if old >= step:
           self._manager.delete(old)
       try:
         self._manager.save(
-            step, args=ocp.args.Composite(state=ocp.args.StandardSave(arrays),
+            step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(arrays),
                                           loop_state=ocp.args.JsonSave(encoded)),
             custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
         self._manager.wait_until_finished()
@@ -198,7 +199,6 @@ class Checkpoints:
         if 'RESOURCE_EXHAUSTED' not in str(e):
           raise
         raise OSError(errno.ENOSPC, 'No space left on device', self.directory) from None
-    self._files.push(step)
 
   def _restore_step(self, step: int, template: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """``step``'s (arrays, loop state), verified; _Unusable saying why not."""
@@ -227,8 +227,10 @@ class Checkpoints:
       raise _Unusable(f'does not match the train state: {mismatch}')
     try:
       restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template),
-                                        loop_state=ocp.args.JsonRestore()))
+          step, args=ocp.args.Composite(
+              state=ocp.args.PyTreeRestore(
+                  template, restore_args=ocp.checkpoint_utils.construct_restore_args(template)),
+              loop_state=ocp.args.JsonRestore()))
     except Exception as e:  # pylint: disable=broad-except
       raise _Unusable(f'unreadable arrays or loop state: {_first_line(e)}') from e
     arrays, encoded = restored['state'], restored['loop_state']
@@ -246,7 +248,7 @@ class Checkpoints:
         skipped.append(f'step {step} (not a directory but {odd[step]})')
         continue
       try:
-        with quiet_orbax():
+        with quiet():
           arrays, loop_state = self._restore_step(step, expected)
       except _Unusable as e:
         skipped.append(f'step {step} ({e})')
@@ -260,9 +262,8 @@ class Checkpoints:
     return None
 
   def close(self) -> None:
-    with quiet_orbax():
+    with quiet():
       self._manager.close()
-    self._files.close()
 
   def __enter__(self) -> Checkpoints:
     return self
@@ -271,17 +272,11 @@ class Checkpoints:
     self.close()
 
 
-def save(run_dir: str, step: int, state: Any, loop_state: dict[str, Any],
-         keep: int = KEEP) -> None:
-  """Saves one checkpoint of ``run_dir`` as ``step`` (see ``Checkpoints.save``)."""
-  with Checkpoints(run_dir, keep) as checkpoints:
-    checkpoints.save(step, state, loop_state)
-
-
 def restore(run_dir: str, template: Any) -> Restored | None:
-  """The latest usable checkpoint of ``run_dir`` (see ``Checkpoints.restore``); reads
-  only: leftovers and unusable checkpoints stay as they are."""
+  """The latest usable checkpoint of ``run_dir`` (see ``Checkpoints.restore``), through a
+  manager of its own (for tests and analysis; a run restores through its RunDirectory's);
+  reads only."""
   if not run_files.exists(directory(run_dir)):
     return None
-  with Checkpoints(run_dir, read_only=True) as checkpoints:
+  with Checkpoints(run_dir) as checkpoints:
     return checkpoints.restore(template)

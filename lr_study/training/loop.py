@@ -37,7 +37,7 @@ from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
 from lr_study.schedules import clock
 from lr_study.schedules.noise_scale import noise_scale
-from lr_study.training import checkpoint, gradient_noise, manual_lr
+from lr_study.training import gradient_noise, manual_lr
 from lr_study.training.controllers import Controllers
 from lr_study.training.evaluate import evaluator
 from lr_study.training.setup import RunSetup
@@ -80,7 +80,7 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
   ``preemption`` is requested (a SIGTERM), the run saves a checkpoint after its current
   dispatch and raises :class:`~lr_study.runtime.preemption.Preempted`.
   """
-  with RunDirectory(run_dir) as files:
+  with RunDirectory(run_dir, setup.config.checkpoints_to_keep) as files:
     return _train(setup, feed, files, seed, compiler, label or run_dir, sweep or {},
                   preemption or Preemption())
 
@@ -128,7 +128,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
           if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
             loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
           if preemption.requested and jax.process_count() == 1:
-            _save(files, state, loop, controllers, config, started)
+            _save(files, state, loop, controllers, started)
             raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
                             'saved; the same command resumes from it')
           if progress.due() or loop.update == controllers.pending_at:
@@ -153,7 +153,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
         files.write_json(run_files.PLAN, controllers.plan.to_json())
     every = config.checkpoint_every_epochs
     if loop.epoch == segments[-1][0].end_epoch or (every and loop.epoch % every == 0):
-      _save(files, state, loop, controllers, config, started)
+      _save(files, state, loop, controllers, started)
   summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
   files.write_json(run_files.SUMMARY, summary)
   progress.close(f'{label}: ' + (f'diverged at update {diverged_at}' if diverged_at else
@@ -163,15 +163,14 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   return summary
 
 
-def _save(files: RunDirectory, state: Any, loop: Loop, controllers: Controllers, config: Any,
+def _save(files: RunDirectory, state: Any, loop: Loop, controllers: Controllers,
           started: float) -> None:
   """A checkpoint of this update; then the manual request it holds is acknowledged."""
   loop.wall_time, loop.log_lines = time.monotonic() - started, files.lines()
   if not files.writer:
     return
-  checkpoint.save(files.path, loop.update, devices.unreplicate(state), {
-      'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()},
-                  keep=config.checkpoints_to_keep)
+  files.checkpoints.save(loop.update, devices.unreplicate(state), {
+      'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()})
   if controllers.applied_request:
     manual_lr.acknowledge(files.path, controllers.applied_request)
 
@@ -198,7 +197,7 @@ def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Con
   """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
   fresh ones; a ConfigError before any file changes where ``lr_study.runtime.resume`` refuses."""
   files.check_config(config)
-  restored = checkpoint.restore(files.path, host_state) if files.writer else None
+  restored = files.checkpoints.restore(host_state) if files.writer else None
   saved = hosts.from_writer(restored.loop_state if restored else None)
   if saved is None:
     files.remove(run_files.SUMMARY)
