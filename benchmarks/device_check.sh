@@ -69,7 +69,7 @@ else
   DIGITS_FLAGS=()
   MNIST_FLAGS=(--config=experiments/mnist_decay_vs_batch.py --config.epochs_scale=0.134)
   THROUGHPUT=(--dataset=mnist --manual_dir="$MNIST_DIR" --batch_sizes=64,128,1024 --rounds=3
-              --epochs=3 --notorch --noise_settings=)
+              --epochs=3 --notorch --nocold_start --noise_settings=)
   WRN=()
 fi
 [ -n "${THROUGHPUT_FLAGS:-}" ] && read -ra THROUGHPUT <<<"$THROUGHPUT_FLAGS"
