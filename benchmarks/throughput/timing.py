@@ -10,6 +10,7 @@ so that a change in the machine's load hits a ratio's two loops alike.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import statistics
 import tempfile
@@ -80,6 +81,8 @@ def runners(options: Options, b: int, setups: dict[Any, RunSetup], feed: InMemor
     out[name] = functools.partial(loop.run, feed)
   num_classes = setups[b, 'lr_study'].spec.num_classes
   for name in peers.JIT_LOOPS:
+    if name == 'jax_jit_tfdata' and importlib.util.find_spec('tensorflow') is None:
+      continue  # TensorFlow is optional: without it, no tf.data loop
     out[name] = functools.partial(peers.jax_jit_run, data, num_classes, b, options.epochs,
                                   options.learning_rate, loop=name)
   for name in peers.TORCH_LOOPS if torch is not None else ():
