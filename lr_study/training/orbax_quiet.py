@@ -1,21 +1,22 @@
 """Orbax, quiet: a damaged checkpoint costs the loop one line (the exception orbax raises,
 which ``lr_study.training.checkpoint`` words), not orbax's log records nor tracebacks of
-the reads it abandoned. Two means, no patch of asyncio or of any hook:
+the reads and writes it abandoned. Two means, no patch of asyncio or of any hook:
 
 * :func:`quiet`: orbax logs through absl logging ("Failed to read Metadata file" is an
   ERROR record); around each orbax call absl's verbosity is FATAL, then what it was.
 * :data:`REGISTRY`: orbax's type handlers with a NumPy handler that lets every array read
-  of a restore finish before it raises the first failure. Orbax's own gathers the reads
-  and raises at the first failure, then closes its event loop while tensorstore still
-  completes the others; each completion then prints "RuntimeError: Event loop is closed"
-  from tensorstore's thread, and no log level reaches that.
+  of a restore, and every write of a save, finish before it raises the first failure.
+  Orbax's own gathers them and raises at the first failure (a damaged file, a full disk),
+  then closes its event loop while tensorstore still completes the others; each
+  completion then prints "RuntimeError: Event loop is closed" from tensorstore's thread,
+  and no log level reaches that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Awaitable, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
@@ -33,20 +34,33 @@ def quiet() -> Iterator[None]:
     logging.set_verbosity(verbosity)
 
 
+async def _all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+  """The results of ``awaitables``, run together; the first failure raised once all ended."""
+  results = await asyncio.gather(*awaitables, return_exceptions=True)
+  for result in results:
+    if isinstance(result, BaseException):
+      raise result
+  return results
+
+
 class DrainedNumpyHandler(ocp.type_handlers.NumpyHandler):
-  """Orbax's NumPy handler, each array read on its own and all awaited before a failure
-  is raised: a failed restore leaves no read in flight."""
+  """Orbax's NumPy handler, each array read or written on its own and all awaited before a
+  failure is raised: a failed restore or save leaves no read or write in flight."""
 
   async def deserialize(self, infos: Sequence[Any], args: Sequence[Any] | None = None
                         ) -> list[np.ndarray]:
     args = args or [ocp.RestoreArgs()] * len(infos)
-    reads = await asyncio.gather(
-        *(super(DrainedNumpyHandler, self).deserialize([info], [arg])
-          for info, arg in zip(infos, args)), return_exceptions=True)
-    for read in reads:
-      if isinstance(read, BaseException):
-        raise read
-    return [read[0] for read in reads]
+    parent = super()
+    return [read for reads in await _all(parent.deserialize([info], [arg])
+                                         for info, arg in zip(infos, args)) for read in reads]
+
+  async def _background_serialize(self, values: Sequence[np.ndarray], infos: Sequence[Any],
+                                  args: Sequence[Any] | None = None) -> None:
+    # Orbax's private coroutine behind serialize, which gathers the writes of all arrays
+    # (test_checkpoint fills a disk to see that none is left in flight).
+    args = args or [ocp.SaveArgs()] * len(values)
+    write = super()._background_serialize  # pylint: disable=protected-access
+    await _all(write([value], [info], [arg]) for value, info, arg in zip(values, infos, args))
 
 
 # Every leaf of a saved train state is a NumPy array (0-d for scalars).
