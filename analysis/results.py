@@ -203,7 +203,7 @@ def run_all(names: Sequence[str], runs_dir: str, docs_dir: str, *, mnist_dir: st
     extra = []
     if study.name == 'lecture_raschka' and 'lecture_raschka_range' in names:
       with open(os.path.join(docs_dir, 'results', 'lecture_raschka_range.json')) as f:
-        extra = clr_flags(json.load(f))
+        extra = clr_flags(json.load(f)['bounds'])
     args = launch_args(study, workdir, mnist_dir=mnist_dir, epochs_scale=epochs_scale,
                        seeds=seeds, extra=extra)
     begin = time.monotonic()
