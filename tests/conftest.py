@@ -64,8 +64,7 @@ class StopAfter:
   def __init__(self, n: int):
     self.n, self.dispatches = n, 0
 
-  @property
-  def requested(self) -> bool:
+  def reached(self) -> bool:
     self.dispatches += 1
     return self.dispatches >= self.n
 

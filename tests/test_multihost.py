@@ -2,7 +2,8 @@
 
 Two local processes with two CPU devices each join through ``jax.distributed`` (gloo
 between them). Each reads its own half of the digits training split, kept on its devices
-or streamed; the pmapped steps average over all four devices.
+or streamed; the pmapped steps average over all four devices. A SIGTERM to one of them
+stops both after the same update, and the same command resumes exactly.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -29,8 +32,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdirs: list[str], data_dir: str, mode: str
-                       ) -> list[subprocess.CompletedProcess]:
+def _start_two_processes(workdirs: list[str], data_dir: str, mode: str
+                         ) -> list[subprocess.Popen]:
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              JAX_PLATFORMS='cpu')
@@ -44,11 +47,20 @@ def _run_two_processes(workdirs: list[str], data_dir: str, mode: str
        f'--config.dataset.mode={mode}',
        f'--workdir={workdir}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i, workdir in enumerate(workdirs)]
+  return procs
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[subprocess.CompletedProcess]:
   results = []
   for proc in procs:
     out, err = proc.communicate(timeout=300)
     results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
   return results
+
+
+def _run_two_processes(workdirs: list[str], data_dir: str, mode: str
+                       ) -> list[subprocess.CompletedProcess]:
+  return _finish(_start_two_processes(workdirs, data_dir, mode))
 
 
 def _final(result: subprocess.CompletedProcess) -> tuple[str, str]:
@@ -81,4 +93,42 @@ def test_two_processes_train_one_model_and_only_process_zero_writes(tmp_path, di
   assert [r.returncode for r in again] == [0, 0], [r.stderr[-2000:] for r in again]
   assert _final(again[0]) == _final(again[1]) == _final(first[0])
   assert len(run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))) == len(metrics)
+  assert not os.path.exists(workdirs[1])
+
+
+def _records(run_dir: str) -> list[dict]:
+  return [{k: v for k, v in record.items() if k != 'wall_time'}
+          for record in run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))]
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_one_process_stops_both_after_one_update_and_the_rerun_ends_exactly(
+    tmp_path, digits_data_dir):
+  """SIGTERM reaches process 1 alone, as a preempted host: jax's preemption sync manager
+  (orbax's reached_preemption) stops both after the same dispatch, process 0 saves that
+  update, both exit 143 with the same line; the same command ends as an uninterrupted run."""
+  straight = [str(tmp_path / 'straight_0'), str(tmp_path / 'straight_1')]
+  finished = _run_two_processes(straight, digits_data_dir, 'in_memory')
+  assert [r.returncode for r in finished] == [0, 0], [r.stderr[-2000:] for r in finished]
+  workdirs = [str(tmp_path / 'process_0'), str(tmp_path / 'process_1')]
+  run_dir = os.path.join(workdirs[0], 'increase', 'seed_0')
+  procs = _start_two_processes(workdirs, digits_data_dir, 'in_memory')
+  deadline = time.monotonic() + 300
+  while not run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS)):  # epoch 1 ended
+    assert time.monotonic() < deadline and all(p.poll() is None for p in procs), 'no epoch 1'
+    time.sleep(0.01)
+  procs[1].send_signal(signal.SIGTERM)
+  stopped = _finish(procs)
+  assert [r.returncode for r in stopped] == [143, 143], [r.stderr[-2000:] for r in stopped]
+  lines = [r.stderr.strip().splitlines()[-1] for r in stopped]
+  match = re.fullmatch(r'launch\.py: increase seed 0: stopped by SIGTERM after update (\d+), '
+                       r'checkpoint saved; the same command resumes from it', lines[0])
+  assert match and lines[1] == lines[0], lines
+  assert str(match.group(1)) in os.listdir(os.path.join(run_dir, run_files.CHECKPOINTS))
+  assert len(_records(run_dir)) < EPOCHS
+
+  resumed = _run_two_processes(workdirs, digits_data_dir, 'in_memory')
+  assert [r.returncode for r in resumed] == [0, 0], [r.stderr[-2000:] for r in resumed]
+  assert _records(run_dir) == _records(os.path.join(straight[0], 'increase', 'seed_0'))
+  assert _final(resumed[0]) == _final(resumed[1]) == _final(finished[0])
   assert not os.path.exists(workdirs[1])

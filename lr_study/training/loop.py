@@ -77,8 +77,8 @@ def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
   checkpoint) and returns its summary, also written to ``run_dir/summary.json``.
 
   ``sweep`` (the sweep point of the run, if any) is recorded in its metadata. When
-  ``preemption`` is requested (a SIGTERM), the run saves a checkpoint after its current
-  dispatch and raises :class:`~lr_study.runtime.preemption.Preempted`.
+  ``preemption`` is reached (a SIGTERM; on several processes at one dispatch on all), the
+  run saves a checkpoint after it and raises :class:`~lr_study.runtime.preemption.Preempted`.
   """
   with RunDirectory(run_dir, setup.config.checkpoints_to_keep) as files:
     return _train(setup, feed, files, seed, compiler, label or run_dir, sweep or {},
@@ -127,7 +127,7 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
             jax.block_until_ready(state)
           if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
             loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
-          if preemption.requested and jax.process_count() == 1:
+          if preemption.reached():
             _save(files, state, loop, controllers, started)
             raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
                             'saved; the same command resumes from it')
