@@ -98,8 +98,9 @@ def check_workdir(path: str | os.PathLike[str], timeout_s: float = CHECK_TIMEOUT
   else:
     supported = sorted(s for s in gfile().get_registered_schemes() if s not in ('', 'file'))
     if kind not in supported:
+      listed = [s for s in supported if not checkpoints or s in CHECKPOINT_SCHEMES]
       raise ConfigError(f'{flag} {path!r}: no filesystem for scheme {kind!r} (supported: '
-                        f'{", ".join(s + "://" for s in supported)} and local paths)')
+                        f'{", ".join(s + "://" for s in listed)} and local paths)')
     if checkpoints:
       check_checkpoint_filesystem(path, flag)
   try:
