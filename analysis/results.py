@@ -8,7 +8,7 @@ r"""Every published number and figure from one command, from fresh runs of the c
 For each study of :data:`STUDIES`, in order, it deletes ``RUNS_DIR/<name>`` (a fresh run,
 never a resume of older code), runs ``python launch.py --config=... --workdir=RUNS_DIR/<name>``
 as a user would, draws the study's figures (``analysis.figures``) into
-``DOCS_DIR/figures/<dir>/`` (removing the PNG and PDF files there first), and writes
+``DOCS_DIR/figures/<dir>/`` (removing its earlier figures there first), and writes
 ``DOCS_DIR/results/<name>.json`` (strict JSON) and ``<name>.md``: the command, its seconds,
 the environment of the runs (``lr_study.runtime.environment``: CPU, the ISA XLA compiled
 for, jaxlib, commit), the study table's rows (``analysis.study_results``, plus each
@@ -61,13 +61,15 @@ TRIANGULAR = 'variants.triangular.lr_schedule'
 class Study:
   """One ``launch.py`` command of the results: its name (the results file's and the run
   directory's), config, whether it reads MNIST, where its figures go (None: none), a
-  seeds override and flags to add to ``XLA_FLAGS``."""
+  seeds override, flags to add to ``XLA_FLAGS``, and whether ``--epochs_scale`` may
+  shorten it (not the one-epoch range test)."""
   name: str
   config: str
   mnist: bool = False
   figures: str | None = None
   seeds: str | None = None
   xla_flags: str = ''
+  shortens: bool = True
 
 
 STUDIES = (
@@ -78,7 +80,7 @@ STUDIES = (
     Study('lecture_ng', 'experiments/lecture_ng.py', mnist=True, figures='lecture_ng',
           seeds='0,'),
     Study('lecture_raschka_range', 'experiments/lecture_raschka.py:lr_range_test', mnist=True,
-          seeds='0,'),
+          seeds='0,', shortens=False),
     Study('lecture_raschka', 'experiments/lecture_raschka.py', mnist=True,
           figures='lecture_raschka', seeds='0,'),
 )
@@ -96,7 +98,7 @@ def launch_args(study: Study, workdir: str, *, mnist_dir: str | None, epochs_sca
                 else '--config.dataset.download=True')
   if seeds or study.seeds:
     args.append(f'--config.seeds={seeds or study.seeds}')
-  if epochs_scale != 1.0:
+  if epochs_scale != 1.0 and study.shortens:
     args.append(f'--config.epochs_scale={epochs_scale:g}')
   return args + list(extra)
 
@@ -119,11 +121,13 @@ def _run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
 
 
 def batch_sizes(group: Sequence[Any]) -> str:
-  """A group's batch sizes as trained (its metrics): ``64 → 256 → 1024``, or
-  ``64 → … → 1024`` past 4 sizes; seeds that differ show each ending."""
+  """A group's batch sizes as trained: ``64 → 256 → 1024``, or ``64 → … → 1024`` past 4
+  sizes; seeds that differ show each. From the run's last ``plan.json`` (a dynamic
+  schedule's re-plans keep the epochs done), else its metrics (B at each evaluation)."""
   texts = []
   for run in group:
-    sizes = [int(r['batch_size']) for r in run.metrics if isinstance(r.get('batch_size'), int)]
+    rows = (run.plan or {}).get('phases') or run.metrics
+    sizes = [int(r['batch_size']) for r in rows if isinstance(r.get('batch_size'), int)]
     sizes = [b for i, b in enumerate(sizes) if i == 0 or b != sizes[i - 1]]
     if not sizes:
       continue
@@ -185,8 +189,9 @@ def _write(docs_dir: str, name: str, results: dict[str, Any]) -> None:
 def _figures(workdir: str, out_dir: str) -> None:
   from analysis import figures  # pylint: disable=g-import-not-at-top
   from analysis import runs as runs_lib  # pylint: disable=g-import-not-at-top
-  for path in glob.glob(os.path.join(out_dir, '*.png')) + glob.glob(os.path.join(out_dir, '*.pdf')):
-    os.remove(path)
+  for name in figures.FIGURES:  # a figure the logs no longer give must not stay behind
+    for path in glob.glob(os.path.join(out_dir, f'{name}.*')):
+      os.remove(path)
   for path in figures.make_figures(runs_lib.load_runs(workdir), out_dir):
     print(f'wrote {path}')
 
@@ -423,8 +428,14 @@ def main(argv: Sequence[str]) -> None:
     sys.exit('analysis.results: error: --epochs_scale or --seeds would publish a shortened '
              'run into docs/: give --docs_dir (and --readme, --results_page) elsewhere')
   if not values.publish_only:
-    run_all(names, values.runs_dir, values.docs_dir, mnist_dir=values.mnist_dir,
-            epochs_scale=values.epochs_scale, seeds=values.seeds)
+    try:
+      run_all(names, values.runs_dir, values.docs_dir, mnist_dir=values.mnist_dir,
+              epochs_scale=values.epochs_scale, seeds=values.seeds)
+    except subprocess.CalledProcessError as e:
+      print(f'analysis.results: error: exit status {e.returncode} from '
+            f'{" ".join(map(shlex.quote, e.cmd))}; the studies before it are written',
+            file=sys.stderr)
+      sys.exit(e.returncode or 1)
   for page in (values.readme, values.results_page):
     stale = publish(page, values.docs_dir)
     print(f'rewrote the results blocks of {page}'

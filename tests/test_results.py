@@ -192,7 +192,7 @@ def test_a_tiny_results_run_writes_results_files_figures_and_the_blocks(tmp_path
   assert results.publish(str(page), str(docs)) == ['runtime']  # no index: a partial run
   rendered = results.blocks(page.read_text())
   assert rendered['mnist'].count('| decay | 4 → 4 → 4 → 4 |') == 0
-  assert '| decay | 8 | ' in rendered['mnist'] and '| increase | 8 → 32 → 128 → 359 | ' in (
+  assert '| decay | 8 | ' in rendered['mnist'] and '| increase | 8 → 32 → 128 → 352 | ' in (
       rendered['mnist'])
   assert '| decay | 9' in rendered['lecture_ng'] and ' ± ' not in rendered['lecture_ng']
   assert 'base_lr = 0.0002425' in rendered['lecture_raschka']
