@@ -144,7 +144,7 @@ def test_make_results_runs_the_results_module_with_its_flags():
   result = subprocess.run(['make', '-n', 'results', 'RESULTS_FLAGS=--only=digits'], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
   assert result.returncode == 0, result.stderr
-  assert re.search(r'-m analysis\.results( --mnist_dir=\S+)? --only=digits$', result.stdout,
+  assert re.search(r'-m analysis\.results +(--mnist_dir=\S+ +)?--only=digits$', result.stdout,
                    re.MULTILINE), result.stdout
   figures = subprocess.run(['make', '-n', 'figures'], cwd=ROOT, capture_output=True, text=True,
                            timeout=60)
