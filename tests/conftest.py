@@ -1,14 +1,71 @@
-"""Test setup: 8 fake CPU devices for the pmap tests, and no network for any test."""
+"""Test setup: one CPU device, the ``multidevice`` tests apart (``tests/tiers.py``); XLA's
+backend optimizations off and one compilation cache for the session's processes, since
+compiling dominates these small models; and no network for any test."""
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 
-# Must happen before jax is imported anywhere.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+import pytest
+
+import tiers
+
+# Before jax is imported anywhere; the tests' subprocesses inherit them. A test that needs
+# XLA's optimized code is marked `optimized`.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+_OWN_CACHE = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+if _OWN_CACHE:  # every compile saved, each later one of the same program read back
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='lr_study_tests_jax_cache_')
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+_COUNTS = os.environ.pop(tiers.COUNTS_ENV, None)  # this run's, not its subprocesses'
 
-import socket  # noqa: E402
 
-import pytest  # noqa: E402
+# A test of what differs between one device and several: once in each pytest run of
+# make test, with its `device_count` the run's.
+ON_ONE_AND_EIGHT_DEVICES = pytest.mark.parametrize(
+    'device_count', [1, pytest.param(tiers.MULTIDEVICE, marks=pytest.mark.multidevice)],
+    ids=['1_device', f'{tiers.MULTIDEVICE}_devices'])
+
+
+def pytest_collection_modifyitems(config, items):
+  """Skips the `multidevice` tests where XLA_FLAGS does not give them their devices."""
+  del config
+  if tiers.forced_device_count(os.environ.get('XLA_FLAGS', '')) == tiers.MULTIDEVICE:
+    return
+  skip = pytest.mark.skip(reason=f'needs {tiers.MULTIDEVICE} CPU devices: run it with '
+                                 f'XLA_FLAGS={tiers.MULTIDEVICE_FLAGS} (make test does)')
+  for item in items:
+    if 'multidevice' in item.keywords:
+      item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """Adds this run's count to make test's total (tests/tiers.py); removes the cache."""
+  del exitstatus
+  reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+  if _COUNTS and reporter is not None:
+    tiers.add_counts(_COUNTS, session.testscollected, reporter.stats)
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _optimized(request, monkeypatch):
+  """XLA's optimizations on for a test marked `optimized`, its subprocesses included."""
+  if 'optimized' not in request.keywords:
+    yield
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
+  before = jax.config.values['jax_disable_most_optimizations']
+  jax.config.update('jax_disable_most_optimizations', False)
+  yield
+  jax.config.update('jax_disable_most_optimizations', before)
 
 
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
@@ -55,6 +112,39 @@ def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')
   prepare_dataset(dataset_defaults('digits', data_dir=data_dir))
   return data_dir
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch_on_one_device(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+  """``python launch.py ARGS`` in the repository root on one CPU device, as a user runs it."""
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _default_study(data_dir: str, workdir: str, *args: str) -> subprocess.CompletedProcess:
+  result = launch_on_one_device('--config.seeds=0,', f'--config.dataset.data_dir={data_dir}',
+                                f'--workdir={workdir}', *args)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result
+
+
+@pytest.fixture(scope='session')
+def default_study(digits_data_dir, tmp_path_factory):
+  """``python launch.py``, the default study, with seed 0: (its result, its workdir)."""
+  workdir = tmp_path_factory.mktemp('default_study')
+  return _default_study(digits_data_dir, str(workdir)), workdir
+
+
+@pytest.fixture(scope='session')
+def default_study_update_by_update(digits_data_dir, tmp_path_factory):
+  """The default study with seed 0, one update per dispatch and a train-log line after
+  each update: (its result, its workdir)."""
+  workdir = tmp_path_factory.mktemp('default_study_update_by_update')
+  return _default_study(digits_data_dir, str(workdir), '--config.updates_per_dispatch=1',
+                        '--config.train_log_every_updates=1'), workdir
 
 
 class StopAfter:

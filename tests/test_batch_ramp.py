@@ -156,7 +156,7 @@ def test_a_final_batch_larger_than_the_training_set_is_refused():
     _plan(dict(name='linear_ramp', batch_size=64, final_batch_size=2048, over=0.3), 1437, 4)
 
 
-# --- real training on the digits, 8 fake CPU devices
+# --- real training on the digits, one CPU device
 
 def _config(data_dir: str) -> ml_collections.ConfigDict:
   return digits_run_config(
@@ -174,24 +174,38 @@ def _train(config, run_dir: str, preemption=None):
   return setup, summary
 
 
-def test_training_through_a_ramp_keeps_the_plans_books_and_compiles_once_per_batch(
-    digits_data_dir, tmp_path):
-  setup, summary = _train(_config(digits_data_dir), str(tmp_path))
+@pytest.fixture(scope='module')
+def ramp_run(digits_data_dir, tmp_path_factory) -> tuple:
+  """``_config`` trained once, straight through: (setup, summary, its run_dir, the epochs
+  whose example order ``feeds.epoch_permutation`` drew, in the order drawn)."""
+  run_dir = str(tmp_path_factory.mktemp('ramp') / 'straight')
+  drawn = []
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(feeds, 'epoch_permutation', lambda seed, epoch, n: drawn.append(epoch) or
+                  epoch_permutation(seed, epoch, n))
+    setup, summary = _train(_config(digits_data_dir), run_dir)
+  return setup, summary, run_dir, drawn
+
+
+@pytest.mark.slow
+def test_training_through_a_ramp_keeps_the_plans_books_and_compiles_once_per_batch(ramp_run):
+  setup, summary, run_dir, _ = ramp_run
   plan = setup.plan
   assert any(p.start_offset for p in plan.phases)  # batches change inside epochs
   assert summary['updates'] == plan.total_updates
   assert summary['examples_seen'] == plan.examples_seen
   assert summary['compiles'] == len({p.batch_size for p in plan.phases}) == 8
-  log = run_files.read_jsonl(os.path.join(tmp_path, run_files.METRICS))
+  log = run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))
   assert [r['update'] for r in log] == [plan.epoch_segments(e)[0][1] for e in range(1, 4)] + [
       plan.total_updates]
   assert [r['batch_size'] for r in log] == [plan.batch_size_at_epoch(e) for e in range(4)]
 
 
-def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(digits_data_dir, tmp_path,
-                                                                stop_after):
-  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-  setup, _ = _train(_config(digits_data_dir), straight)
+@pytest.mark.slow
+def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(ramp_run, digits_data_dir,
+                                                                tmp_path, stop_after):
+  setup, _, straight, _ = ramp_run
+  resumed = str(tmp_path / 'resumed')
   with pytest.raises(Preempted):
     _train(_config(digits_data_dir), resumed, preemption=stop_after(5))
   template = init_train_state(setup.model, setup.tx, 0, setup.spec.image_shape)
@@ -208,12 +222,9 @@ def test_a_run_stopped_in_the_middle_of_a_ramp_resumes_exactly(digits_data_dir, 
     np.testing.assert_array_equal(x, y)
 
 
-def test_each_epoch_order_is_drawn_once_though_a_ramp_epoch_has_several_phases(
-    digits_data_dir, tmp_path, monkeypatch):
-  drawn = []
-  monkeypatch.setattr(feeds, 'epoch_permutation',
-                      lambda seed, epoch, n: drawn.append(epoch) or epoch_permutation(seed, epoch, n))
-  setup, _ = _train(_config(digits_data_dir), str(tmp_path))
+@pytest.mark.slow
+def test_each_epoch_order_is_drawn_once_though_a_ramp_epoch_has_several_phases(ramp_run):
+  setup, _, _, drawn = ramp_run
   assert max(len(setup.plan.epoch_segments(e)) for e in range(4)) > 1
   # The gradient noise measured after epoch e reads epoch e + 1's order; after the last
   # epoch, that of an epoch never trained.

@@ -22,6 +22,7 @@ FIELDS = ('device_kind', 'device_count', 'jax_version', 'steps_timed', 'global_b
           'target_percent', 'meets_target', 'streaming', 'cpu', *TIMED)
 
 
+@pytest.mark.multidevice
 def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
   results = cli.main(['--synthetic', '--steps', '5', '--repeats', '2', '--warmup', '1',
                                  '--updates_per_dispatch', '4', '--out_dir', str(tmp_path)])
@@ -49,7 +50,8 @@ def test_synthetic_run_writes_every_field_to_json_and_markdown(tmp_path):
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--batch_size', '100'], '--batch_size 100 is not divisible by 8 devices'),
+    pytest.param(['--batch_size', '100'], '--batch_size 100 is not divisible by 8 devices',
+                 marks=pytest.mark.multidevice),
     (['--steps', '0'], '--steps must be >= 1, got 0'),
     (['--updates_per_dispatch', '0'], '--updates_per_dispatch must be >= 1, got 0'),
     (['--steps', '460'], '--warmup + --steps must be <= 468 (one epoch at batch 128), got 480'),

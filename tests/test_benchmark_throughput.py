@@ -1,7 +1,8 @@
 """The throughput benchmark runs end to end on the embedded digits and writes its results.
 
 Timings are not checked (they depend on the machine); the fields, the loops' bookkeeping
-and the order the loops run in are. The test session has 8 fake CPU devices.
+and the order the loops run in are. The run and the device counts' errors are on 8 fake
+CPU devices (multidevice).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _options(data_dir: str, **overrides) -> Options:
   return Options(**(settings | overrides))
 
 
+@pytest.mark.multidevice
 def test_digits_run_writes_every_field_to_json_and_markdown(digits_data_dir, tmp_path):
   table = report.write(timing.run(_options(digits_data_dir)), str(tmp_path))
 
@@ -85,6 +87,7 @@ def test_digits_run_writes_every_field_to_json_and_markdown(digits_data_dir, tmp
 
 
 @pytest.mark.parametrize('loop', COLD_START_LOOPS)
+@pytest.mark.slow
 def test_a_cold_start_reports_its_times_in_order(digits_data_dir, loop):
   out = cold_start.first_update(_options(digits_data_dir), loop)
   assert out['imported'] <= out['data_loaded'] <= out['loop_started'] <= out['first_update']
@@ -138,13 +141,13 @@ def test_epoch_clock_times_each_epoch_up_to_the_evaluation():
 @pytest.mark.parametrize('overrides, message', [
     (dict(epochs=1), '--epochs must be >= 2 (the first is not timed), got 1'),
     (dict(rounds=0), '--rounds must be >= 1, got 0'),
-    (dict(batch_sizes=(60,)), f'batch size 60 must be in [2, {DIGITS_TRAIN}] and divisible by '
-                              'the 8 devices'),
+    pytest.param(dict(batch_sizes=(60,)), f'batch size 60 must be in [2, {DIGITS_TRAIN}] and '
+                 'divisible by the 8 devices', marks=pytest.mark.multidevice),
     (dict(noise_settings=('32',)), "--noise_settings takes CHUNK:EXAMPLES pairs of integers, "
                                    "got '32'"),
-    (dict(noise_settings=('32:128',)), 'gradient_noise_batch_size=32 leaves 0 chunk(s) of the '
-                                       f'{DIGITS_TRAIN} training examples on 8 device(s), need '
-                                       'at least 2'),
+    pytest.param(dict(noise_settings=('32:128',)), 'gradient_noise_batch_size=32 leaves 0 '
+                 f'chunk(s) of the {DIGITS_TRAIN} training examples on 8 device(s), need at '
+                 'least 2', marks=pytest.mark.multidevice),
 ])
 def test_bad_settings_are_one_line_config_errors_before_any_data_is_read(tmp_path, overrides,
                                                                          message):

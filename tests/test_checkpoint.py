@@ -315,6 +315,7 @@ _FULL_DISK_SAVES = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_during_a_save_stops_it_without_orbax_noise(tmp_path):
   """640 KiB of arrays onto a 200 KiB tmpfs: one write of many fails, and the writes still
   in flight must not print tracebacks ("Event loop is closed") when they end."""
@@ -351,6 +352,7 @@ _KILLED_SAVE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_killed_save_is_ignored_by_restore_and_cleaned_up_by_the_next_save(tmp_path):
   run_dir = str(tmp_path)
   _save_steps(run_dir, 2)
@@ -398,6 +400,7 @@ _RESTORES = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_unusable_checkpoints_are_named_in_one_line_without_orbax_noise(tmp_path):
   """A truncated array file fails one read of many: orbax gives up at the first error,
   and the reads still in flight must not print tracebacks ("Event loop is closed") nor
@@ -440,6 +443,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_writing_process_saves_and_restores_alone_among_several(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   script = _TWO_PROCESSES.format(root=root, address=f'127.0.0.1:{_free_port()}',

@@ -36,6 +36,8 @@ from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler
 
+pytestmark = pytest.mark.slow  # launch.py runs and real training
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ('decay', 'hybrid', 'increase', 'increased_initial_lr', 'increased_momentum')
 FULL_UPDATES = {'decay': 78000, 'hybrid': 34320, 'increase': 28800,
@@ -104,7 +106,8 @@ def feed():
   return InMemoryFeed(_synthetic(setup.spec), setup.spec, TEST)
 
 
-@pytest.mark.slow
+@pytest.mark.multidevice
+@pytest.mark.optimized  # thousands of updates on 8 devices: running them dominates
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_every_variant_trains_every_phase_on_8_devices(feed, tmp_path, variant):
   assert jax.local_device_count() == 8

@@ -94,6 +94,7 @@ def _pmapped_take(per_device: int, accumulation: int, perm: jax.Array):
   return jax.pmap(device_batch, axis_name=devices.AXIS, in_axes=(0, None)), split
 
 
+@pytest.mark.multidevice
 def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   num_devices, per_device = jax.local_device_count(), 5
   global_batch = num_devices * per_device
@@ -104,6 +105,7 @@ def test_pmapped_devices_take_consecutive_slices_of_the_global_batch():
   np.testing.assert_array_equal(used, np.asarray(perm)[:len(used)])
 
 
+@pytest.mark.multidevice
 def test_micro_batches_are_consecutive_slices_of_the_global_batch():
   # 8 devices, 6 examples each as 3 micro-batches of m = 2: a global batch of 48 whose
   # micro-batch j is positions [16j, 16j + 16), device d reading 16j + 2d and 16j + 2d + 1.

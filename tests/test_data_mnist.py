@@ -17,6 +17,8 @@ from lr_study.data.sources import DatasetArrays, check_dataset_available, load_d
 from lr_study.data.specs import dataset_spec
 from lr_study.config import dataset_defaults
 
+pytestmark = pytest.mark.slow  # the TFDS preparation of 70,000 images
+
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'mnist'
 # From ../shared/data/README.md.
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -14,7 +14,7 @@ from lr_study.runtime.devices import AXIS
 from lr_study.errors import ConfigError
 from lr_study.config import dataset_defaults
 
-DEVICES = 8  # tests/conftest.py fakes 8 CPU devices
+DEVICES = 8  # a layout of 8 devices; only the pmapped step runs on them (multidevice)
 
 
 @pytest.fixture(scope='module')
@@ -96,6 +96,7 @@ def test_eval_batches_count_every_test_example_exactly_once(cfg):
     assert not images[~mask].any()
 
 
+@pytest.mark.multidevice
 def test_streamed_batches_feed_a_pmapped_step(cfg):
   step = jax.pmap(lambda b: jax.lax.psum(b['label'].sum(), AXIS), axis_name=AXIS)
   batches = _epoch(cfg, 0, 0, 128)

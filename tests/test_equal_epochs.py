@@ -67,6 +67,7 @@ def test_the_old_increase_schedule_is_warned_in_its_plan_table():
   assert dropped_warnings(plan.to_json()) == dropped_warnings(plan)  # a run's plan.json
 
 
+@pytest.mark.slow
 def test_a_dry_run_of_the_old_increase_schedule_prints_the_warning(tmp_path):
   result = subprocess.run(
       [sys.executable, 'launch.py', '--config=experiments/digits_study.py:increase',

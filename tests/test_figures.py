@@ -89,6 +89,7 @@ def _texts(fig: Any) -> str:
   return '\n'.join(parts)
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
   runs = runs_lib.load_runs(_paper_study(str(tmp_path / 'study'), noise=True))
   paths = figures.make_figures(runs, str(tmp_path / 'out'))
@@ -243,6 +244,7 @@ def test_gradient_noise_draws_b_simple_and_the_batch_size_on_one_axis(tmp_path):
   assert ax.get_yscale() == 'log'
 
 
+@pytest.mark.slow
 def test_cli_draws_the_requested_figure_of_several_workdirs(tmp_path):
   write_run(str(tmp_path / 'a'), 'decay', 0, updates_per_epoch=100)
   write_run(str(tmp_path / 'b'), 'decay', 1, updates_per_epoch=100)
@@ -255,6 +257,7 @@ def test_cli_draws_the_requested_figure_of_several_workdirs(tmp_path):
 
 
 @pytest.mark.parametrize('flag', ['--figure=no_such_figure', '--workdir=/no/such/dir'])
+@pytest.mark.slow
 def test_cli_bad_input_fails(flag, tmp_path):
   args = [f'--workdir={tmp_path}'] if flag.startswith('--figure') else []
   result = subprocess.run([sys.executable, '-m', 'analysis.figures', *args, flag,
@@ -263,6 +266,7 @@ def test_cli_bad_input_fails(flag, tmp_path):
   assert result.returncode != 0
 
 
+@pytest.mark.slow
 def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
   run_dir = write_run(str(tmp_path), 'decay', 0, updates_per_epoch=100)
   path = os.path.join(run_dir, 'metrics.jsonl')
@@ -276,6 +280,7 @@ def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
   assert result.stderr.count('\n') == 1 and not os.path.exists(tmp_path / 'figures')
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_out_dir_it_cannot_write_in_one_line(tmp_path):
   write_run(str(tmp_path / 'study'), 'decay', 0, updates_per_epoch=100)
   out_dir = unwritable_dir(tmp_path)

@@ -131,6 +131,7 @@ def _assert_close(actual, expected, tolerance: float = 1e-5) -> None:
                actual, expected)
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
 def test_ghost_batch_norm_under_pmap_matches_one_device_on_the_global_micro_batch(
     num_devices, per_device, ghost):
@@ -143,6 +144,7 @@ def test_ghost_batch_norm_under_pmap_matches_one_device_on_the_global_micro_batc
   _assert_close(_pmean(stats), stats_one)
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
 def test_mlp_with_batch_norm_under_pmap_matches_one_device(num_devices, per_device, ghost):
   x = _global_batch((num_devices * per_device, 4, 4, 1))
@@ -156,6 +158,7 @@ def test_mlp_with_batch_norm_under_pmap_matches_one_device(num_devices, per_devi
   _assert_close(_pmean(stats), stats_one)
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize('num_devices, per_device, ghost', LAYOUTS)
 def test_gradients_under_pmap_averaged_over_devices_match_one_device(
     num_devices, per_device, ghost):
@@ -177,6 +180,7 @@ def test_gradients_under_pmap_averaged_over_devices_match_one_device(
   _assert_close(jax.tree.map(lambda g: np.asarray(g)[0], device_grads), grads(one, x, labels))
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize('ghost, communicates', [(16, False), (0, False), (128, True)])
 def test_only_ghosts_spanning_devices_communicate(ghost, communicates):
   x, variables = _global_batch((8, 80, 5)), _variables(5)
@@ -223,6 +227,7 @@ def test_ghost_layout_errors_name_the_numbers(args, message):
     ghost_layout(*args)
 
 
+@pytest.mark.multidevice
 def test_ghost_batch_norm_under_pmap_rejects_a_layout_that_splits_a_ghost_batch():
   x, variables = _global_batch((8 * 75, 3)), _variables(3)
   with pytest.raises(ConfigError, match=r'ghost_batch_size 128 does not divide the micro-batch '

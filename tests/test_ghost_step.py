@@ -4,9 +4,10 @@ accumulation.
 
 ``StepCompiler``'s step is pmapped over every local device (``jax.pmap`` with no
 ``devices=``), so each device count runs in its own process: the 8-device runs here
-(pytest's 8 fake CPU devices), the 1- and 4-device runs in subprocesses started with
-``XLA_FLAGS=--xla_force_host_platform_device_count=N``, which save their final state
-with ``np.savez`` (``python tests/test_ghost_step.py OUT.npz N PER_DEVICE:K ...``).
+(the multidevice pytest run's 8 fake CPU devices), the 1- and 4-device runs in
+subprocesses started with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, which
+save their final state with ``np.savez`` (``python tests/test_ghost_step.py OUT.npz N
+PER_DEVICE:K ...``).
 
 The layouts, with the batch of 640 in 5 ghosts of 128 consecutive examples:
 
@@ -25,6 +26,8 @@ import sys
 
 import numpy as np
 import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.multidevice]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_BATCH = 640
@@ -152,17 +155,14 @@ def states(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
   return results
 
 
-@pytest.mark.slow
 def test_8_devices_of_80_match_1_device_of_640(states):
   _assert_same_state(states['8x80x1'], states['1x640x1'], '8 x 80 vs 1 x 640')
 
 
-@pytest.mark.slow
 def test_4_devices_of_160_match_1_device_of_640(states):
   _assert_same_state(states['4x160x1'], states['1x640x1'], '4 x 160 vs 1 x 640')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('layout', ['1x640x5', '4x160x5', '8x80x5'])
 def test_5_accumulated_micro_batches_of_one_ghost_match_one_batch(states, layout):
   """1 device × 5 micro-batches of 128, 4 × 5 × 32 and 8 × 5 × 16 against 1 × 640, and so

@@ -81,6 +81,7 @@ def _logistic_per_example():
   return {'w': jax.vmap(jax.grad(loss), (None, 0, 0))(w, x, y)}
 
 
+@pytest.mark.slow
 def test_the_measurement_agrees_with_exact_values_when_gradients_span_orders_of_magnitude():
   per_example = _logistic_per_example()
   norms = np.asarray(jnp.sum(per_example['w'] ** 2, axis=1))
@@ -106,6 +107,7 @@ def _linear_per_example():
   return jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, y)
 
 
+@pytest.mark.slow
 def test_the_estimates_from_a_subset_of_examples_are_unbiased():
   # n = 512 of N = 2048: |G_big|² holds κ(n)·tr(Σ) of noise, which the estimate removes.
   per_example = _linear_per_example()
@@ -187,6 +189,7 @@ def test_the_logged_noise_scale_matches_exact_per_example_values_on_the_digits_m
     assert 1 / 2 < row['trace_sigma'] / trace < 2, (update, row, trace)
 
 
+@pytest.mark.multidevice
 def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_device():
   """``measure_fn`` on the test's 8 devices against the chunks ``perm[:C·b]`` cut in
   order, each chunk's gradient taken directly."""

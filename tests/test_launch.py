@@ -1,5 +1,6 @@
 """launch.py as a user runs it: bad input fails fast in one line; the dry run and the
-default study write what the README promises."""
+default study (conftest's session fixtures, on one CPU device) write what the README
+promises."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import sys
 
 import pytest
 
+from conftest import launch_on_one_device
+
+pytestmark = pytest.mark.slow  # every test runs launch.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
-  env = dict(os.environ)
-  if one_device:
-    env.pop('XLA_FLAGS', None)
-  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
+def _launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+  """``python launch.py ARGS`` on this pytest run's devices (XLA_FLAGS as they are)."""
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=dict(os.environ),
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -29,15 +32,17 @@ def _launch(*args: str, one_device: bool = False, timeout: int = 300) -> subproc
     ('--config.variants.decay.lr_schedule.name=no_such_schedule', "unknown schedule 'no_such_schedule'"),
     ('--config.model.name=no_such_model', "unknown model 'no_such_model'"),
     ('--config.optimizer.name=no_such_optimizer', "no_such_optimizer"),
-    ('--config.batch_schedule.batch_size=12', 'batch'),
+    pytest.param('--config.batch_schedule.batch_size=12', 'batch',  # 12 on 8 devices
+                 marks=pytest.mark.multidevice),
     ('--config=experiments/no_such_file.py', 'no_such_file.py'),
     ('--config.dataset.train_split=training', "dataset.train_split 'training'"),
     ('--config.gradient_noise_every_epochs=0',
      'gradient_noise_every_epochs must be a whole number >= 1, got 0'),
     ('--config.gradient_noise_batch_size=-1',
      'gradient_noise_batch_size must be a whole number >= 0, got -1'),
-    ('--config.gradient_noise_batch_size=1000',
-     'gradient_noise_batch_size=1000 leaves 0 chunk(s) of the 1437 training examples'),
+    pytest.param('--config.gradient_noise_batch_size=1000',  # a chunk of 1000 per device
+                 'gradient_noise_batch_size=1000 leaves 0 chunk(s) of the 1437 training examples',
+                 marks=pytest.mark.multidevice),
     ('--no_such_flag=1', "no_such_flag"),
 ])
 def test_bad_input_is_a_one_line_error_before_any_data_is_loaded(flag, named, tmp_path):
@@ -80,16 +85,6 @@ def test_dry_run_prints_and_writes_the_plan_without_data(tmp_path):
   assert 'tensorflow' not in result.stderr.lower()
 
 
-@pytest.fixture(scope='module')
-def default_study(digits_data_dir, tmp_path_factory):
-  """The default study with seed 0 on one device: (its launch.py result, its workdir)."""
-  workdir = tmp_path_factory.mktemp('default_study')
-  result = _launch('--config.seeds=0,', f'--config.dataset.data_dir={digits_data_dir}',
-                   f'--workdir={workdir}', one_device=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
-  return result, workdir
-
-
 def test_default_study_prints_the_table_and_writes_logs_and_figure(default_study):
   result, workdir = default_study
   table = [line for line in result.stdout.splitlines() if line.startswith('| ')]
@@ -121,24 +116,20 @@ def _metrics_without_wall_time(workdir) -> dict[str, list[dict]]:
   return out
 
 
-@pytest.mark.slow
 def test_default_study_compiles_its_train_step_once_per_shape_for_all_seeds(
     digits_data_dir, tmp_path):
-  result = _launch(f'--config.dataset.data_dir={digits_data_dir}', f'--workdir={tmp_path}',
-                   one_device=True, timeout=600)
+  # In 4 of its 40 epochs: the same phases, so the same batch sizes, in a tenth of the updates.
+  result = launch_on_one_device(f'--config.dataset.data_dir={digits_data_dir}',
+                                f'--workdir={tmp_path}', '--config.epochs_scale=0.1')
   assert result.returncode == 0, result.stderr[-2000:]
   assert ('train step compiled 7 time(s) in all, once per distinct shape of each variant for '
           'all 3 seed(s): decay 1, hybrid 2, increase 4') in result.stdout
 
 
-@pytest.mark.slow
-def test_fused_dispatch_logs_the_same_metrics_as_one_update_per_dispatch(digits_data_dir, tmp_path):
-  logs = {}
-  for k in (1, 32):
-    workdir = tmp_path / f'k{k}'
-    result = _launch('--config.seeds=0,', f'--config.updates_per_dispatch={k}',
-                     f'--config.dataset.data_dir={digits_data_dir}', f'--workdir={workdir}',
-                     one_device=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    logs[k] = _metrics_without_wall_time(workdir)
-  assert logs[1] == logs[32]
+def test_fused_dispatch_logs_the_same_metrics_as_one_update_per_dispatch(
+    default_study, default_study_update_by_update):
+  fused, one = default_study[1], default_study_update_by_update[1]
+  recorded = [json.load(open(os.path.join(workdir, 'decay', 'seed_0', 'metadata.json')))['config']
+              for workdir in (fused, one)]
+  assert [c['updates_per_dispatch'] for c in recorded] == [32, 1]
+  assert _metrics_without_wall_time(fused) == _metrics_without_wall_time(one)

@@ -44,6 +44,7 @@ def _plan(path: str, variant: str):
   return prepare_run(study.resolve_variant(_config(path), variant), 1).plan
 
 
+@pytest.mark.slow
 def test_ng_dry_run_plans_every_lecture_schedule(tmp_path):
   totals = _dry_run(NG, str(tmp_path))
   assert list(totals) == NG_VARIANTS
@@ -52,6 +53,7 @@ def test_ng_dry_run_plans_every_lecture_schedule(tmp_path):
     assert os.path.exists(tmp_path / variant / 'plan.json')
 
 
+@pytest.mark.slow
 def test_raschka_dry_run_plans_every_lecture_schedule(tmp_path):
   totals = _dry_run(RASCHKA, str(tmp_path))
   assert list(totals) == RASCHKA_VARIANTS

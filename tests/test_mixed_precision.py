@@ -60,7 +60,9 @@ def _floating_dtypes(tree) -> set[str]:
   return {str(x.dtype) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
 
 
-@pytest.mark.parametrize('model_cfg', [MLP, WRN, CNN], ids=['mlp', 'wrn', 'cnn'])
+@pytest.mark.parametrize('model_cfg', [  # the wide ResNet compiles for seconds
+    pytest.param(MLP, id='mlp'), pytest.param(WRN, id='wrn', marks=pytest.mark.slow),
+    pytest.param(CNN, id='cnn')])
 def test_bfloat16_models_compute_in_bfloat16_from_float32_parameters_and_statistics(model_cfg):
   model = build_model(model_cfg, 10, 0, dtype='bfloat16')
   state = init_train_state(model, _optimizer(), 0, SHAPE)
@@ -117,6 +119,7 @@ def test_config_compute_dtype_reaches_the_model(compute_dtype):
   assert (model.dtype, model.param_dtype) == (jnp.dtype(compute_dtype), jnp.float32)
 
 
+@pytest.mark.slow
 def test_a_bad_compute_dtype_is_one_line_and_exit_status_2(tmp_path):
   result = subprocess.run(
       [sys.executable, 'launch.py', '--config.compute_dtype=float16', '--dry_run',

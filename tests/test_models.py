@@ -102,6 +102,7 @@ def test_ghost_batch_size_reaches_the_batch_norm_layers(cfg):
                    variables, x)
 
 
+@pytest.mark.multidevice
 @pytest.mark.parametrize('cfg', [dict(name='mlp', batch_norm=True),
                                  dict(name='cnn', batch_norm=True),
                                  dict(name='wide_resnet', depth=10, width=1)])

@@ -21,6 +21,8 @@ import pytest
 
 from lr_study.runtime import run_files
 
+pytestmark = pytest.mark.slow  # each test trains two-process studies
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 8
 UPDATES = 2 * 179 + 2 * 44 + 2 * 11 + 2 * 2  # the dry run's plan of this config
@@ -68,11 +70,26 @@ def _final(result: subprocess.CompletedProcess) -> tuple[str, str]:
   return re.findall(r'test accuracy (\S+) after (\d+) updates', result.stderr)[-1]
 
 
+@pytest.fixture(scope='module')
+def finished(digits_data_dir, tmp_path_factory):
+  """``finished(mode)``: (workdirs, results) of the study run in ``mode`` by two processes,
+  trained at the first call and read at the others."""
+  runs = {}
+
+  def run(mode: str) -> tuple[list[str], list[subprocess.CompletedProcess]]:
+    if mode not in runs:
+      base = tmp_path_factory.mktemp(f'finished_{mode}')
+      workdirs = [str(base / 'process_0'), str(base / 'process_1')]
+      runs[mode] = workdirs, _run_two_processes(workdirs, digits_data_dir, mode)
+    return runs[mode]
+
+  return run
+
+
 @pytest.mark.parametrize('mode', ['in_memory', 'streaming'])
-def test_two_processes_train_one_model_and_only_process_zero_writes(tmp_path, digits_data_dir,
+def test_two_processes_train_one_model_and_only_process_zero_writes(finished, digits_data_dir,
                                                                     mode):
-  workdirs = [str(tmp_path / 'process_0'), str(tmp_path / 'process_1')]
-  first = _run_two_processes(workdirs, digits_data_dir, mode)
+  workdirs, first = finished(mode)
   assert [r.returncode for r in first] == [0, 0], [r.stderr[-2000:] for r in first]
 
   run_dir = os.path.join(workdirs[0], 'increase', 'seed_0')
@@ -101,15 +118,13 @@ def _records(run_dir: str) -> list[dict]:
           for record in run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))]
 
 
-@pytest.mark.slow
 def test_a_sigterm_to_one_process_stops_both_after_one_update_and_the_rerun_ends_exactly(
-    tmp_path, digits_data_dir):
+    finished, tmp_path, digits_data_dir):
   """SIGTERM reaches process 1 alone, as a preempted host: jax's preemption sync manager
   (orbax's reached_preemption) stops both after the same dispatch, process 0 saves that
   update, both exit 143 with the same line; the same command ends as an uninterrupted run."""
-  straight = [str(tmp_path / 'straight_0'), str(tmp_path / 'straight_1')]
-  finished = _run_two_processes(straight, digits_data_dir, 'in_memory')
-  assert [r.returncode for r in finished] == [0, 0], [r.stderr[-2000:] for r in finished]
+  straight, uninterrupted = finished('in_memory')
+  assert [r.returncode for r in uninterrupted] == [0, 0], [r.stderr[-2000:] for r in uninterrupted]
   workdirs = [str(tmp_path / 'process_0'), str(tmp_path / 'process_1')]
   run_dir = os.path.join(workdirs[0], 'increase', 'seed_0')
   procs = _start_two_processes(workdirs, digits_data_dir, 'in_memory')
@@ -130,5 +145,5 @@ def test_a_sigterm_to_one_process_stops_both_after_one_update_and_the_rerun_ends
   resumed = _run_two_processes(workdirs, digits_data_dir, 'in_memory')
   assert [r.returncode for r in resumed] == [0, 0], [r.stderr[-2000:] for r in resumed]
   assert _records(run_dir) == _records(os.path.join(straight[0], 'increase', 'seed_0'))
-  assert _final(resumed[0]) == _final(resumed[1]) == _final(finished[0])
+  assert _final(resumed[0]) == _final(resumed[1]) == _final(uninterrupted[0])
   assert not os.path.exists(workdirs[1])

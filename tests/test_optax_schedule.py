@@ -4,9 +4,6 @@ to what the train step used (a real run's train log) and to the plan."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +16,14 @@ from lr_study import study
 from lr_study.errors import ConfigError
 from lr_study.plan import build_plan
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.mark.slow
-def test_schedule_of_update_count_equals_the_lr_logged_after_each_update(digits_data_dir, tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  result = subprocess.run(
-      [sys.executable, 'launch.py', '--config.seeds=0,', '--config.train_log_every_updates=1',
-       f'--config.dataset.data_dir={digits_data_dir}', f'--workdir={tmp_path}'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+def test_schedule_of_update_count_equals_the_lr_logged_after_each_update(
+    default_study_update_by_update):
+  _, workdir = default_study_update_by_update  # the default study, a train log line per update
   config = digits_study.get_config()
   for variant in ('decay', 'hybrid', 'increase'):
-    with open(tmp_path / variant / 'seed_0' / 'train_log.jsonl') as f:
+    with open(workdir / variant / 'seed_0' / 'train_log.jsonl') as f:
       log = [json.loads(line) for line in f]
     schedule = jax.jit(jax.vmap(lr_study.optax_schedule(study.resolve_variant(config, variant),
                                                         num_train_examples=1437)))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from analysis import plot_schedules
 
 
+@pytest.mark.slow  # every figure of the gallery
 def test_cli_writes_every_figure(tmp_path):
   out_dir = tmp_path / 'schedules'
   paths = plot_schedules.main(['--out_dir', str(out_dir)])

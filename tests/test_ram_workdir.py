@@ -31,6 +31,7 @@ def _ram_dir() -> str:
   return f'ram://test_ram_workdir/{uuid.uuid4().hex}'
 
 
+@pytest.mark.slow
 def test_a_ram_workdir_is_one_line_and_status_2_before_any_compute(tmp_path):
   data_dir, workdir = str(tmp_path / 'tfds'), _ram_dir()
   result = subprocess.run(
@@ -68,6 +69,7 @@ def test_checkpoints_on_ram_are_refused_in_one_line():
 # --- gs:// -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unreachable_gs_workdir_is_one_line_and_status_2_before_any_compute(tmp_path):
   # Offline and at once: a fake token skips the credential lookup, and every request
   # goes to a closed local port instead of the network.

@@ -258,6 +258,7 @@ def _copy(finished_run: str, tmp_path) -> str:
   return str(tmp_path / 'run')
 
 
+@pytest.mark.slow
 def test_an_agreeing_extension_ends_as_a_fresh_run_of_the_new_config(
     finished_run, digits_data_dir, tmp_path):
   extended, fresh = _copy(finished_run, tmp_path), str(tmp_path / 'fresh')
@@ -273,6 +274,7 @@ def test_an_agreeing_extension_ends_as_a_fresh_run_of_the_new_config(
       (66, {'from': 4, 'to': 6})]
 
 
+@pytest.mark.slow
 def test_fewer_epochs_for_a_finished_run_are_refused_with_every_file_unchanged(
     finished_run, digits_data_dir, tmp_path):
   run_dir = _copy(finished_run, tmp_path)
@@ -284,6 +286,7 @@ def test_fewer_epochs_for_a_finished_run_are_refused_with_every_file_unchanged(
   assert _tree(run_dir) == before
 
 
+@pytest.mark.slow
 def test_a_finished_run_run_again_trains_nothing_and_rewrites_nothing(
     finished_run, digits_data_dir, tmp_path, capsys):
   run_dir = _copy(finished_run, tmp_path)
@@ -297,6 +300,7 @@ def test_a_finished_run_run_again_trains_nothing_and_rewrites_nothing(
 
 @pytest.mark.parametrize('damage', ['deleted', 'emptied', 'cut'])
 @pytest.mark.parametrize('finished', [True, False], ids=['finished', 'mid_run'])
+@pytest.mark.slow
 def test_a_damaged_metrics_log_is_refused_with_every_file_unchanged(
     damage, finished, finished_run, digits_data_dir, tmp_path):
   run_dir = _copy(finished_run, tmp_path)

@@ -130,6 +130,7 @@ def _launch(cwd: str, *args: str) -> subprocess.CompletedProcess:
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_launch_dry_run_shows_the_moved_boundaries_in_the_default_workdir(tmp_path):
   result = _launch(str(tmp_path), f'--config={MNIST}', '--config.epochs_scale=0.1', '--dry_run',
                    '--config.dataset.data_dir=/nonexistent/tfds')
@@ -150,6 +151,7 @@ def test_launch_dry_run_shows_the_moved_boundaries_in_the_default_workdir(tmp_pa
     ('-1', 'epochs_scale must be > 0'),
     ('tenth', '--config.epochs_scale=tenth'),
 ])
+@pytest.mark.slow
 def test_launch_refuses_a_bad_scale_in_one_line_before_anything_is_written(tmp_path, value, named):
   result = _launch(str(tmp_path), f'--config={MNIST}', f'--config.epochs_scale={value}',
                    '--config.dataset.data_dir=/nonexistent/tfds')

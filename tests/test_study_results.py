@@ -189,6 +189,7 @@ def test_no_finished_run_is_an_error_naming_the_workdir(tmp_path):
     study_results.write_study_outputs(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_rebuilds_the_outputs_of_several_workdirs_into_out_dir(tmp_path):
   first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
   write_run(first, 'decay', 0, 0.96)
@@ -227,6 +228,7 @@ def unwritable_dir(tmp_path) -> str:
   return str(tmp_path / 'read_only' / 'out')
 
 
+@pytest.mark.slow
 def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
   run_dir = write_run(str(tmp_path), 'decay', 0, 0.96)
   path = os.path.join(run_dir, 'metrics.jsonl')
@@ -240,6 +242,7 @@ def test_cli_names_the_file_and_line_of_a_damaged_log_in_one_line(tmp_path):
   assert not os.path.exists(tmp_path / 'table.md')
 
 
+@pytest.mark.slow
 def test_cli_warns_of_a_torn_last_line_naming_the_file_and_line(tmp_path):
   run_dir = write_run(str(tmp_path), 'decay', 0, 0.96)
   path = os.path.join(run_dir, 'metrics.jsonl')
@@ -250,6 +253,7 @@ def test_cli_warns_of_a_torn_last_line_naming_the_file_and_line(tmp_path):
   assert result.stderr == f'warning: {path} line 5: a torn last record, skipped\n'
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_out_dir_it_cannot_write_in_one_line(tmp_path):
   write_run(str(tmp_path / 'study'), 'decay', 0, 0.96)
   out_dir = unwritable_dir(tmp_path)

@@ -60,6 +60,7 @@ def _launch(*args: str, cwd: str = ROOT) -> subprocess.Popen:
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_without_workdir_never_writes_into_the_base_study(tmp_path):
   config = f'--config={ROOT}/experiments/digits_study.py:decay'
   base = _launch(config, '--dry_run', cwd=str(tmp_path))
@@ -117,6 +118,7 @@ def test_two_shards_at_once_train_each_point_once_and_make_one_table(tmp_path):
     (['--sweep=learning_rate=0.02,0.05', '--sweep_shard=0/2', '--restart'],
      "--restart with --sweep_shard would move the other shards' runs aside"),
 ])
+@pytest.mark.slow
 def test_a_bad_shard_is_one_line_and_status_2_before_anything_is_written(tmp_path, args, named):
   process = _launch(f'--workdir={tmp_path}/sweep', *args)
   out, err = process.communicate(timeout=300)

@@ -88,12 +88,14 @@ def _assert_events_match_metrics(run_dir: str) -> None:
                                rtol=1e-6, err_msg=tag)
 
 
+@pytest.mark.slow
 def test_every_run_has_its_own_event_file_with_test_accuracy_at_each_evaluation(study):
   for run_dir in _run_dirs(study).values():
     assert glob.glob(os.path.join(run_dir, 'events.out.tfevents.*'))
     _assert_events_match_metrics(run_dir)
 
 
+@pytest.mark.slow
 def test_tensorboard_sees_each_run_by_variant_and_seed(study):
   from tensorboard.backend.event_processing import plugin_event_multiplexer as pem  # pylint: disable=g-import-not-at-top
   multiplexer = pem.EventMultiplexer().AddRunsFromDirectory(study)
@@ -101,6 +103,7 @@ def test_tensorboard_sees_each_run_by_variant_and_seed(study):
   assert set(multiplexer.Runs()) == {f'{v}/seed_{s}' for v in VARIANTS for s in SEEDS}
 
 
+@pytest.mark.slow
 def test_hyperparameters_are_the_run_config_through_the_hparams_plugin(study):
   for (variant, seed), run_dir in _run_dirs(study).items():
     hparams = _hparams(_accumulator(run_dir))
@@ -119,6 +122,7 @@ def test_hyperparameters_are_the_run_config_through_the_hparams_plugin(study):
     assert {value for _, value in _scalar(_accumulator(run_dir), 'seed')} == {seed}
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_with_the_evaluations_of_its_metrics_log(study, tmp_path):
   """A run resumed from an older checkpoint logs its later evaluations again; TensorBoard
   keeps the newest of each step, which are the metrics.jsonl values, none twice."""

@@ -1,19 +1,17 @@
-"""The pmap train step on 8 fake CPU devices: equivalence, accumulation, fused updates,
-the seed and the LR as data, no recompiles, no host-device copies (on one device too,
-in a fresh process)."""
+"""The pmap train step: on 8 fake CPU devices it equals one device's step on the same
+global batch; on one device, accumulation, fused updates, the seed and the LR as data, no
+recompiles, no host-device copies; an all-reduce and no weight copies on one and on 8."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import optax
 import pytest
 
+from conftest import ON_ONE_AND_EIGHT_DEVICES
 from lr_study.data.in_memory import DeviceData, epoch_permutation
 from lr_study.models import build_model
 from lr_study.runtime import devices
@@ -80,10 +78,12 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   return devices.unreplicate(state)
 
 
+@pytest.mark.multidevice
 def test_eight_devices_are_visible():
   assert jax.local_device_count() == 8
 
 
+@pytest.mark.multidevice
 def test_pmap_step_matches_single_device_step_on_the_same_global_batch():
   model, tx, schedule = _setup()
   compiler = StepCompiler(model, tx, schedule, augment=False)
@@ -176,18 +176,11 @@ def test_a_non_finite_loss_marks_its_first_update():
   assert 1 < int(state.diverged_at) <= 6
 
 
-def _passes_on_one_device(test: str) -> None:
-  """Runs this file's ``test`` in a process with one device and checks that it passed."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                           f'{__file__}::{test}'], env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0 and '1 passed' in result.stdout, result.stdout[-2000:]
-
-
-def test_the_step_all_reduces_only_across_several_devices():
+@ON_ONE_AND_EIGHT_DEVICES
+def test_the_step_all_reduces_only_across_several_devices(device_count):
   """Gradients are averaged with an all-reduce on several devices; on one device the step
   has none (XLA:CPU would copy every gradient through it)."""
+  assert jax.local_device_count() == device_count
   model, tx, schedule = _setup()
   step = StepCompiler(model, tx, schedule, augment=False).train_step(4, 1)
   state = devices.replicate(init_train_state(model, tx, 0, SHAPE))
@@ -196,14 +189,12 @@ def test_the_step_all_reduces_only_across_several_devices():
   assert ('all-reduce' in hlo) == (jax.local_device_count() > 1)
 
 
-@pytest.mark.slow
-def test_the_one_device_step_has_no_all_reduce():
-  _passes_on_one_device('test_the_step_all_reduces_only_across_several_devices')
-
-
-def test_the_cpu_step_copies_no_weight_per_update():
+@pytest.mark.optimized  # the step as a run compiles it
+@ON_ONE_AND_EIGHT_DEVICES
+def test_the_cpu_step_copies_no_weight_per_update(device_count):
   """On CPU the step is compiled with region-analysis copy insertion: the update loop
   overwrites each weight in place, with no copy of it per update."""
+  assert jax.local_device_count() == device_count
   model, tx, schedule = _setup()
   compiler = StepCompiler(model, tx, schedule, augment=False)
   step = compiler.train_step(4, 1)
@@ -215,8 +206,3 @@ def test_the_cpu_step_copies_no_weight_per_update():
   copies = [line for line in step.compiled.as_text().splitlines()
             if ' copy(' in line and any(f'= {w}' in line for w in weights)]
   assert weights and not copies, copies
-
-
-@pytest.mark.slow
-def test_the_one_device_cpu_step_copies_no_weight_per_update():
-  _passes_on_one_device('test_the_cpu_step_copies_no_weight_per_update')

@@ -1,5 +1,6 @@
-"""Real training runs on the embedded digits, on 8 fake CPU devices: the loop keeps the
-plan's books exactly, dynamic schedules act between updates, and a resume is exact."""
+"""Real training runs on the embedded digits, on one CPU device (8 where the steps in
+flight are bounded): the loop keeps the plan's books exactly, dynamic schedules act between
+updates, and a resume is exact."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from lr_study.training import checkpoint, manual_lr
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import prepare_run
 from lr_study.training.step import StepCompiler, init_train_state
+
+pytestmark = pytest.mark.slow  # every test trains
 
 
 def _config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
@@ -45,16 +48,21 @@ def _events(run_dir: str) -> list[dict]:
   return run_files.read_jsonl(os.path.join(run_dir, run_files.EVENTS))
 
 
-def test_compile_count_equals_distinct_per_device_shapes_in_the_plan(digits_data_dir, tmp_path):
-  setup, summary, _ = _run(_config(digits_data_dir), str(tmp_path))
+@pytest.fixture(scope='module')
+def default_run(digits_data_dir, tmp_path_factory):
+  """``_config``'s run as it is (4 phases, 3 shapes): (setup, summary, metrics log)."""
+  return _run(_config(digits_data_dir), str(tmp_path_factory.mktemp('default_run')))
+
+
+def test_compile_count_equals_distinct_per_device_shapes_in_the_plan(default_run):
+  setup, summary, _ = default_run
   shapes = {(p.per_device_batch, p.accumulation_steps) for p in setup.plan.phases}
   assert len(setup.plan.phases) == 4 and len(shapes) == 3  # the LR step at epoch 3 is data
   assert summary['compiles'] == len(shapes)
 
 
-def test_log_matches_the_plan_in_updates_examples_batch_size_and_learning_rate(
-    digits_data_dir, tmp_path):
-  setup, summary, log = _run(_config(digits_data_dir), str(tmp_path))
+def test_log_matches_the_plan_in_updates_examples_batch_size_and_learning_rate(default_run):
+  setup, summary, log = default_run
   plan = setup.plan
   assert [r['epoch'] for r in log] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
   updates = examples = 0
@@ -81,7 +89,7 @@ def test_log_records_every_field_the_figures_need(digits_data_dir, tmp_path):
   assert log[-1]['test_examples'] == 360
   metadata = run_files.read_json(os.path.join(tmp_path, run_files.METADATA))
   assert {'config', 'plan', 'devices', 'packages', 'git'} <= set(metadata)
-  assert metadata['devices']['local_device_count'] == 8
+  assert metadata['devices']['local_device_count'] == jax.local_device_count()
 
 
 def test_reduce_on_plateau_cuts_the_learning_rate_in_a_real_run(digits_data_dir, tmp_path):
@@ -122,7 +130,7 @@ def test_resumed_run_continues_exactly_where_an_uninterrupted_run_would_be(
                 batch_schedule=dict(name='constant', batch_size=64))
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
   _, _, log_straight = _run(_config(digits_data_dir, num_epochs=4, **kwargs), straight)
-  _run(_config(digits_data_dir, num_epochs=4, **kwargs), resumed)
+  shutil.copytree(straight, resumed)  # the same run, then as if killed after epoch 2
   _rewind(resumed, 2, 1437 // 64)
   setup, _, log_resumed = _run(_config(digits_data_dir, num_epochs=4, **kwargs), resumed)
   drop = ('wall_time',)
@@ -188,9 +196,11 @@ def test_a_fresh_run_in_an_old_directory_starts_its_logs_afresh(digits_data_dir,
   assert [r['epoch'] for r in log] == [1.0, 2.0]
 
 
+@pytest.mark.multidevice
 def test_long_epochs_on_eight_cpu_devices_do_not_deadlock(digits_data_dir, tmp_path):
   """XLA:CPU hangs in the all-reduce when ~50+ pmapped steps are queued on fake devices;
   the loop bounds the steps in flight there (179 updates in this one epoch)."""
+  assert jax.local_device_count() == 8
   config = _config(digits_data_dir, num_epochs=1, lr_schedule=dict(name='constant', init_value=0.05),
                    batch_schedule=dict(name='constant', batch_size=8))
   _, summary, _ = _run(config, str(tmp_path))

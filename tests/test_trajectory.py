@@ -24,6 +24,7 @@ def paths(data) -> dict[str, np.ndarray]:
   return trajectory.compute_paths(data, trajectory.default_specs())
 
 
+@pytest.mark.slow
 def test_cli_writes_png_and_pdf(tmp_path):
   out_dir = tmp_path / 'figure'
   subprocess.run([sys.executable, '-m', 'analysis.trajectory', f'--out_dir={out_dir}'],
