@@ -16,13 +16,10 @@ a JSON file equals the ConfigDict it came from), ``1`` and ``1.0`` apart.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-from typing import Any, Iterable, Mapping
-
-import numpy as np
+from typing import Any, Iterable
 
 from lr_study.errors import ConfigError
+from lr_study.runtime import strict_json
 
 # Keys that name a study's runs or where its files are, or how often it logs: none of them
 # changes a run's updates. The caller adds its own (e.g. 'num_epochs' to let a resume
@@ -34,31 +31,24 @@ SHOWN = 3  # differences a message names before "and N more"
 ABSENT = object()  # a key missing on one side of a difference
 
 
-def _plain(value: Any, path: str) -> Any:
-  """``value`` as JSON values; non-finite floats as the strings 'NaN', 'Infinity'."""
-  if hasattr(value, 'to_dict'):  # a nested ConfigDict
-    value = value.to_dict()
-  if value is None or isinstance(value, (bool, str)):
-    return value
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    value = float(value)
-    if math.isfinite(value):
-      return value
-    return 'NaN' if math.isnan(value) else ('Infinity' if value > 0 else '-Infinity')
-  if isinstance(value, Mapping):
-    return {str(k): _plain(v, f'{path}.{k}' if path else str(k)) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v, f'{path}.{i}' if path else str(i)) for i, v in enumerate(value)]
+def _config_value(value: Any, path: str) -> Any:
+  """A nested ConfigDict as JSON values; a ConfigError for any other object."""
+  if hasattr(value, 'to_dict'):
+    return _plain(value.to_dict(), path)
   raise ConfigError(f'config value {path or "."} of type {type(value).__name__} has no JSON '
                     'form to fingerprint')
+
+
+def _plain(value: Any, path: str = '') -> Any:
+  """``value`` as JSON values; a non-finite float as its name, the string 'NaN' or
+  'Infinity' (``strict_json.plain``)."""
+  return strict_json.plain(value, lambda name: name, _config_value, path)
 
 
 def canonical(config: Any, exclude: Iterable[str] = NOT_RESULTS) -> dict[str, Any]:
   """``config`` (a ConfigDict or its ``to_dict()``) as plain JSON values, without the
   keys (dotted paths) in ``exclude``."""
-  plain = _plain(config, '')
+  plain = _plain(config)
   for path in exclude:
     *parents, last = path.split('.')
     node = plain
@@ -69,13 +59,9 @@ def canonical(config: Any, exclude: Iterable[str] = NOT_RESULTS) -> dict[str, An
   return plain
 
 
-def _text(value: Any) -> str:
-  return json.dumps(value, sort_keys=True, allow_nan=False, separators=(',', ':'))
-
-
 def fingerprint(config: Any, exclude: Iterable[str] = NOT_RESULTS) -> str:
   """The SHA-256 (hex) of ``config``'s canonical JSON, ``exclude`` left out."""
-  return hashlib.sha256(_text(canonical(config, exclude)).encode()).hexdigest()
+  return hashlib.sha256(strict_json.canonical(canonical(config, exclude)).encode()).hexdigest()
 
 
 def differences(old: Any, new: Any,
@@ -89,12 +75,11 @@ def differences(old: Any, new: Any,
     if isinstance(a, dict) and isinstance(b, dict):
       for key in sorted(set(a) | set(b)):
         walk(a.get(key, ABSENT), b.get(key, ABSENT), f'{path}.{key}' if path else key)
-    elif a is ABSENT or b is ABSENT or _text(a) != _text(b):
+    elif a is ABSENT or b is ABSENT or strict_json.canonical(a) != strict_json.canonical(b):
       found.append((path, a, b))
 
   walk(canonical(old, exclude), canonical(new, exclude), '')
   return found
-
 
 
 def _show(value: Any) -> str:

@@ -77,10 +77,6 @@ def directory(run_dir: str) -> str:
                       run_files.CHECKPOINTS)
 
 
-def _canonical(obj: Any) -> str:
-  return json.dumps(obj, sort_keys=True, allow_nan=False, separators=(',', ':'))
-
-
 # --- Digest and structure -----------------------------------------------------------------
 
 
@@ -93,7 +89,7 @@ def _digest(step: int, arrays: dict[str, np.ndarray], loop_json: str) -> str:
   h = hashlib.sha256(f'lr_study checkpoint {_FORMAT} step {step}\n'.encode())
   for name in sorted(arrays):
     a = np.ascontiguousarray(arrays[name])
-    h.update(_canonical([name, a.dtype.str, list(a.shape)]).encode())
+    h.update(strict_json.canonical([name, a.dtype.str, list(a.shape)]).encode())
     h.update(a.tobytes())
   h.update(loop_json.encode())
   return h.hexdigest()
@@ -179,7 +175,7 @@ class Checkpoints:
     belong to a run that was resumed from an earlier checkpoint."""
     arrays = _host_state_dict(state)
     encoded = strict_json.reversible(loop_state)
-    digest = _digest(step, _flat(arrays), _canonical(encoded))
+    digest = _digest(step, _flat(arrays), strict_json.canonical(encoded))
     run_files.make_dirs(self.directory)
     with quiet():
       for leftover in ocp.utils.tmp_checkpoints(self.directory):  # of killed saves
@@ -234,7 +230,7 @@ class Checkpoints:
     except Exception as e:  # pylint: disable=broad-except
       raise _Unusable(f'unreadable arrays or loop state: {_first_line(e)}') from e
     arrays, encoded = restored['state'], restored['loop_state']
-    if _digest(step, _flat(arrays), _canonical(encoded)) != digest:
+    if _digest(step, _flat(arrays), strict_json.canonical(encoded)) != digest:
       raise _Unusable('its arrays or loop state differ from the SHA-256 saved with them')
     return arrays, strict_json.from_reversible(encoded)
 
