@@ -91,6 +91,13 @@ def increasing(name: str, values: Any) -> tuple[float, ...]:
   return xs
 
 
+def inside(name: str, boundaries: Sequence[float], end: int, unit: str) -> None:
+  """Boundaries of a run of ``end`` epochs or updates (``unit``): each in ``[0, end)``."""
+  if any(not 0 <= b < end for b in boundaries):
+    raise ConfigError(f'{name} {tuple(boundaries)} must lie inside the {end} {unit} '
+                      f'(in [0, {end}))')
+
+
 def clock(value: Any) -> str:
   return choice('clock', value, ('epoch', 'update'))
 

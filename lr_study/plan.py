@@ -11,10 +11,8 @@ multiplier changes and at every boundary of an epoch-clock LR schedule, so that 
 phase has one batch size and, for a piecewise-constant LR, one LR. A batch ramp
 (``lr_study.schedules.batch_ramp``) changes B inside epochs: its epochs get one phase per
 run of equal batches, each starting where the last ended in the epoch's order, until
-the ramp ends and whole epochs at its final batch follow. The global batch is
-split evenly over the devices; a per-device batch above ``max_per_device_batch`` is
-reached by accumulating ``accumulation_steps`` micro-batches, as few as keep every global
-micro-batch a whole number of ghost batches (``ghost_batch_norm.accumulation_split``).
+the ramp ends and whole epochs at its final batch follow. Each phase's batch is split
+over the devices and micro-batches by ``lr_study.batching.accumulation_split``.
 
 The LR of each update is ``lr_study.schedules.clock.learning_rate`` of the plan's phase
 table (a dynamic schedule's run-time multiplier comes on top); the noise scale of a phase
@@ -32,8 +30,8 @@ import ml_collections
 import numpy as np
 
 from lr_study import checks, shorten
+from lr_study.batching import DeviceSplit, accumulation_split
 from lr_study.errors import ConfigError
-from lr_study.models.ghost_batch_norm import DeviceSplit, accumulation_split
 from lr_study.schedules import LRSchedule, batch_ramp, build_lr_schedule, clock
 from lr_study.schedules.batch import BatchSchedule, build_batch_schedule
 from lr_study.schedules.noise_scale import noise_scale
@@ -181,16 +179,6 @@ class TrainingPlan:
             'batch_schedule_dynamic': self.batch_schedule.dynamic}
 
 
-def _device_split(batch_size: int, num_devices: int, max_per_device_batch: int,
-                  ghost_batch_size: int, where: str) -> DeviceSplit:
-  """``ghost_batch_norm.accumulation_split``, its error ending with ``where`` (the rule and
-  epoch that gave the batch)."""
-  try:
-    return accumulation_split(batch_size, num_devices, max_per_device_batch, ghost_batch_size)
-  except ConfigError as e:
-    raise ConfigError(f'{e} {where}') from None
-
-
 def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
                   lr_schedule: LRSchedule) -> list[int]:
   """The sorted phase starts, plus the end: where (B, k) changes and at LR boundaries."""
@@ -207,9 +195,7 @@ def _split_epochs(sizes: Sequence[int], mults: Sequence[float],
 def _phase(batch_size: int, lr_multiplier: float, start: int, end: int, per_epoch: int,
            first: int, offset: int, used: int, n: int, split: DeviceSplit) -> Phase:
   """A phase before its LR and noise scale are known (``_plan`` fills them in)."""
-  per_device, micro, accum = split
-  return Phase(start_epoch=start, end_epoch=end, batch_size=batch_size,
-               per_device_batch=per_device, micro_batch_size=micro, accumulation_steps=accum,
+  return Phase(start_epoch=start, end_epoch=end, batch_size=batch_size, **split._asdict(),
                updates_per_epoch=per_epoch, dropped_per_epoch=n - used, start_offset=offset,
                epoch_examples=used, updates=per_epoch * (end - start), first_update=first,
                learning_rate=math.nan, lr_multiplier=lr_multiplier, noise_scale=math.nan,
@@ -247,8 +233,8 @@ def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule:
     if b > n:
       raise ConfigError(f'batch_schedule: batch size {b} at epoch {start} is larger than the '
                         f'{n} training examples')
-    split = _device_split(b, num_devices, max_per_device_batch, ghost_batch_size,
-                          f'(batch_schedule at epoch {start})')
+    split = accumulation_split(b, num_devices, max_per_device_batch, ghost_batch_size,
+                               f'(batch_schedule at epoch {start})')
     phases.append(_phase(b, k, start, end, n // b, first, 0, n // b * b, n, split))
     first += phases[-1].updates
   table = clock.PhaseTable.from_phases(phases)
@@ -262,12 +248,6 @@ def _plan_from_epochs(sizes: Sequence[int], mults: Sequence[float], lr_schedule:
                       max_per_device_batch=max_per_device_batch,
                       ghost_batch_size=ghost_batch_size, lr_schedule=lr_schedule,
                       batch_schedule=batch_schedule)
-
-
-def _check_inside(name: str, boundaries: Sequence[float], end: int, unit: str) -> None:
-  if any(not 0 <= b < end for b in boundaries):
-    raise ConfigError(f'{name} {tuple(boundaries)} must lie inside the {end} {unit} '
-                      f'(in [0, {end}))')
 
 
 def build_plan(config: ml_collections.ConfigDict, num_devices: int,
@@ -292,15 +272,15 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
   momentum = momentum_of(config.optimizer)
   lr_schedule = build_lr_schedule(config.lr_schedule)
   batch_schedule = build_batch_schedule(config.batch_schedule, num_examples=n)
-  _check_inside('batch_schedule.boundaries', batch_schedule.boundaries, num_epochs, 'epochs')
+  checks.inside('batch_schedule.boundaries', batch_schedule.boundaries, num_epochs, 'epochs')
   if lr_schedule.clock == 'epoch':
-    _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, num_epochs, 'epochs')
+    checks.inside('lr_schedule.boundaries', lr_schedule.boundaries, num_epochs, 'epochs')
   cap = batch_schedule.max_batch_size
   if cap is not None and cap > n:
     raise ConfigError(f'batch_schedule.max_batch_size {cap} is larger than the {n} training '
                       'examples')
   for b in batch_schedule.reachable:
-    _device_split(b, devices, max_pdb, ghost, '(batch_schedule, reachable at run time)')
+    accumulation_split(b, devices, max_pdb, ghost, '(batch_schedule, reachable at run time)')
   try:
     steps = [batch_schedule.fn(e) for e in range(num_epochs)]
   except ConfigError as e:
@@ -310,11 +290,11 @@ def build_plan(config: ml_collections.ConfigDict, num_devices: int,
     if batch_schedule.ramp(1.0) > n:
       raise ConfigError(f'batch_schedule.final_batch_size {batch_schedule.ramp(1.0)} is larger '
                         f'than the {n} training examples')
-    ramp = _ramp_phases(batch_schedule.ramp, n, num_epochs, lambda b, where: _device_split(
+    ramp = _ramp_phases(batch_schedule.ramp, n, num_epochs, lambda b, where: accumulation_split(
         b, devices, max_pdb, ghost, where))
   plan = _plan_from_epochs([b for b, _ in steps], [k for _, k in steps], lr_schedule,
                            batch_schedule, n, devices, momentum, max_pdb, ghost, ramp)
   if lr_schedule.clock == 'update':
-    _check_inside('lr_schedule.boundaries', lr_schedule.boundaries, plan.total_updates,
+    checks.inside('lr_schedule.boundaries', lr_schedule.boundaries, plan.total_updates,
                   'updates')
   return plan

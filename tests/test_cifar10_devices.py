@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from experiments import cifar10_wrn
+from lr_study.batching import ghost_layout
 from lr_study.data.feeds import InMemoryFeed
 from lr_study.data.sources import DatasetArrays, SplitArrays
-from lr_study.models import ghost_layout
 from lr_study.runtime import run_files
 from lr_study.study import resolve_variant
 from lr_study.training.loop import train_and_evaluate
@@ -80,7 +80,7 @@ def _config(variant: str) -> ml_collections.ConfigDict:
   config.num_epochs = EPOCHS
   config.dataset.train_split = f'train[:{TRAIN}]'
   config.dataset.test_split = f'test[:{TEST}]'
-  config.dataset.eval_batch_size = TEST
+  config.dataset.eval_batch_size = 504  # the TEST examples in one step on 1, 2, 4 or 8 devices
   config.train_log_every_updates = 0
   config.checkpoint_every_epochs = 0
   return config
@@ -103,7 +103,7 @@ def _synthetic(spec) -> DatasetArrays:
 def feed():
   setup = prepare_run(_config('decay'))
   assert (setup.spec.num_train_examples, setup.spec.num_test_examples) == (TRAIN, TEST)
-  return InMemoryFeed(_synthetic(setup.spec), setup.spec, TEST)
+  return InMemoryFeed(_synthetic(setup.spec), setup.spec, setup.config.dataset.eval_batch_size)
 
 
 @pytest.mark.multidevice

@@ -1,5 +1,5 @@
 """Ghost batch norm: per-ghost statistics, running averages, the whole-batch case, ghosts
-of the global micro-batch under pmap, and the layouts the plan checks and chooses."""
+of the global micro-batch under pmap, and a layout that would split a ghost refused."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import optax
 import pytest
 
 from lr_study.errors import ConfigError
-from lr_study.models import (DeviceSplit, GhostBatchNorm, GhostLayout, accumulation_split,
-                             build_model, ghost_layout)
+from lr_study.models import GhostBatchNorm, build_model
 from lr_study.runtime.devices import AXIS
 
 MOMENTUM, EPS = 0.9, 1e-5
@@ -198,79 +197,9 @@ def test_model_with_axis_name_initialises_and_trains_outside_pmap_as_one_device(
                 one.apply(variables, x, train=True, mutable=['batch_stats']), 0)
 
 
-# --- layouts
-
-@pytest.mark.parametrize('args, layout, local', [
-    ((640, 8, 16), GhostLayout(640, 8, 16), True),
-    ((640, 8, 128), GhostLayout(640, 8, 128), False),  # 80 per device: ghosts span two
-    ((128, 8, 128), GhostLayout(128, 8, 128), False),  # one ghost over all 8 devices
-    ((640, 8, 0), GhostLayout(640, 8, 80), True),  # 0: each device's own examples
-    ((64, 4, 128), GhostLayout(64, 4, 64), False),  # at least the micro-batch: all of it
-    ((64, 1, 128), GhostLayout(64, 1, 64), True),
-])
-def test_ghost_layout_slices_the_global_micro_batch(args, layout, local):
-  assert ghost_layout(*args) == layout
-  assert layout.local == local
-  assert layout.num_ghosts == args[0] // layout.ghost_size
-
-
-@pytest.mark.parametrize('args, message', [
-    ((600, 8, 128), r'^ghost_batch_size 128 does not divide the micro-batch of 600 examples on '
-                    r'8 devices \(75 each\)$'),
-    ((100, 8, 4), r'^global micro-batch 100 does not divide over 8 devices$'),
-    ((0, 8, 4), r'^global micro-batch must be a whole number >= 1, got 0$'),
-    ((64, 0, 4), r'^num_devices must be a whole number >= 1, got 0$'),
-    ((64, 8, -1), r'^ghost_batch_size must be a whole number >= 0, got -1$'),
-])
-def test_ghost_layout_errors_name_the_numbers(args, message):
-  with pytest.raises(ConfigError, match=message):
-    ghost_layout(*args)
-
-
 @pytest.mark.multidevice
 def test_ghost_batch_norm_under_pmap_rejects_a_layout_that_splits_a_ghost_batch():
   x, variables = _global_batch((8 * 75, 3)), _variables(3)
   with pytest.raises(ConfigError, match=r'ghost_batch_size 128 does not divide the micro-batch '
                                         r'of 600 examples on 8 devices'):
     _pmap_train(lambda x: _train(GhostBatchNorm(128, axis_name=AXIS), variables, x), 8, x)
-
-
-# The paper's CIFAR-10 study (experiments/cifar10_wrn.py): batches 128, 640, 3200 and
-# 16000, max_per_device_batch 3200, ghost batches of 128, on 1, 2, 4 and 8 devices.
-CIFAR_SPLITS = {
-    1: [(128, 128, 1), (640, 640, 1), (3200, 3200, 1), (16000, 3200, 5)],
-    2: [(64, 64, 1), (320, 320, 1), (1600, 1600, 1), (8000, 1600, 5)],
-    4: [(32, 32, 1), (160, 160, 1), (800, 800, 1), (4000, 800, 5)],
-    8: [(16, 16, 1), (80, 80, 1), (400, 400, 1), (2000, 2000, 1)],
-}
-
-
-@pytest.mark.parametrize('num_devices', sorted(CIFAR_SPLITS))
-def test_accumulation_split_keeps_the_cifar10_study_ghost_batches_whole(num_devices):
-  splits = [accumulation_split(b, num_devices, 3200, 128) for b in (128, 640, 3200, 16000)]
-  assert splits == [DeviceSplit(*s) for s in CIFAR_SPLITS[num_devices]]
-
-
-@pytest.mark.parametrize('args, split', [
-    ((1024, 2, 128, 0), (512, 128, 4)),  # no ghosts: only the limit
-    ((16000, 4, 3200, 128), (4000, 800, 5)),  # k = 2 and 4 leave 62.5 and 31.25 ghosts
-    ((64, 2, 0, 128), (32, 32, 1)),  # batch below the ghost size: one whole-batch ghost
-    ((1200, 1, 500, 0), (1200, 400, 3)),  # a limit that does not divide the batch
-])
-def test_accumulation_split_takes_the_fewest_micro_batches_that_work(args, split):
-  assert accumulation_split(*args) == DeviceSplit(*split)
-
-
-@pytest.mark.parametrize('args, message', [
-    ((100, 8, 0, 4), r'^global batch 100 does not divide over 8 devices$'),
-    ((256, 1, 64, 128), r'^no accumulation split keeps ghost batches of 128 whole for global '
-                        r'batch 256 on 1 device with max_per_device_batch 64: use a '
-                        r'max_per_device_batch of at least 128 or a ghost_batch_size dividing '
-                        r'64$'),
-    ((400, 8, 0, 128), r'^no accumulation split keeps ghost batches of 128 whole for global '
-                       r'batch 400 on 8 devices \(50 each\) with max_per_device_batch 0: use '
-                       r'a ghost_batch_size dividing 400$'),
-])
-def test_accumulation_split_errors_name_the_numbers_and_a_fix(args, message):
-  with pytest.raises(ConfigError, match=message):
-    accumulation_split(*args)

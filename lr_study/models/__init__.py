@@ -7,19 +7,17 @@ mutable=['batch_stats'])`` on float32 ``[B, H, W, C]`` inputs, returning logits
 bfloat16 with float32 parameters and batch-norm statistics); initialise it with
 ``model.init({'params': key, 'dropout': key}, x, train=False)`` (outside the pmap: one
 device). With ``axis_name`` the pmap axis, ghost batches are slices of the global
-micro-batch whatever the number of devices (``GhostBatchNorm``); ``ghost_layout`` and
-``accumulation_split`` check and choose layouts for the plan.
+micro-batch whatever the number of devices (``GhostBatchNorm``; the layout's arithmetic
+is ``lr_study.batching``'s).
 """
 
 from lr_study.models import cnn as _cnn  # noqa: F401  (registers the models)
 from lr_study.models import mlp as _mlp  # noqa: F401
 from lr_study.models import wide_resnet as _wide_resnet  # noqa: F401
 from lr_study.models.cnn import CNN
-from lr_study.models.ghost_batch_norm import (DeviceSplit, GhostBatchNorm, GhostLayout,
-                                               accumulation_split, ghost_layout, ghost_size)
+from lr_study.models.ghost_batch_norm import GhostBatchNorm
 from lr_study.models.mlp import MLP
 from lr_study.models.registry import MODELS, build_model
 from lr_study.models.wide_resnet import WideResNet
 
-__all__ = ['CNN', 'DeviceSplit', 'GhostBatchNorm', 'GhostLayout', 'MLP', 'WideResNet',
-           'accumulation_split', 'build_model', 'ghost_layout', 'ghost_size', 'MODELS']
+__all__ = ['CNN', 'GhostBatchNorm', 'MLP', 'WideResNet', 'build_model', 'MODELS']

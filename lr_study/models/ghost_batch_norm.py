@@ -5,11 +5,12 @@ gap in large batch training of neural networks" (NeurIPS 2017), §4.1; used by S
 Kindermans, Ying & Le (ICLR 2018) with ghost batches of 128 so that the noise batch
 norm adds does not change when the batch size grows.
 
-In training, the **global micro-batch** (one forward pass: ``M = D·m`` examples on ``D``
-devices of ``m`` each, device ``d`` holding positions ``[d·m, (d+1)·m)``) is split into
-``K = M / g`` ghost batches of ``g`` consecutive examples, whatever the device layout,
-and ghost batch ``k`` is normalised with its own statistics over its examples and every
-non-feature axis, in two passes (the mean first, then the centred squares):
+In training, the **global micro-batch** (one forward pass: ``M`` examples on ``D``
+devices of ``m`` each) is split into ``K`` ghost batches of ``g`` consecutive examples,
+whatever the device layout (``lr_study.batching.ghost_layout`` states the sizes and
+checks them), and ghost batch ``k`` is normalised with its own statistics over its
+examples and every non-feature axis, in two passes (the mean first, then the centred
+squares):
 
     μ_k = mean(x_k),   σ²_k = mean((x_k − μ_k)²)   (biased, as in Ioffe & Szegedy 2015)
     y = γ · (x − μ_k) / √(σ²_k + ε) + β
@@ -21,9 +22,7 @@ examples into their ghosts and the sums of all ``K`` ghosts are added across dev
 with ``lax.psum`` over ``axis_name``. ``ghost_batch_size`` at least ``M`` is the whole
 global micro-batch (batch norm synchronised over the devices); ``ghost_batch_size`` 0
 is ordinary batch norm over the ``m`` examples the module sees (one device's
-micro-batch, never reduced across devices). :func:`ghost_layout` checks a layout and
-:func:`accumulation_split` chooses the gradient-accumulation split that keeps ghost
-batches whole, both plain Python for the plan.
+micro-batch, never reduced across devices).
 
 The running averages (collection ``'batch_stats'``, names ``mean`` and ``var`` as in
 ``flax.linen.BatchNorm``) move towards the mean of the statistics of the ghosts the
@@ -51,141 +50,13 @@ running averages are float32; only the output is cast back to ``x``'s dtype.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lr_study.errors import ConfigError
-from lr_study import checks
-
-
-@dataclasses.dataclass(frozen=True)
-class GhostLayout:
-  """How a global micro-batch of ``num_devices × per_device`` examples splits into ghosts.
-
-  Attributes:
-    global_micro_batch: ``M``, the examples of one forward pass over all devices.
-    num_devices: ``D``.
-    ghost_size: ``g``, the examples of each ghost batch (``ghost_batch_size``, or
-      ``m`` for 0, or ``M`` when ``ghost_batch_size >= M``).
-  """
-
-  global_micro_batch: int
-  num_devices: int
-  ghost_size: int
-
-  @property
-  def per_device(self) -> int:
-    """``m = M / D``."""
-    return self.global_micro_batch // self.num_devices
-
-  @property
-  def num_ghosts(self) -> int:
-    """``K = M / g``."""
-    return self.global_micro_batch // self.ghost_size
-
-  @property
-  def local(self) -> bool:
-    """Whether every ghost lies on one device (``g`` divides ``m``): no communication."""
-    return self.per_device % self.ghost_size == 0
-
-
-def ghost_layout(global_micro_batch: int, num_devices: int,
-                 ghost_batch_size: int) -> GhostLayout:
-  """The ghost batches of a global micro-batch of ``M`` examples spread over ``D`` devices.
-
-  Valid when ``ghost_batch_size`` is 0 (``g = m``), divides ``M`` (consecutive slices of
-  ``g``; local when it divides ``m = M / D`` too), or is at least ``M`` (``g = M``).
-
-  Raises:
-    ConfigError: a number is not a whole number in range, ``D`` does not divide ``M``,
-      or ``ghost_batch_size`` is below ``M`` and does not divide it.
-  """
-  total = checks.integer('global micro-batch', global_micro_batch, 1)
-  devices = checks.integer('num_devices', num_devices, 1)
-  ghost = checks.integer('ghost_batch_size', ghost_batch_size, 0)
-  if total % devices:
-    raise ConfigError(f'global micro-batch {total} does not divide over {devices} devices')
-  per_device = total // devices
-  if ghost == 0:
-    return GhostLayout(total, devices, per_device)
-  if ghost >= total:
-    return GhostLayout(total, devices, total)
-  if total % ghost:
-    raise ConfigError(f'ghost_batch_size {ghost} does not divide the micro-batch of {total} '
-                      f'examples on {_on_devices(devices, per_device)}')
-  return GhostLayout(total, devices, ghost)
-
-
-def _on_devices(num_devices: int, per_device: int) -> str:
-  return '1 device' if num_devices == 1 else f'{num_devices} devices ({per_device} each)'
-
-
-def ghost_size(ghost_batch_size: int, batch_size: int) -> int:
-  """The examples per ghost batch for a batch of ``batch_size`` on one device.
-
-  ``ghost_batch_size`` 0 or ``>= batch_size`` gives the whole batch; the one-device
-  case of :func:`ghost_layout`.
-
-  Raises:
-    ConfigError: ``ghost_batch_size`` is not an integer >= 0, or does not divide
-      ``batch_size``.
-  """
-  return ghost_layout(batch_size, 1, ghost_batch_size).ghost_size
-
-
-class DeviceSplit(NamedTuple):
-  """One global batch on the devices: ``accumulation_steps · micro_batch_size`` =
-  ``per_device_batch`` examples per device."""
-
-  per_device_batch: int
-  micro_batch_size: int
-  accumulation_steps: int
-
-
-def accumulation_split(batch_size: int, num_devices: int, max_per_device_batch: int,
-                       ghost_batch_size: int) -> DeviceSplit:
-  """The split of global batch ``B`` over ``D`` devices with the fewest micro-batches
-  that keeps ghost batches whole.
-
-  The per-device batch is ``P = B / D``; the split takes the smallest ``k`` dividing
-  ``P`` with ``m = P / k <= max_per_device_batch`` (0: no limit) whose global
-  micro-batch ``D·m`` is a whole number of ghosts of ``min(ghost_batch_size, B)``:
-  ghost batches of the size one device would use with no limit. ``ghost_batch_size`` 0
-  only bounds ``m``.
-
-  Raises:
-    ConfigError: one line naming ``B``, ``D``, ``max_per_device_batch`` and
-      ``ghost_batch_size``, with a fix, when ``D`` does not divide ``B`` or no split
-      exists.
-  """
-  total = checks.integer('batch_size', batch_size, 1)
-  devices = checks.integer('num_devices', num_devices, 1)
-  limit = checks.integer('max_per_device_batch', max_per_device_batch, 0)
-  ghost = checks.integer('ghost_batch_size', ghost_batch_size, 0)
-  if total % devices:
-    raise ConfigError(f'global batch {total} does not divide over {devices} devices')
-  per_device = total // devices
-  target = min(ghost, total)
-
-  def keeps_ghosts(micro: int) -> bool:  # D·m is a whole number (>= 1) of ghosts of target
-    return ghost == 0 or (devices * micro >= target and devices * micro % target == 0)
-
-  divisors = [k for k in range(1, per_device + 1) if per_device % k == 0]
-  fits = [k for k in divisors if not limit or per_device // k <= limit]
-  for k in fits:
-    if keeps_ghosts(per_device // k):
-      return DeviceSplit(per_device, per_device // k, k)
-  fixes = [f'a ghost_batch_size dividing {devices * per_device // fits[0]}']
-  whole = [per_device // k for k in divisors if keeps_ghosts(per_device // k)]
-  if whole:
-    fixes.insert(0, f'a max_per_device_batch of at least {min(whole)}')
-  raise ConfigError(f'no accumulation split keeps ghost batches of {ghost} whole for global '
-                    f'batch {total} on {_on_devices(devices, per_device)} with '
-                    f'max_per_device_batch {limit}: use {" or ".join(fixes)}')
+from lr_study.batching import GhostLayout, ghost_layout, position_in_batch
 
 
 def _bound_axis_size(axis_name: str | None) -> int:
@@ -265,7 +136,8 @@ class GhostBatchNorm(nn.Module):
     m, num_ghosts = x.shape[0], layout.num_ghosts
     axes = tuple(range(1, x.ndim - 1))
     count = layout.ghost_size * (x.size // (m * x.shape[-1]))
-    position = jax.lax.axis_index(self.axis_name) * m + jnp.arange(m)
+    position = position_in_batch(0, jax.lax.axis_index(self.axis_name), jnp.arange(m), m,
+                                 layout.num_devices)
     ghost = position // layout.ghost_size
 
     def ghost_means(values: jax.Array) -> jax.Array:  # [m, ..., C] -> [K, C], all devices
