@@ -12,16 +12,15 @@ every update (or every few)::
                                          num_updates=2000, mode='exponential'))
     config.train_log_every_updates = 1
 
-then ``python -m analysis.lr_range_test --workdir RUN_DIR`` reads
-``RUN_DIR/train_log.jsonl`` (JSON lines with ``update``, ``epoch``, ``learning_rate``,
-``train_loss``, ``train_accuracy``), writes ``RUN_DIR/lr_range_test.png`` and prints the
+then ``python -m analysis.lr_range_test --workdir RUN_DIR`` reads the run's train log
+(``lr_study.runtime.run_files.TRAIN_LOG``: JSON lines with ``update``, ``epoch``,
+``learning_rate``, ``train_loss``, ``train_accuracy``), writes ``RUN_DIR/lr_range_test.png`` and prints the
 suggested bounds for ``triangular``, ``triangular2`` or ``exp_range``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -33,8 +32,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lr_study.errors import ConfigError  # noqa: E402
+from lr_study.runtime import run_files  # noqa: E402
+from lr_study.runtime.run_files import TRAIN_LOG  # noqa: E402
 
-TRAIN_LOG = 'train_log.jsonl'
 FIGURE = 'lr_range_test.png'
 
 
@@ -103,13 +103,11 @@ def suggest_clr_bounds(lrs: Sequence[float], losses: Sequence[float], *,
 
 
 def read_train_log(workdir: str) -> list[dict[str, Any]]:
-  """The rows of ``workdir/train_log.jsonl`` that have a learning rate and a train loss."""
+  """The rows of the train log in ``workdir`` that have a learning rate and a train loss."""
   path = os.path.join(workdir, TRAIN_LOG)
-  if not os.path.isfile(path):
+  if not run_files.exists(path):
     raise ConfigError(f'--workdir {workdir!r} has no {TRAIN_LOG}')
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  rows = [r for r in rows if 'learning_rate' in r and 'train_loss' in r]
+  rows = [r for r in run_files.read_jsonl(path) if 'learning_rate' in r and 'train_loss' in r]
   if len(rows) < 3:
     raise ConfigError(f'{path} has {len(rows)} rows with learning_rate and train_loss; '
                       'log every update (train_log_every_updates=1)')

@@ -41,6 +41,7 @@ METADATA = 'metadata.json'
 PLAN = 'plan.json'
 SUMMARY = 'summary.json'
 CHECKPOINTS = 'checkpoints'  # orbax's step directories (lr_study.training.checkpoint)
+STUDY_CONFIG = 'study_config.json'  # a study's config, in its workdir (lr_study.runner)
 
 # Schemes whose "rename" is a copy and a delete, and which cannot append.
 OBJECT_STORES = frozenset({'gs', 's3', 'az'})
