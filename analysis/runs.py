@@ -1,14 +1,14 @@
 """The runs of one or many study directories, read from their logs alone.
 
-A run directory holds any of ``metrics.jsonl``, ``train_log.jsonl``,
-``schedule_events.jsonl``, ``plan.json``, ``metadata.json`` and ``summary.json``
-(README, "What a run writes"). Under a WORKDIR they lie at
+A run directory holds any of the files a run writes (``RUN_FILES``, named in
+``lr_study.runtime.run_files``: the metrics, train log and schedule events logs, the plan,
+the metadata and the summary; README, "What a run writes"). Under a WORKDIR they lie at
 
 * ``WORKDIR/<variant>/seed_<k>/``, a study;
 * ``WORKDIR/<point>/<variant>/seed_<k>/``, one point of a sweep (``lr_study.sweep``):
-  the swept values come from ``metadata.json``'s ``"sweep"``, else from the point's
+  the swept values come from the metadata's ``"sweep"``, else from the point's
   directory name;
-* ``WORKDIR/<variant>/`` holding only ``plan.json``, a dry run (``launch.py --dry_run``).
+* ``WORKDIR/<variant>/`` holding only a plan, a dry run (``launch.py --dry_run``).
 
 Several WORKDIRs pool their runs of one (sweep point, variant) as more seeds (seeds 0–2
 in one, 3–9 in another) when their configs agree; where the configs differ, each
@@ -36,54 +36,13 @@ import numpy as np
 
 from lr_study import sweep
 from lr_study.runtime import run_files
+from lr_study.runtime.run_files import (EVENTS, METADATA, METRICS, PLAN, STUDY_CONFIG, SUMMARY,
+                                        TRAIN_LOG, isdir, listdir)
 
-METRICS, TRAIN_LOG, EVENTS = 'metrics.jsonl', 'train_log.jsonl', 'schedule_events.jsonl'
-PLAN, METADATA, SUMMARY = 'plan.json', 'metadata.json', 'summary.json'
 RUN_FILES = (METRICS, TRAIN_LOG, EVENTS, PLAN, METADATA, SUMMARY)
-STUDY_CONFIG = 'study_config.json'
 MAX_DEPTH = 4  # WORKDIR/<point>/<variant>/seed_<k>: deeper folders are not looked into
 
 _SEED_DIR = re.compile(r'seed_(\d+)\Z')
-_URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
-
-
-def is_url(path: str) -> bool:
-  """A path that ``tf.io.gfile`` reads (``gs://...``), not a local one."""
-  return bool(_URL.match(path)) and not path.startswith('file://')
-
-
-def _local(path: str) -> str:
-  return path[len('file://'):] if path.startswith('file://') else path
-
-
-def _gfile() -> Any:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.io.gfile
-
-
-def list_dir(path: str) -> list[str]:
-  """The entries of directory ``path`` (names only, sorted); [] if it is none."""
-  if is_url(path):
-    gfile = _gfile()
-    return sorted(n.rstrip('/') for n in gfile.listdir(path)) if gfile.isdir(path) else []
-  path = _local(path)
-  return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-
-def is_dir(path: str) -> bool:
-  return _gfile().isdir(path) if is_url(path) else os.path.isdir(_local(path))
-
-
-def make_dirs(path: str) -> None:
-  if is_url(path):
-    _gfile().makedirs(path)
-  else:
-    os.makedirs(_local(path), exist_ok=True)
-
-
-def write_bytes(path: str, data: bytes | str) -> None:
-  """Writes a whole file atomically (``run_files.write_atomic``), on any filesystem."""
-  run_files.write_atomic(path if is_url(path) else _local(path), data)
 
 
 def number(value: Any) -> float:
@@ -134,7 +93,7 @@ class Run:
 
   @property
   def config(self) -> dict[str, Any]:
-    """The run's resolved config (``metadata.json``), or {} when it has none."""
+    """The run's resolved config (from its metadata), or {} when it has none."""
     return dict((self.metadata or {}).get('config') or {})
 
   @property
@@ -181,12 +140,12 @@ def _run_dirs(workdir: str) -> list[str]:
   found = []
 
   def visit(path: str, depth: int) -> bool:
-    names = list_dir(path)
+    names = listdir(path)
     below = False
     if depth < MAX_DEPTH:
       for name in names:
         child = f'{path.rstrip("/")}/{name}'
-        if name not in RUN_FILES and is_dir(child):
+        if name not in RUN_FILES and isdir(child):
           below = visit(child, depth + 1) or below
     if depth > 0 and _is_run_dir(names) and not (below and set(names) & set(RUN_FILES) == {PLAN}):
       found.append(path)
@@ -239,12 +198,13 @@ def point_order(point: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _variant_order(workdir: str) -> list[str]:
-  """The study's run order of variants: its ``study_config.json``'s ``run_variants``, or
-  (a sweep) those of its points' ``study_config.json`` files, in point order."""
+  """The study's run order of variants: its study config's ``run_variants``
+  (``run_files.STUDY_CONFIG``), or (a sweep) those of its points' study configs, in
+  point order."""
   root = workdir.rstrip('/')
   configs = [f'{root}/{STUDY_CONFIG}'] + [f'{root}/{name}/{STUDY_CONFIG}'
-                                           for name in list_dir(root)
-                                           if is_dir(f'{root}/{name}')]
+                                           for name in listdir(root)
+                                           if isdir(f'{root}/{name}')]
   order: list[str] = []
   for path in configs:
     study = _read_json(path)
@@ -265,7 +225,7 @@ def load_runs(workdirs: str | Sequence[str]) -> list[Run]:
     workdirs = [workdirs]
   runs = []
   for workdir in workdirs:
-    if not is_dir(workdir):
+    if not isdir(workdir):
       raise FileNotFoundError(f'{workdir} is not a directory')
     order = _variant_order(workdir)
     found = [load_run(workdir, d) for d in _run_dirs(workdir)]

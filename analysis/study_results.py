@@ -23,8 +23,8 @@ first WORKDIR):
 * ``figure.png`` and ``figure.pdf``: ``analysis.figures``' ``accuracy`` figure, test
   accuracy against epochs and against parameter updates (Smith et al. 2018, Figure 2).
 
-The swept values of a run come from its ``metadata.json`` (``"sweep"``), else from its
-point's directory name. Runs still training (no ``summary.json``) are left out.
+The swept values of a run come from its metadata (``"sweep"``), else from its point's
+directory name. Runs still training (no summary yet) are left out.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ from typing import Any, Mapping, Sequence
 
 from absl import app, flags
 
-from analysis import figures
+from analysis import metric_figures
 from analysis import runs as runs_lib
+from analysis.drawing import save
 from analysis.runs import Run
 from lr_study.errors import ConfigError
 from lr_study.plan_table import MAX_DROPPED, dropped_warnings
-from lr_study.runtime import environment
+from lr_study.runtime import environment, run_files
 from lr_study.runtime.workdir import check_workdir
 
 OUTPUTS = ('table.md', 'table.csv', 'figure.png', 'figure.pdf')
@@ -196,7 +197,7 @@ def warnings(runs: Sequence[Run]) -> list[str]:
 
 
 def environments(runs: Sequence[Run]) -> list[str]:
-  """Each distinct environment the runs came from (their ``metadata.json``), as a line."""
+  """Each distinct environment the runs came from (their metadata), as a line."""
   found = [environment.describe(r.metadata) for r in runs
            if (r.metadata or {}).get('cpu') is not None or (r.metadata or {}).get('devices')]
   return [f'environment: {line}' for line in dict.fromkeys(found)]
@@ -227,11 +228,11 @@ def write_study_outputs(workdirs: str | Sequence[str], out_dir: str | None = Non
                           flag='--out_dir' if out_dir else '--workdir')
   notes = format_notes(runs)
   table = format_markdown(table_rows(runs)) + (f'\n\n{notes}' if notes else '')
-  runs_lib.write_bytes(f'{out_dir}/table.md', table + '\n')
-  runs_lib.write_bytes(f'{out_dir}/table.csv', format_csv(run_rows(runs)))
-  figure = figures.accuracy_figure(runs)
+  run_files.write_atomic(f'{out_dir}/table.md', table + '\n')
+  run_files.write_atomic(f'{out_dir}/table.csv', format_csv(run_rows(runs)))
+  figure = metric_figures.accuracy_figure(runs)
   if figure is not None:
-    figures.save(figure, out_dir, FIGURE)
+    save(figure, out_dir, FIGURE)
   return table
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analysis import figures
+from analysis import curves, figures, metric_figures, schedule_figures, titles
 from analysis import runs as runs_lib
+from analysis import styles as styles_lib
 from test_study_results import unwritable_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +111,7 @@ def test_gradient_noise_is_skipped_with_a_line_when_no_run_logs_it(tmp_path):
 def test_curves_are_the_mean_and_std_over_seeds_matched_by_epoch(tmp_path):
   runs = runs_lib.load_runs(_paper_study(str(tmp_path)))
   decay = [r for r in runs if r.variant == 'decay']
-  curve = figures.mean_curve(decay, 'update', 'test_accuracy', scale=100.0)
+  curve = curves.mean_curve(decay, 'update', 'test_accuracy', scale=100.0)
   np.testing.assert_allclose(curve.x, [100, 200, 300, 400])
   np.testing.assert_allclose(curve.mean, [51, 71, 81, 91])
   np.testing.assert_allclose(curve.std, [1, 1, 1, 1])
@@ -123,7 +124,7 @@ def test_null_values_are_left_out_of_the_mean(tmp_path):
   rows = [json.loads(line) for line in open(os.path.join(run_dir, 'metrics.jsonl'))]
   rows[1]['train_loss'] = None
   _write(run_dir, 'metrics.jsonl', rows)
-  curve = figures.mean_curve(runs_lib.load_runs(str(tmp_path)), 'epoch', 'train_loss')
+  curve = curves.mean_curve(runs_lib.load_runs(str(tmp_path)), 'epoch', 'train_loss')
   np.testing.assert_allclose(curve.mean, [2.0, 0.5, 2 / 9, 0.125])
   np.testing.assert_allclose(curve.std, [0, 0, 0, 0])
 
@@ -133,38 +134,38 @@ def test_a_diverged_run_is_drawn_to_its_divergence_labelled_and_left_out_of_the_
     write_run(str(tmp_path), 'decay', seed, updates_per_epoch=100)
   write_run(str(tmp_path), 'decay', 2, updates_per_epoch=100, diverged_at=250)
   runs = runs_lib.load_runs(str(tmp_path))
-  fig = figures.accuracy_figure(runs)
+  fig = metric_figures.accuracy_figure(runs)
   assert 'decay seed 2: diverged at update 250' in _texts(fig)
   assert 'mean ± std over 2 seeds (shaded)' in _texts(fig)
   diverged = [line for line in fig.axes[1].get_lines() if line.get_linestyle() == ':']
   assert max(diverged[0].get_xdata()) <= 250
-  curve = figures.mean_curve([r for r in runs if not r.diverged], 'epoch', 'test_accuracy')
+  curve = curves.mean_curve([r for r in runs if not r.diverged], 'epoch', 'test_accuracy')
   np.testing.assert_allclose(curve.mean, [0.505, 0.705, 0.805, 0.905])
 
 
 def test_updates_are_on_a_log_axis_when_they_span_more_than_a_decade(tmp_path):
   narrow_root, wide_root = str(tmp_path / 'narrow'), str(tmp_path / 'wide')
   write_run(narrow_root, 'decay', 0, updates_per_epoch=100)  # 100 to 400 updates
-  narrow = figures.accuracy_figure(runs_lib.load_runs(narrow_root))
+  narrow = metric_figures.accuracy_figure(runs_lib.load_runs(narrow_root))
   assert narrow.axes[1].get_xscale() == 'linear'
   write_run(wide_root, 'decay', 0, updates_per_epoch=100)
   write_run(wide_root, 'large_batch', 0, updates_per_epoch=100, batch_sizes=(512,) * 4)  # 1 to 4
-  wide = figures.accuracy_figure(runs_lib.load_runs(wide_root))
+  wide = metric_figures.accuracy_figure(runs_lib.load_runs(wide_root))
   assert wide.axes[1].get_xscale() == 'log'
   assert wide.axes[0].get_xscale() == 'linear'  # epochs
 
 
 def test_titles_name_dataset_model_and_optimizer(tmp_path):
-  fig = figures.accuracy_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
+  fig = metric_figures.accuracy_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
   assert 'digits · MLP 128-128 · momentum (m = 0.9, wd = 0.0005)' in _texts(fig)
   assert 'mean ± std over 3 seeds (shaded)' in _texts(fig)
 
 
 def test_each_variant_has_its_own_line_style_and_marker_everywhere(tmp_path):
   runs = runs_lib.load_runs(_paper_study(str(tmp_path)))
-  styles = figures.styles(runs)
+  styles = styles_lib.styles(runs)
   assert len({s.linestyle for s in styles.values()}) == len({s.marker for s in styles.values()}) == 2
-  fig = figures.accuracy_figure(runs)
+  fig = metric_figures.accuracy_figure(runs)
   drawn = {(line.get_label(), line.get_marker(), str(line.get_linestyle()))
            for ax in fig.axes for line in ax.get_lines()}
   assert len({d[0] for d in drawn}) == 2 and len(drawn) == 2
@@ -172,12 +173,12 @@ def test_each_variant_has_its_own_line_style_and_marker_everywhere(tmp_path):
 
 def test_markers_of_coinciding_curves_are_staggered(tmp_path):
   runs = runs_lib.load_runs(_paper_study(str(tmp_path)))
-  first, second = figures.styles(runs).values()
-  assert figures.markevery(first, 40) != figures.markevery(second, 40)
+  first, second = styles_lib.styles(runs).values()
+  assert styles_lib.markevery(first, 40) != styles_lib.markevery(second, 40)
 
 
 def test_the_legend_lies_outside_the_panels(tmp_path):
-  fig = figures.accuracy_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
+  fig = metric_figures.accuracy_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
   fig.canvas.draw()
   (legend,) = fig.legends
   box = legend.get_window_extent()
@@ -188,12 +189,12 @@ def test_the_legend_lies_outside_the_panels(tmp_path):
 def test_optimizers_figure_has_one_panel_per_optimizer(tmp_path):
   write_run(str(tmp_path / 'a'), 'decay', 0, updates_per_epoch=100, optimizer='sgd')
   write_run(str(tmp_path / 'b'), 'decay', 0, updates_per_epoch=100, optimizer='adam')
-  fig = figures.optimizers_figure(runs_lib.load_runs([str(tmp_path / 'a'), str(tmp_path / 'b')]))
+  fig = metric_figures.optimizers_figure(runs_lib.load_runs([str(tmp_path / 'a'), str(tmp_path / 'b')]))
   assert sorted(ax.get_title().split(' ')[0] for ax in fig.axes) == ['adam', 'sgd']
 
 
 def test_schedules_draw_batch_size_per_epoch_on_a_log_axis(tmp_path):
-  fig = figures.schedules_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
+  fig = schedule_figures.schedules_figure(runs_lib.load_runs(_paper_study(str(tmp_path))))
   batch_axis = fig.axes[1]
   assert batch_axis.get_ylabel() == 'batch size' and batch_axis.get_yscale() == 'log'
   increase = [l for l in batch_axis.get_lines() if l.get_label() == 'increase'][0]
@@ -205,17 +206,18 @@ def test_schedules_take_the_lr_from_the_train_log_where_it_is_logged(tmp_path):
   log = [{'epoch': e / 4, 'update': 25 * e, 'learning_rate': 0.1 * (1 + e % 2)}
          for e in range(1, 17)]
   write_run(str(tmp_path), 'triangular', 0, updates_per_epoch=100, train_log=log)
-  fig = figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
+  fig = schedule_figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
   (line,) = fig.axes[0].get_lines()
   assert len(line.get_xdata()) == 16
 
 
 def test_schedules_compute_the_noise_scale_at_every_train_log_row(tmp_path):
   log = [{'epoch': e / 4, 'update': 25 * e, 'learning_rate': 0.01 * e} for e in range(1, 17)]
-  plan = {'num_train_examples': 808, 'momentum': 0.9,
-          'phases': [{'start_epoch': 0, 'end_epoch': 4, 'batch_size': 8}]}
+  phase = {'first_update': 0, 'start_epoch': 0, 'end_epoch': 4, 'updates_per_epoch': 100,
+           'batch_size': 8, 'lr_multiplier': 1.0, 'start_offset': 0, 'epoch_examples': 800}
+  plan = {'num_train_examples': 808, 'momentum': 0.9, 'phases': [phase]}
   write_run(str(tmp_path), 'triangular', 0, updates_per_epoch=100, train_log=log, plan=plan)
-  fig = figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
+  fig = schedule_figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
   (line,) = fig.axes[2].get_lines()  # g = ε (N/B − 1)/(1 − m) = 1000 ε
   np.testing.assert_allclose(line.get_ydata(), [10.0 * e for e in range(1, 17)])
 
@@ -227,14 +229,14 @@ def test_schedules_of_a_dry_run_come_from_its_plans(tmp_path):
   _write(str(tmp_path / 'increase'), 'plan.json', {'phases': phases})
   (run,) = runs_lib.load_runs(str(tmp_path))
   assert (run.variant, run.status) == ('increase', 'planned')
-  fig = figures.schedules_figure([run])
+  fig = schedule_figures.schedules_figure([run])
   (line,) = fig.axes[1].get_lines()
   assert list(line.get_ydata()) == [128, 640, 640]
   assert 'as planned' in _texts(fig)
 
 
 def test_gradient_noise_draws_b_simple_and_the_batch_size_on_one_axis(tmp_path):
-  fig = figures.gradient_noise_figure(runs_lib.load_runs(_paper_study(str(tmp_path), noise=True)))
+  fig = schedule_figures.gradient_noise_figure(runs_lib.load_runs(_paper_study(str(tmp_path), noise=True)))
   (ax,) = fig.axes
   lines = {line.get_label(): line for line in ax.get_lines()}
   np.testing.assert_allclose(lines['decay'].get_ydata(), [20, 40, 60, 80])  # B_simple
@@ -299,5 +301,5 @@ def test_a_diverged_run_without_its_update_is_labelled_diverged(tmp_path):
   _write(run_dir, 'summary.json', {'variant': 'decay', 'seed': 0, 'status': 'diverged'})
   write_run(str(tmp_path), 'increase', 0, updates_per_epoch=100)
   runs = runs_lib.load_runs(str(tmp_path))
-  assert figures.diverged_text(runs[0]) == 'diverged'
+  assert titles.diverged_text(runs[0]) == 'diverged'
   assert figures.make_figures(runs, str(tmp_path / 'out'), ['accuracy', 'schedules'])

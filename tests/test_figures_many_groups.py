@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 
-from analysis import figures
+from analysis import figures, metric_figures
 from analysis import runs as runs_lib
+from analysis import styles as styles_lib
 from lr_study import sweep
 from test_figures import write_run
 
@@ -33,7 +34,7 @@ def _legend_texts(fig) -> list[str]:
 def test_a_16_group_sweep_is_styled_by_key_and_its_legend_keys_each_value_once(tmp_path):
   runs = _sweep(str(tmp_path), {'variants.decay.lr_schedule.init_value': (0.01, 0.02, 0.05, 0.1),
                                 'batch_size': (8, 16)})
-  style_of = figures.styles(runs)
+  style_of = styles_lib.styles(runs)
   assert len(style_of) == 16
   looks = {(str(s.color), str(s.linestyle), s.marker) for s in style_of.values()}
   assert len(looks) == 16  # no two groups drawn alike
@@ -43,7 +44,7 @@ def test_a_16_group_sweep_is_styled_by_key_and_its_legend_keys_each_value_once(t
   assert by_group[0.01, 8, 'decay'].color == by_group[0.01, 16, 'increase'].color
   assert by_group[0.01, 8, 'decay'].linestyle != by_group[0.01, 16, 'decay'].linestyle
   assert by_group[0.01, 8, 'decay'].marker != by_group[0.01, 8, 'increase'].marker
-  fig = figures.accuracy_figure(runs)
+  fig = metric_figures.accuracy_figure(runs)
   assert _legend_texts(fig) == ['init_value=0.01', 'init_value=0.02', 'init_value=0.05',
                                 'init_value=0.1', 'batch_size=8', 'batch_size=16', 'decay',
                                 'increase']
@@ -56,7 +57,7 @@ def test_a_16_group_sweep_is_styled_by_key_and_its_legend_keys_each_value_once(t
 def test_more_values_than_colours_take_a_colour_map(tmp_path):
   runs = _sweep(str(tmp_path), {'learning_rate': tuple(0.01 * k for k in range(1, 13))},
                 variants=('decay',))
-  style_of = figures.styles(runs)
+  style_of = styles_lib.styles(runs)
   assert len({str(s.color) for s in style_of.values()}) == 12
   for name in figures.FIGURES:
     fig = figures.BUILDERS[name](runs)
@@ -67,7 +68,7 @@ def test_more_values_than_colours_take_a_colour_map(tmp_path):
 def test_few_groups_keep_a_style_each_with_short_labels(tmp_path):
   runs = _sweep(str(tmp_path), {'variants.decay.lr_schedule.init_value': (0.05, 0.1),
                                 'batch_size': (8,)})
-  fig = figures.accuracy_figure(runs)
+  fig = metric_figures.accuracy_figure(runs)
   assert _legend_texts(fig) == ['init_value=0.05, decay', 'init_value=0.05, increase',
                                 'init_value=0.1, decay', 'init_value=0.1, increase']
-  assert len({s.color for s in figures.styles(runs).values()}) == 4
+  assert len({s.color for s in styles_lib.styles(runs).values()}) == 4

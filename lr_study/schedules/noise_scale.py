@@ -27,6 +27,9 @@ import numpy as np
 
 from lr_study.errors import ConfigError
 
+FORMULA = 'g = ε(N/B − 1)/(1 − m)'  # what noise_scale returns
+APPROXIMATE_FORMULA = 'g ≈ εN/(B(1 − m))'  # what it returns with approximate=True
+
 
 def _check(requirement: str, ok: Any, value: Any) -> None:
   """ConfigError ``'<requirement>, got <value>'`` unless ``ok`` holds everywhere."""
