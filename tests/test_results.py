@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from analysis import results
+from analysis import publish, reproduce
 from experiments import lecture_raschka
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ def _strings(obj: Any) -> Iterator[str]:
 
 
 def _missing(name: str, docs: str = DOCS) -> list[str]:
-  required, _, _ = results.BLOCKS[name]
+  required, _, _ = publish.BLOCKS[name]
   return [f'docs/results/{n}.json' for n in required
           if not os.path.exists(os.path.join(docs, 'results', f'{n}.json'))]
 
@@ -64,8 +64,8 @@ def _table_numbers(block: str) -> list[str]:
 
 def _unbacked(block: str, name: str, docs: str) -> list[str]:
   """The numbers of a block's tables that none of its results files holds."""
-  required, optional, _ = results.BLOCKS[name]
-  files = results.load(docs, [*required, *optional])
+  required, optional, _ = publish.BLOCKS[name]
+  files = publish.load(docs, [*required, *optional])
   held = set()
   for text in _strings(files):
     held.update(NUMBER.findall(text))
@@ -74,26 +74,26 @@ def _unbacked(block: str, name: str, docs: str) -> list[str]:
 
 @pytest.mark.parametrize('page', PAGES)
 def test_every_results_block_is_what_its_committed_files_render(page):
-  found = results.blocks(_text(PAGES[page]))
+  found = publish.blocks(_text(PAGES[page]))
   assert found, f'{page} has no results block'
   for name, content in found.items():
     assert not _missing(name), (f'{page}: block {name} needs {_missing(name)}: run `make '
                                 'results` and commit docs/results and docs/figures')
-    assert content == results.render(name, DOCS), (
+    assert content == publish.render(name, DOCS), (
         f'{page}: block {name} differs from what docs/results/ gives: run `python -m '
         'analysis.results --publish_only`, or `make results`')
 
 
 @pytest.mark.parametrize('page', PAGES)
 def test_every_number_in_the_results_tables_is_in_the_committed_results_files(page):
-  for name, content in results.blocks(_text(PAGES[page])).items():
+  for name, content in publish.blocks(_text(PAGES[page])).items():
     assert not _missing(name), f'{page}: block {name} needs {_missing(name)}: run `make results`'
     assert not _unbacked(content, name, DOCS), f'{page}: block {name}'
-  assert 'digits' in results.blocks(_text(PAGES['README.md']))
+  assert 'digits' in publish.blocks(_text(PAGES['README.md']))
 
 
 def test_the_readme_table_names_its_environment_and_the_spread_of_another_isa():
-  block = results.blocks(_text(PAGES['README.md']))['digits']
+  block = publish.blocks(_text(PAGES['README.md']))['digits']
   assert re.search(r'XLA compiling for \w+; jax [\d.]+, jaxlib [\d.]+; commit [0-9a-f]{7}', block), (
       'the README table names no environment: run `make results`')
   assert 'With `XLA_FLAGS=--xla_cpu_max_isa=AVX`' in block and 'points.' in block
@@ -126,9 +126,9 @@ def test_clr_bounds_come_from_the_range_tests_train_log_to_4_digits(tmp_path):
   with open(tmp_path / 'train_log.jsonl', 'w') as f:
     for i, (lr, loss) in enumerate(zip(lrs, losses)):
       f.write(json.dumps({'update': i, 'learning_rate': lr, 'train_loss': loss}) + '\n')
-  bounds = results.clr_bounds(str(tmp_path))
+  bounds = reproduce.clr_bounds(str(tmp_path))
   assert bounds['base_lr'] == float(f'{bounds["base_lr"]:.4g}') < bounds['max_lr']
-  assert results.clr_flags(bounds) == [
+  assert reproduce.clr_flags(bounds) == [
       f'--config.variants.triangular.lr_schedule.base_lr={bounds["base_lr"]!r}',
       f'--config.variants.triangular.lr_schedule.max_lr={bounds["max_lr"]!r}']
 
@@ -136,7 +136,7 @@ def test_clr_bounds_come_from_the_range_tests_train_log_to_4_digits(tmp_path):
 def test_a_block_without_its_results_files_is_left_as_it_is_and_named(tmp_path):
   page = tmp_path / 'page.md'
   page.write_text('a\n<!-- results:mnist -->\nold\n<!-- /results:mnist -->\nb\n')
-  assert results.publish(str(page), str(tmp_path / 'docs')) == ['mnist']
+  assert publish.publish(str(page), str(tmp_path / 'docs')) == ['mnist']
   assert page.read_text() == 'a\n<!-- results:mnist -->\nold\n<!-- /results:mnist -->\nb\n'
 
 
@@ -179,20 +179,20 @@ def test_a_tiny_results_run_writes_results_files_figures_and_the_blocks(tmp_path
   assert sorted(os.listdir(docs / 'figures' / 'digits')) == sorted(
       f'{n}.{e}' for n in ('accuracy', 'loss', 'wall_clock', 'optimizers', 'schedules',
                            'gradient_noise') for e in ('png', 'pdf'))
-  block = results.blocks(readme.read_text())['digits']
-  assert block == results.render('digits', str(docs))
+  block = publish.blocks(readme.read_text())['digits']
+  assert block == publish.render('digits', str(docs))
   assert '| decay | ' in block and 'XLA compiling for' in block
   assert _table_numbers(block)  # the check below has numbers to check
   assert not _unbacked(block, 'digits', str(docs))
-  assert results.blocks(page.read_text())['mnist'] == results.blocks(
+  assert publish.blocks(page.read_text())['mnist'] == publish.blocks(
       _text(PAGES['docs/results.md']))['mnist']  # no results file: left as it was
   for name in ('mnist', 'mnist_ramp', 'lecture_ng', 'lecture_raschka'):  # every renderer
     shutil.copy(docs / 'results' / 'digits.json', docs / 'results' / f'{name}.json')
   shutil.copy(os.path.join(DOCS, 'results', 'lecture_raschka_range.json'), docs / 'results')
   # No index.json (a partial run): a runtime block, where the page has one, is left as it is.
-  partial = [name for name in results.blocks(page.read_text()) if name == 'runtime']
-  assert results.publish(str(page), str(docs)) == partial
-  rendered = results.blocks(page.read_text())
+  partial = [name for name in publish.blocks(page.read_text()) if name == 'runtime']
+  assert publish.publish(str(page), str(docs)) == partial
+  rendered = publish.blocks(page.read_text())
   assert rendered['mnist'].count('| decay | 4 → 4 → 4 → 4 |') == 0
   assert '| decay | 8 | ' in rendered['mnist'] and '| increase | 8 → 32 → 128 → 352 | ' in (
       rendered['mnist'])
@@ -203,7 +203,7 @@ def test_a_tiny_results_run_writes_results_files_figures_and_the_blocks(tmp_path
   assert not os.path.exists(docs / 'results' / 'index.json')
   index = {'seconds': 754.2, 'environment': digits['environment']}
   (docs / 'results' / 'index.json').write_text(json.dumps(index))
-  assert results.render('runtime', str(docs)).startswith('`make results` last ran in 12 min 34 s')
+  assert publish.render('runtime', str(docs)).startswith('`make results` last ran in 12 min 34 s')
 
 
 def test_a_shortened_run_is_refused_into_docs():
