@@ -15,7 +15,7 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   preparation), ``download``, ``train_split``/``test_split`` (TFDS split strings),
   ``validation_size`` (carved from the end of the training split), ``mode``
   (``in_memory`` or ``streaming``), ``augment`` (CIFAR crop and flip),
-  ``eval_batch_size``.
+  ``eval_batch_size`` (one evaluation step over all devices: a multiple of their count).
 * ``model``, ``optimizer``, ``lr_schedule``, ``batch_schedule``: ``{'name': ..., **params}``,
   built by name; each name's parameters are its builder's (README tables).
 * ``learning_rate``, ``batch_size``: ε and B0, which the variants of the paper's studies

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from lr_study import batching
+from lr_study import config as schema
 from lr_study.batching import DeviceSplit, EvalLayout, GhostLayout
 from lr_study.errors import ConfigError
+from lr_study.study import resolve_variant
+from lr_study.training.setup import prepare_run
 
 
 def test_the_module_docstring_examples_run():
@@ -140,3 +143,13 @@ def test_an_eval_batch_that_does_not_divide_over_the_devices_is_a_config_error(
                                         rf'multiple of {num_devices}$'):
     batching.eval_per_device(eval_batch_size, num_devices)
 
+
+def test_a_run_whose_eval_batch_does_not_divide_over_its_devices_is_refused_before_any_data():
+  config = schema.get_config()
+  config.variants = {'only': {}}
+  config = resolve_variant(config, 'only')
+  config.dataset.eval_batch_size = 100
+  assert prepare_run(config, num_devices=4).plan.num_devices == 4
+  with pytest.raises(ConfigError, match=r'^dataset.eval_batch_size 100 does not divide over '
+                                        r'8 devices: use a multiple of 8$'):
+    prepare_run(config, num_devices=8)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lr_study import rng
+from lr_study import batching, rng
 from lr_study.data import in_memory
 from lr_study.runtime import devices
 
@@ -188,15 +188,13 @@ def test_a_process_slice_augments_its_examples_as_the_whole_split_does():
 
 
 @pytest.mark.parametrize('num_examples', [1, 360, 10000])
-@pytest.mark.parametrize('eval_batch_size', [1, 7, 100, 1000, 20000])
+@pytest.mark.parametrize('per_device', [1, 7, 100, 1000, 2500])
 @pytest.mark.parametrize('num_devices', [1, 3, 8])
-def test_evaluation_counts_every_example_exactly_once(num_examples, eval_batch_size,
-                                                      num_devices):
-  idx, mask = in_memory.eval_index_batches(num_examples, eval_batch_size, num_devices)
-  per_device = max(1, eval_batch_size // num_devices)
-  assert idx.shape == mask.shape == (idx.shape[0], num_devices, per_device)
+def test_evaluation_counts_every_example_exactly_once(num_examples, per_device, num_devices):
+  layout = batching.eval_layout(num_examples, per_device * num_devices, num_devices)
+  idx, mask = in_memory.eval_index_batches(num_examples, layout)
+  assert idx.shape == mask.shape == layout
   assert idx.dtype == np.int32 and mask.dtype == np.float32
-  assert idx.shape[0] == in_memory.eval_steps(num_examples, eval_batch_size, num_devices)
   counts = np.bincount(idx.reshape(-1), weights=mask.reshape(-1), minlength=num_examples)
   np.testing.assert_array_equal(counts, np.ones(num_examples))
   assert idx.max() < num_examples
@@ -205,10 +203,10 @@ def test_evaluation_counts_every_example_exactly_once(num_examples, eval_batch_s
 
 
 def test_evaluation_pads_to_equal_steps_for_every_process():
-  idx, mask = in_memory.eval_index_batches(333, 100, 4, num_steps=5)
+  idx, mask = in_memory.eval_index_batches(333, batching.EvalLayout(5, 4, 25))
   assert idx.shape == (5, 4, 25) and mask.sum() == 333 and not mask[4].any()
-  with pytest.raises(ValueError, match='needs 4'):
-    in_memory.eval_index_batches(333, 100, 4, num_steps=3)
+  with pytest.raises(ValueError, match='cannot cover 333 examples'):
+    in_memory.eval_index_batches(333, batching.EvalLayout(3, 4, 25))
 
 
 def test_take_eval_batch_gathers_and_normalizes_the_indexed_examples():

@@ -28,9 +28,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from lr_study import batching
 from lr_study.data import streaming
-from lr_study.data.in_memory import (DeviceData, epoch_permutation, eval_index_batches,
-                                     eval_steps)
+from lr_study.data.in_memory import DeviceData, epoch_permutation, eval_index_batches
 from lr_study.data.sources import DatasetArrays, DatasetSpec, load_dataset_arrays, prepare_dataset
 from lr_study.runtime import devices
 
@@ -74,9 +74,9 @@ class InMemoryFeed:
                   eval_batch_size: int) -> _EvalSplit:
     """The process's slice of a split (``total`` examples over all processes), in as many
     evaluation steps as every other process, so the pmapped collectives line up."""
-    num_devices = jax.local_device_count()
-    steps = eval_steps(-(-total // process_count), eval_batch_size, num_devices)
-    idx, mask = eval_index_batches(len(split.labels), eval_batch_size, num_devices, steps)
+    layout = batching.eval_layout(total, eval_batch_size, jax.local_device_count(),
+                                  process_count)
+    idx, mask = eval_index_batches(len(split.labels), layout)
     # [steps, devices, per_device] -> [devices, steps, per_device] for the pmap.
     return _EvalSplit(_device_data(spec, split.images, split.labels),
                       devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))

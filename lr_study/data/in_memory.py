@@ -10,22 +10,22 @@ order:
   ``perm = epoch_permutation(seed, e, N)``, a pure function of ``(seed, e)``: a resumed run
   sees exactly the batches it would have seen, and changing the batch size only changes
   how that order is cut into batches;
-* update ``i`` of the epoch, at global batch ``B`` over ``D`` devices (``P = B // D`` each),
-  uses ``perm[i*B : (i+1)*B]``; device ``d`` takes ``perm[i*B + d*P : i*B + (d+1)*P]``.
-  An epoch is ``N // B`` updates, so ``(N // B) * B`` examples are used, each at most once
-  (PyTorch's ``DataLoader(shuffle=True, drop_last=True)``). Inside a batch ramp's epoch
+* update ``i`` of the epoch, at global batch ``B``, uses ``perm[i*B : (i+1)*B]``, split
+  over devices and micro-batches as ``lr_study.batching`` states. An epoch is ``N // B``
+  updates, so ``(N // B) * B`` examples are used, each at most once (PyTorch's
+  ``DataLoader(shuffle=True, drop_last=True)``). Inside a batch ramp's epoch
   (``lr_study.schedules.batch_ramp``) the batches are consecutive slices of different
   sizes of the same order: the step reads its slice's start from the plan's clock.
 
 Inside the pmapped step the train step calls :func:`take_micro_batches`, which reads
 the update's examples from the epoch's permutation, with ``images``/``labels``/``perm``
 replicated on every local device. With gradient accumulation each global micro-batch is
-a consecutive slice of the global batch (micro-batch ``j`` is positions
-``[j·D·m, (j + 1)·D·m)``, device ``d`` reading ``m`` of them), so ghost batches of a
-micro-batch are the same examples on any number of devices. On several hosts each process holds its own slice of the
-training set (``sources.load_dataset_arrays``), permutes it with the same
-``(seed, epoch)``, and its local devices read their share of the global batch from it,
-``B // jax.process_count()`` examples per update.
+a consecutive slice of the global batch (``batching.position_in_batch``), so ghost
+batches of a micro-batch are the same examples on any number of devices. On several
+hosts each process holds its own slice of the training set
+(``sources.load_dataset_arrays``), permutes it with the same ``(seed, epoch)``, and its
+local devices read their share of the global batch from it, ``B // jax.process_count()``
+examples per update.
 
 Evaluation covers a split exactly once in fixed-size batches: ``eval_index_batches`` pads
 the last batch with index 0 and a zero mask, and the step sums ``mask * metric``.
@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lr_study import rng
+from lr_study import batching, rng
 from lr_study.data.augment import augment_batch
 
 
@@ -118,21 +118,21 @@ def take_micro_batches(
   the epoch's order (``clock.epoch_and_position``), as ``accumulation`` micro-batches of
   ``m = per_device // accumulation`` (call inside the pmap).
 
-  With ``H`` processes, ``D`` local devices and ``B_local = per_device · D``, this
-  process's batch is ``perm[i : i + B_local]`` of its own order, ``i = position / H``;
-  micro-batch ``j`` of local device ``d`` holds ``perm[i + j·D·m + d·m + r]``, ``r < m``:
-  each micro-batch of the global batch is a consecutive slice of it. ``position`` and
-  ``epoch`` may be traced; ``per_device`` and ``accumulation`` are static.
+  With ``H`` processes, this process's batch starts at ``i = position / H`` of its own
+  order; example ``r`` of micro-batch ``j`` on local device ``d`` is
+  ``perm[i + batching.position_in_batch(j, d, r, m, D)]`` (``D`` local devices).
+  ``position`` and ``epoch`` may be traced; ``per_device`` and ``accumulation`` are
+  static.
 
   Returns:
     ``x`` float32 [accumulation, m, H, W, C] (normalized; augmented with keys
     ``example_keys(seed, epoch, first_index + index)`` when ``augment``) and ``y`` int32
     [accumulation, m].
   """
-  m = per_device // accumulation
-  start = position // jax.process_count() + split.local_device * m
-  offsets = (start + jnp.arange(accumulation)[:, None] * (num_local_devices * m)
-             + jnp.arange(m)[None, :])
+  m = batching.micro_batch_size(per_device, accumulation)
+  offsets = position // jax.process_count() + batching.position_in_batch(
+      jnp.arange(accumulation)[:, None], split.local_device, jnp.arange(m)[None, :], m,
+      num_local_devices)
   idx = jnp.take(split.perm, offsets, mode='clip')
   x = transform_batch(gather_rows(split.images, idx.reshape(-1)), split.first_index
                       + idx.reshape(-1), split.mean, split.std, augment=augment, seed=seed,
@@ -140,43 +140,28 @@ def take_micro_batches(
   return x.reshape(accumulation, m, *x.shape[1:]), jnp.take(split.labels, idx, mode='clip')
 
 
-def eval_steps(num_examples: int, eval_batch_size: int, num_devices: int) -> int:
-  """Number of evaluation batches of ``eval_index_batches`` (the last one padded)."""
-  per_device = max(1, eval_batch_size // num_devices)
-  return math.ceil(num_examples / (per_device * num_devices))
+def eval_index_batches(num_examples: int, layout: batching.EvalLayout
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """Indices and mask that cover a split of ``num_examples`` exactly once in ``layout``
+  (``batching.eval_layout``; on several hosts ``num_examples`` is this process's slice).
 
-
-def eval_index_batches(
-    num_examples: int, eval_batch_size: int, num_devices: int, num_steps: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-  """Indices and mask that cover a split of ``num_examples`` exactly once.
-
-  The batch is ``per_device = max(1, eval_batch_size // num_devices)`` examples on each
-  device. Example ``k`` sits at flat position ``k`` of the [steps, devices, per_device]
-  layout; positions past the end hold index 0 with mask 0, so every example has mask 1
-  exactly once and ``sum(mask * metric) / num_examples`` is the exact mean.
-
-  Args:
-    num_examples: size of the split (this process's slice on several hosts).
-    eval_batch_size: examples per step over this process's devices.
-    num_devices: local devices.
-    num_steps: pad with fully masked steps up to this many, so that all processes run
-      the same number of steps; on several hosts pass ``eval_steps(ceil(N /
-      process_count), ...)``. ``None``: just enough steps.
+  Example ``k`` sits at flat position ``k`` of the [steps, devices, per_device] layout;
+  positions past the end hold index 0 with mask 0, so every example has mask 1 exactly
+  once and ``sum(mask * metric) / num_examples`` is the exact mean.
 
   Returns:
     ``(indices int32, mask float32)``, both [steps, num_devices, per_device].
+
+  Raises:
+    ValueError: the layout's steps cannot cover ``num_examples``.
   """
-  per_device = max(1, eval_batch_size // num_devices)
-  needed = eval_steps(num_examples, eval_batch_size, num_devices)
-  steps = needed if num_steps is None else num_steps
-  if steps < needed:
-    raise ValueError(f'num_steps={num_steps} cannot cover {num_examples} examples, needs {needed}')
-  flat = np.arange(steps * num_devices * per_device)
+  size = math.prod(layout)
+  if size < num_examples:
+    raise ValueError(f'{layout} cannot cover {num_examples} examples')
+  flat = np.arange(size)
   inside = flat < num_examples
-  shape = (steps, num_devices, per_device)
-  return (np.where(inside, flat, 0).astype(np.int32).reshape(shape),
-          inside.astype(np.float32).reshape(shape))
+  return (np.where(inside, flat, 0).astype(np.int32).reshape(layout),
+          inside.astype(np.float32).reshape(layout))
 
 
 def take_eval_batch(

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 from flax import jax_utils
 
-from lr_study.data.in_memory import eval_steps
+from lr_study import batching
 from lr_study.runtime.devices import AXIS
 from lr_study.data.sources import prepare_dataset, split_names, split_sizes
 from lr_study.data.tfds_source import process_split
@@ -70,12 +70,6 @@ def _to_devices(ds: Any, prefetch: int, devices: Any) -> Iterator[dict[str, Any]
   return jax_utils.prefetch_to_device(iter(batches), prefetch, devices, axis_name=AXIS)
 
 
-def _per_device(batch_size: int, num_devices: int, what: str) -> int:
-  if batch_size % num_devices:
-    raise ConfigError(f'{what} {batch_size} is not divisible by {num_devices} devices')
-  return batch_size // num_devices
-
-
 def epoch_batches(
     dataset_cfg: Any, split: str, seed: int, epoch: int, global_batch: int, num_devices: int,
     *, process_index: int | None = None, process_count: int | None = None,
@@ -106,8 +100,9 @@ def epoch_batches(
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   process_index, process_count = _process_layout(process_index, process_count)
-  local_batch = _per_device(global_batch, process_count, 'global batch')
-  per_device = _per_device(local_batch, num_devices, 'per-process batch')
+  local_batch = batching.divide_exactly(global_batch, process_count, 'global batch',
+                                        'processes')
+  per_device = batching.divide_exactly(local_batch, num_devices, 'per-process batch')
   tf_seed = _epoch_seed(seed, epoch)
   tfds = import_tfds()
   ds = _split_dataset(dataset_cfg, split, process_index, process_count, shuffle_files=True,
@@ -133,23 +128,22 @@ def eval_batches(
 ) -> Iterator[dict[str, Any]]:
   """``split`` in order, once, in padded and masked batches laid out for pmap.
 
-  Each batch holds ``per_device = max(1, eval_batch_size // num_devices)`` examples per
-  device. Batches past the data are padded with zero images and ``mask`` 0, so
-  ``sum(mask * metric)`` counts every example exactly once; every process yields
-  ``in_memory.eval_steps(ceil(N / process_count), eval_batch_size, num_devices)``
-  batches, so the pmapped collectives line up across hosts.
+  The batches are ``batching.eval_layout(N, eval_batch_size, num_devices, process_count)``:
+  ``eval_batch_size`` examples over all processes' devices, as many batches on every
+  process, so the pmapped collectives line up across hosts. Batches past the data are
+  padded with zero images and ``mask`` 0, so ``sum(mask * metric)`` counts every example
+  exactly once.
 
   Yields:
     ``{'image': uint8 [D, P, H, W, C], 'label': int32 [D, P], 'mask': float32 [D, P]}``.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   process_index, process_count = _process_layout(process_index, process_count)
-  per_device = max(1, eval_batch_size // num_devices)
   spec = dataset_spec(dataset_cfg)
   ds = _split_dataset(dataset_cfg, split, process_index, process_count, shuffle_files=False)
   num_local = int(ds.cardinality())
-  total = split_sizes(spec)[split]
-  steps = eval_steps(-(-total // process_count), eval_batch_size, num_devices)
+  steps, _, per_device = batching.eval_layout(split_sizes(spec)[split], eval_batch_size,
+                                              num_devices, process_count)
   padding = tf.data.Dataset.from_tensors(
       (tf.zeros(spec.image_shape, tf.uint8), tf.constant(0, tf.int32), tf.constant(0.0)))
   ds = ds.map(lambda image, label: (image, label, tf.constant(1.0)))

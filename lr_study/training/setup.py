@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from lr_study import config as schema
+from lr_study import batching, config as schema
 from lr_study.data.sources import DatasetSpec, dataset_spec
 from lr_study.errors import ConfigError
 from lr_study.models import build_model
@@ -34,13 +34,15 @@ def prepare_run(config: ml_collections.ConfigDict, num_devices: int | None = Non
   """Builds the plan, schedules, model and optimizer; ConfigError on any bad value.
 
   ``num_devices`` defaults to ``jax.device_count()``; the dry run plans for any number.
+  ``dataset.eval_batch_size`` must divide over them (``batching.eval_per_device``).
   """
   schema.check(config)
   spec = dataset_spec(config.dataset)
-  plan = build_plan(config, num_devices=num_devices or jax.device_count(),
-                    num_train_examples=spec.num_train_examples)
+  num_devices = num_devices or jax.device_count()
+  plan = build_plan(config, num_devices=num_devices, num_train_examples=spec.num_train_examples)
   _check_plateau_metrics(plan, config.dataset.validation_size)
-  _check_gradient_noise(config, plan, num_devices or jax.device_count(), spec.num_train_examples)
+  _check_gradient_noise(config, plan, num_devices, spec.num_train_examples)
+  batching.eval_per_device(config.dataset.eval_batch_size, num_devices)
   if plan.batch_schedule.ramp and config.dataset.mode == 'streaming':
     raise ConfigError(f'batch_schedule {plan.batch_schedule.name!r} changes the batch inside '
                       "epochs, which needs dataset.mode='in_memory', not 'streaming'")

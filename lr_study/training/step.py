@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_study import rng
+from lr_study import batching, rng
 from lr_study.data.in_memory import DeviceData, take_micro_batches, transform_batch
 from lr_study.runtime import cpu_compiled, devices
 from lr_study.runtime.devices import AXIS
@@ -170,7 +170,7 @@ class StepCompiler:
     epoch, _ = clock.epoch_and_position(inputs.table, state.step)
     x = transform_batch(batch['image'], batch['index'], self.mean, self.std,
                         augment=self.augment, seed=inputs.seed, epoch=epoch)
-    m = per_device_batch // accumulation_steps
+    m = batching.micro_batch_size(per_device_batch, accumulation_steps)
     x = x.reshape(accumulation_steps, m, *x.shape[1:])
     y = batch['label'].reshape(accumulation_steps, m)
     return self._update(state, x, y, inputs)
