@@ -14,6 +14,7 @@ import pytest
 from analysis import curves, figures, metric_figures, schedule_figures, titles
 from analysis import runs as runs_lib
 from analysis import styles as styles_lib
+from lr_study.schedules import noise_scale
 from test_study_results import unwritable_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -220,6 +221,7 @@ def test_schedules_compute_the_noise_scale_at_every_train_log_row(tmp_path):
   fig = schedule_figures.schedules_figure(runs_lib.load_runs(str(tmp_path)))
   (line,) = fig.axes[2].get_lines()  # g = ε (N/B − 1)/(1 − m) = 1000 ε
   np.testing.assert_allclose(line.get_ydata(), [10.0 * e for e in range(1, 17)])
+  assert fig.axes[2].get_ylabel() == f'noise scale {noise_scale.FORMULA}'  # what is drawn
 
 
 def test_schedules_of_a_dry_run_come_from_its_plans(tmp_path):
