@@ -17,7 +17,7 @@ from lr_study.models import build_model
 from lr_study.runtime import devices
 from lr_study.schedules import build_lr_schedule, clock
 from lr_study.optimizers import build_optimizer, with_learning_rate
-from lr_study.training.loop import _chunks
+from lr_study.training.dispatches import dispatch_sizes
 from lr_study.training.step import (StepCompiler, StepInputs, cross_entropy_and_accuracy,
                                     init_train_state)
 
@@ -73,7 +73,7 @@ def _run(compiler: StepCompiler, per_device: int, accumulation: int, updates: in
   state = devices.replicate(init_train_state(model, tx, seed, SHAPE))
   dispatch = compiler.dispatcher(per_device, accumulation, streaming=False)
   split, inputs = _split(seed=seed), _inputs(per_device * jax.local_device_count(), seed)
-  for k in _chunks(0, updates, 0, per_dispatch, None):  # as the loop
+  for k in dispatch_sizes(0, updates, 0, per_dispatch, None):  # as the loop
     state = dispatch(state, (split,), inputs, k)
   return devices.unreplicate(state)
 

@@ -9,10 +9,11 @@
 * increase-on-plateau and noise-adaptive (``lr_study.schedules.batch_dynamic``): at an
   evaluation, raise the batch size from the next epoch and re-plan the remaining epochs.
 
-:class:`Controllers` holds all three. The loop calls :meth:`~Controllers.on_epoch_start`,
-:meth:`~Controllers.poll` (whenever it draws progress) and :meth:`~Controllers.on_eval`;
-each returns the events to log in ``schedule_events.jsonl``, and afterwards
-``lr_multiplier`` and ``plan`` are what the next update uses. ``state_dict`` is
+:class:`DynamicSchedules` holds all three. The loop calls
+:meth:`~DynamicSchedules.on_epoch_start`, :meth:`~DynamicSchedules.poll` (whenever it draws
+progress) and :meth:`~DynamicSchedules.on_eval`; each returns the events to log in
+``schedule_events.jsonl``, and afterwards ``lr_multiplier`` and ``plan`` are what the next
+update uses. ``state_dict`` is
 checkpointed with the train state, so a resumed run continues with the same multiplier,
 plan and plateau counters. The step multiplies the planned LR by ``lr_multiplier``
 (``lr_study.schedules.clock.learning_rate``).
@@ -33,7 +34,7 @@ RequestReader = Callable[[], Request | None]  # the pending manual LR request, o
 RequestMarker = Callable[[Request, int], Request]  # records the update a request applies from
 
 
-class Controllers:
+class DynamicSchedules:
   """The run-time state of a run's dynamic schedules."""
 
   def __init__(self, plan: TrainingPlan, read_request: RequestReader,
@@ -41,7 +42,7 @@ class Controllers:
     self.plan = plan
     self.lr_multiplier = 1.0
     self.applied_request: str | None = None  # the id of the last manual request applied
-    self.pending_at: int | None = None  # a taken request's update, not reached yet
+    self.pending_request_at: int | None = None  # a taken request's update, not reached yet
     self._read_request, self._mark_taken = read_request, mark_taken
     self._lr = plan.lr_schedule
     self._lr_plateau = (plateau_controller(self._lr) if self._lr.dynamic == 'reduce_on_plateau'
@@ -63,13 +64,13 @@ class Controllers:
   def poll(self, update: int) -> list[Event]:
     """A manual LR request, if a new one waits: it applies from the next update, or from
     the update it was taken at (by a run that stopped before its next checkpoint)."""
-    pending, self.pending_at = self._read_request(), None
+    pending, self.pending_request_at = self._read_request(), None
     if pending is None or pending.id == self.applied_request:
       return []
     if pending.taken_at_update is None:
       pending = self._mark_taken(pending, update)
     if pending.taken_at_update > update:
-      self.pending_at = pending.taken_at_update
+      self.pending_request_at = pending.taken_at_update
       return []
     self.applied_request = pending.id
     return [self._set_lr(update, pending.learning_rate, 'manual')]

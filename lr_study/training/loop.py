@@ -1,24 +1,31 @@
 """The training loop: one run, from its plan to its summary, read top to bottom.
 
-``train_and_evaluate`` walks the plan epoch by epoch. Per epoch the feed hands the step
-its data (in memory: the training split with the epoch's order, made on the devices);
-the loop dispatches the epoch's updates in chunks of up to ``updates_per_dispatch``,
-each one call of the compiled step, cut so that a chunk ends at every multiple of
-``train_log_every_updates``. Between chunks it does only what is due, at named points:
+``train_and_evaluate`` runs the plan epoch by epoch, each epoch as the dispatches of
+``lr_study.training.dispatches`` (one call of the compiled step each: which updates, on
+which data). The loop does only what is due, checked at two points with :func:`due`
+(big_vision's ``itstime``):
 
-* **train log**: at every multiple of ``train_log_every_updates``;
+after each dispatch (the dispatches end at every multiple of ``train_log_every_updates``)
+
+* **train log**: every ``train_log_every_updates`` updates;
+* **preemption**: after a SIGTERM (on several processes at one dispatch on all), a
+  checkpoint, then :class:`~lr_study.runtime.preemption.Preempted`;
 * **progress**: every few seconds, when the dynamic schedules also read a manual LR
   request (on several processes, requests are read at epoch starts only, the points every
   process reaches together);
+
+after each epoch
+
 * **evaluation**: every ``eval_every_epochs`` epochs and at the end; every
   ``gradient_noise_every_epochs`` epochs and at the end with the gradient noise scale
   measured at the parameters of that moment (``gradient_noise.meter``); the plateau and
   noise-adaptive rules act on it (``lr_study.training.controllers``);
-* **checkpoint**: every ``checkpoint_every_epochs`` epochs, and at the end.
+* **checkpoint**: every ``checkpoint_every_epochs`` epochs, at the end of each phase, and
+  at the end.
 
 Every change a dynamic schedule makes reaches the step as data (``StepInputs``). A run
-whose loss or gradient turns non-finite stops at the next evaluation or progress line,
-marked ``diverged`` at its first non-finite update.
+whose loss or gradient turns non-finite stops after the epoch it turned in, marked
+``diverged`` at its first non-finite update.
 """
 
 from __future__ import annotations
@@ -31,14 +38,16 @@ import jax
 import numpy as np
 
 from lr_study.data.feeds import Feed
+from lr_study.plan import Phase
 from lr_study.runtime import devices, hosts, metadata, run_files
 from lr_study.runtime.preemption import Preempted, Preemption
 from lr_study.runtime.progress import Progress
 from lr_study.runtime.run_dir import RunDirectory
 from lr_study.schedules import clock
-from lr_study.schedules.noise_scale import noise_scale
-from lr_study.training import gradient_noise, manual_lr
-from lr_study.training.controllers import Controllers
+from lr_study.training import gradient_noise, loop_state, manual_lr, records
+from lr_study.training.controllers import DynamicSchedules
+from lr_study.training.dispatches import Dispatch, epoch_dispatches
+from lr_study.training.loop_state import LoopCounters
 from lr_study.training.evaluate import evaluator
 from lr_study.training.setup import RunSetup
 from lr_study.training.step import StepCompiler, StepInputs, init_train_state, reset_metrics
@@ -57,16 +66,10 @@ def max_in_flight() -> int | None:
   return MAX_IN_FLIGHT_CPU if multi_cpu else None
 
 
-@dataclasses.dataclass
-class Loop:
-  """The loop's own counters, checkpointed with the train state."""
-
-  epoch: int = 0  # next epoch to run
-  update: int = 0  # updates applied
-  examples_seen: int = 0
-  wall_time: float = 0.0  # training + evaluation seconds, summed over resumes
-  train_log_mark: tuple[float, float, int] = (0.0, 0.0, 0)  # metric sums at the last train-log line
-  log_lines: dict[str, int] | None = None  # records in each log at the checkpoint
+def due(count: int, every: int, also: bool = False) -> bool:
+  """Whether an action taken every ``every`` counts (0: never) is due at ``count``, or
+  ``also`` asks for it anyway."""
+  return also or (every > 0 and count % every == 0)
 
 
 def train_and_evaluate(setup: RunSetup, feed: Feed, run_dir: str, seed: int,
@@ -89,94 +92,162 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
            compiler: StepCompiler, label: str, sweep: dict[str, Any],
            preemption: Preemption) -> dict[str, Any]:
   config = setup.config
-  controllers = Controllers(setup.plan, *_manual_requests(files))
-  host_state = init_train_state(setup.model, setup.tx, seed, setup.spec.image_shape)
-  host_state, loop = _restore(files, config, host_state, controllers)
-  if (finished := files.read_json(run_files.SUMMARY)) is not None:  # kept by _restore
-    outcome = (f'diverged at update {finished["diverged_at_update"]}' if finished['status']
-               == 'diverged' else f'test accuracy {finished["final_test_accuracy"]:.4f}')
-    Progress(label, 0).close(f'{label}: {outcome} after {finished["updates"]} updates; it '
-                             'ended earlier, its record stands')
-    return finished
-  files.open_logs(loop.update, loop.log_lines, {**config.to_dict(), 'seed': seed})
+  schedules = DynamicSchedules(setup.plan, *_manual_requests(files))
+  host_state, counters = loop_state.restore(files, config, schedules, init_train_state(
+      setup.model, setup.tx, seed, setup.spec.image_shape))
+  if (ended := files.read_json(run_files.SUMMARY)) is not None:  # kept by loop_state.restore
+    Progress(label, 0).close(f'{label}: {records.outcome(ended)} after {ended["updates"]} '
+                             'updates; it ended earlier, its record stands')
+    return ended
+  files.open_logs(counters.update, counters.log_lines, {**config.to_dict(), 'seed': seed})
   files.write_json(run_files.METADATA, metadata.of_run(
-      files.read_json(run_files.METADATA), config, controllers.plan, seed, sweep, loop.update))
-  files.write_json(run_files.PLAN, controllers.plan.to_json())
-  state, inputs = devices.replicate(host_state), _inputs(seed, controllers)
-  evaluate, progress = evaluator(feed, setup.model), Progress(label, controllers.plan.examples_seen)
-  measure = (gradient_noise.meter(feed, setup.model, config.gradient_noise_batch_size,
-                                  config.gradient_noise_examples)
-             if config.gradient_noise_batch_size else None)
-  chunk_limit = min(config.updates_per_dispatch, max_in_flight() or config.updates_per_dispatch)
-  started, diverged_at = time.monotonic() - loop.wall_time, 0
-  while loop.epoch < controllers.plan.num_epochs and not diverged_at:
-    plan, segments = controllers.plan, controllers.plan.epoch_segments(loop.epoch)
-    resumed = loop.update > segments[0][1]  # inside the epoch
-    if _log_events(files, controllers.on_epoch_start(loop.update, loop.epoch, resumed=resumed)):
-      inputs = _inputs(seed, controllers)
-    for phase, done in _left(segments, loop.update):
-      dispatch = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps,
-                                     feed.streaming)
-      for args, updates in feed.epoch(seed, loop.epoch, phase.batch_size,
-                                      phase.updates_per_epoch, done):
-        for k in _chunks(loop.update, updates, config.train_log_every_updates, chunk_limit,
-                         controllers.pending_at):
-          state = dispatch(state, args, inputs, k)
-          loop.update, loop.examples_seen = loop.update + k, loop.examples_seen + k * phase.batch_size
-          if max_in_flight():
-            jax.block_until_ready(state)
-          if config.train_log_every_updates and loop.update % config.train_log_every_updates == 0:
-            loop.train_log_mark = _write_train_log(files, state, loop.train_log_mark, loop.update, plan)
-          if preemption.reached():
-            _save(files, state, loop, controllers, started)
-            raise Preempted(f'{label}: stopped by SIGTERM after update {loop.update}, checkpoint '
-                            'saved; the same command resumes from it')
-          if progress.due() or loop.update == controllers.pending_at:
-            if jax.process_count() == 1 and _log_events(files, controllers.poll(loop.update)):
-              inputs = _inputs(seed, controllers)
-            loss, _, count = _sums(state)  # since the last evaluation
-            progress.show(epoch=plan.epoch_at_update(loop.update), num_epochs=plan.num_epochs,
-                          phase=plan.phases.index(phase), num_phases=len(plan.phases),
-                          batch_size=phase.batch_size, learning_rate=_lr(state),
-                          loss=loss / max(count, 1), examples_seen=loop.examples_seen)
-    loop.epoch += 1
-    diverged_at = int(state.diverged_at[0])
-    last = loop.epoch == plan.num_epochs
-    if loop.epoch % config.eval_every_epochs == 0 or last:
-      noise_due = last or loop.epoch % config.gradient_noise_every_epochs == 0
-      metrics = _evaluate(evaluate, measure if noise_due else None, state, loop, plan, config,
-                          seed, started)
-      files.log(run_files.METRICS, metrics)
-      state, loop.train_log_mark = reset_metrics(state), (0.0, 0.0, 0)
-      if _log_events(files, controllers.on_eval(metrics, loop.update, loop.epoch)):
-        inputs, progress.total_examples = _inputs(seed, controllers), controllers.plan.examples_seen
-        files.write_json(run_files.PLAN, controllers.plan.to_json())
-    every = config.checkpoint_every_epochs
-    if loop.epoch == segments[-1][0].end_epoch or (every and loop.epoch % every == 0):
-      _save(files, state, loop, controllers, started)
-  summary = _summary(config, files, seed, loop, controllers.plan, compiler, diverged_at)
-  files.write_json(run_files.SUMMARY, summary)
-  progress.close(f'{label}: ' + (f'diverged at update {diverged_at}' if diverged_at else
-                                 f'test accuracy {summary["final_test_accuracy"]:.4f}')
-                 + f' after {loop.update} updates, {loop.wall_time:.1f} s, '
-                 f'{compiler.traces} train-step compile(s) so far')
-  return summary
+      files.read_json(run_files.METADATA), config, schedules.plan, seed, sweep, counters.update))
+  files.write_json(run_files.PLAN, schedules.plan.to_json())
+  run = _Run(setup, feed, files, seed, compiler, schedules, counters, host_state, label,
+             preemption)
+  while counters.epoch < schedules.plan.num_epochs and not run.diverged_at:
+    for dispatch in run.start_epoch():
+      run.apply(dispatch)
+      run.after_dispatch(dispatch.phase)
+    run.end_epoch()
+  return run.finish()
 
 
-def _save(files: RunDirectory, state: Any, loop: Loop, controllers: Controllers,
-          started: float) -> None:
-  """A checkpoint of this update; then the manual request it holds is acknowledged."""
-  loop.wall_time, loop.log_lines = time.monotonic() - started, files.lines()
-  if not files.writer:
-    return
-  files.checkpoints.save(loop.update, devices.unreplicate(state), {
-      'loop': dataclasses.asdict(loop), 'controllers': controllers.state_dict()})
-  if controllers.applied_request:
-    manual_lr.acknowledge(files.path, controllers.applied_request)
+class _Run:
+  """A run between its restore and its summary: the train state on the devices, the
+  step's inputs, and the loop's named actions."""
+
+  def __init__(self, setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
+               compiler: StepCompiler, schedules: DynamicSchedules, counters: LoopCounters,
+               host_state: Any, label: str, preemption: Preemption):
+    self.config, self.feed, self.files, self.seed = setup.config, feed, files, seed
+    self.compiler, self.schedules, self.counters = compiler, schedules, counters
+    self.label, self.preemption = label, preemption
+    self.state, self.inputs = devices.replicate(host_state), _step_inputs(seed, schedules)
+    self.evaluate = evaluator(feed, setup.model)
+    self.measure_noise = (gradient_noise.meter(feed, setup.model,
+                                               self.config.gradient_noise_batch_size,
+                                               self.config.gradient_noise_examples)
+                          if self.config.gradient_noise_batch_size else None)
+    self.progress = Progress(label, schedules.plan.examples_seen)
+    limit = max_in_flight()
+    self.wait_each_dispatch = limit is not None
+    self.dispatch_limit = min(self.config.updates_per_dispatch,
+                              limit or self.config.updates_per_dispatch)
+    self.started = time.monotonic() - counters.wall_time
+    self.plan, self.phase_end, self.diverged_at = schedules.plan, 0, 0
+
+  def start_epoch(self) -> Iterator[Dispatch]:
+    """The epoch's scripted LR change and any manual request; then its dispatches."""
+    c = self.counters
+    self.plan = self.schedules.plan  # this epoch's, whatever an evaluation re-plans after it
+    segments = self.plan.epoch_segments(c.epoch)
+    self.phase_end = segments[-1][0].end_epoch
+    resumed = c.update > segments[0][1]  # inside the epoch
+    self._act_on(self.schedules.on_epoch_start(c.update, c.epoch, resumed=resumed))
+    return epoch_dispatches(self.feed, self.compiler, self.plan, self.seed, c.epoch, c.update,
+                            self.config.train_log_every_updates, self.dispatch_limit,
+                            lambda: self.schedules.pending_request_at)
+
+  def apply(self, dispatch: Dispatch) -> None:
+    """The dispatch's updates; the host waits for them only where the queue is bounded."""
+    self.state = dispatch.step(self.state, dispatch.data, self.inputs, dispatch.updates)
+    self.counters.update += dispatch.updates
+    self.counters.examples_seen += dispatch.updates * dispatch.phase.batch_size
+    if self.wait_each_dispatch:
+      jax.block_until_ready(self.state)
+
+  def after_dispatch(self, phase: Phase) -> None:
+    """The actions due after a dispatch: train log, preemption, progress."""
+    c = self.counters
+    if due(c.update, self.config.train_log_every_updates):
+      line, c.sums_at_train_log = records.train_log_line(self.state, c.sums_at_train_log,
+                                                         c.update, self.plan)
+      self.files.log(run_files.TRAIN_LOG, line)
+    if self.preemption.reached():
+      self.save()
+      raise Preempted(f'{self.label}: stopped by SIGTERM after update {c.update}, checkpoint '
+                      'saved; the same command resumes from it')
+    if self.progress.due() or c.update == self.schedules.pending_request_at:
+      self._show_progress(phase)
+
+  def end_epoch(self) -> None:
+    """The actions due after an epoch: evaluation, checkpoint."""
+    c = self.counters
+    c.epoch += 1
+    self.diverged_at = int(self.state.diverged_at[0])
+    last = c.epoch == self.plan.num_epochs
+    if due(c.epoch, self.config.eval_every_epochs, last):
+      self._evaluate(noise=due(c.epoch, self.config.gradient_noise_every_epochs, last))
+    if due(c.epoch, self.config.checkpoint_every_epochs, c.epoch == self.phase_end):
+      self.save()
+
+  def save(self) -> None:
+    """A checkpoint of this update (``loop_state.save``)."""
+    self.counters.wall_time = time.monotonic() - self.started
+    loop_state.save(self.files, self.state, self.counters, self.schedules)
+
+  def finish(self) -> dict[str, Any]:
+    """The run's summary, written and returned; its last progress line."""
+    c = self.counters
+    final = {} if self.diverged_at else self.files.last_metrics()
+    summary = records.summary(self.config, self.seed, c, self.schedules.plan,
+                              self.compiler.traces, self.diverged_at, final)
+    self.files.write_json(run_files.SUMMARY, summary)
+    self.progress.close(f'{self.label}: {records.outcome(summary)} after {c.update} updates, '
+                        f'{c.wall_time:.1f} s, {self.compiler.traces} train-step compile(s) '
+                        'so far')
+    return summary
+
+  def _show_progress(self, phase: Phase) -> None:
+    """A progress line; on one process, a manual LR request read first."""
+    c, plan = self.counters, self.plan
+    if jax.process_count() == 1:
+      self._act_on(self.schedules.poll(c.update))
+    loss, _, count = records.metric_sums(self.state)  # since the last evaluation
+    self.progress.show(epoch=plan.epoch_at_update(c.update), num_epochs=plan.num_epochs,
+                       phase=plan.phases.index(phase), num_phases=len(plan.phases),
+                       batch_size=phase.batch_size,
+                       learning_rate=records.learning_rate(self.state),
+                       loss=loss / max(count, 1), examples_seen=c.examples_seen)
+
+  def _evaluate(self, noise: bool) -> None:
+    """The metrics line after ``counters.epoch`` epochs (the gradient noise measured over
+    the next epoch's order, where ``noise``); the dynamic schedules act on it."""
+    c = self.counters
+    measured = {**self.evaluate(self.state), **(
+        self.measure_noise(self.state, self.seed, c.epoch) if noise and self.measure_noise
+        else {})}
+    c.wall_time = time.monotonic() - self.started
+    metrics = records.metrics_line(self.state, measured, self.config, self.seed, c, self.plan)
+    self.files.log(run_files.METRICS, metrics)
+    self.state, c.sums_at_train_log = reset_metrics(self.state), records.NO_SUMS
+    if self._act_on(self.schedules.on_eval(metrics, c.update, c.epoch)):
+      self.progress.total_examples = self.schedules.plan.examples_seen
+      self.files.write_json(run_files.PLAN, self.schedules.plan.to_json())
+
+  def _act_on(self, events: list[dict[str, Any]]) -> bool:
+    """Logs the dynamic schedules' events; after any, the step's inputs follow them."""
+    for event in events:
+      self.files.log(run_files.EVENTS, event)
+    if events:
+      self.inputs = _step_inputs(self.seed, self.schedules)
+    return bool(events)
+
+
+def _step_inputs(seed: int, schedules: DynamicSchedules) -> StepInputs:
+  """The step's data besides the state: the seed, the plan's phase table (padded to one
+  shape whatever the re-planning: a re-planned run has at most one phase per epoch) and
+  the dynamic LR multiplier."""
+  plan = schedules.plan
+  table = clock.PhaseTable.from_phases(plan.phases, max(plan.num_epochs, len(plan.phases)))
+  return devices.replicate(StepInputs(
+      seed=np.int32(seed), table=table.replace(lr_multiplier=table.lr_multiplier.astype(np.float32)),
+      lr_multiplier=np.float32(schedules.lr_multiplier)))
 
 
 def _manual_requests(files: RunDirectory) -> tuple[Any, Any]:
-  """The controllers' reader and marker of manual LR requests: process 0 reads and
+  """The dynamic schedules' reader and marker of manual LR requests: process 0 reads and
   writes the request file, every process gets what it read."""
 
   def read() -> manual_lr.Request | None:
@@ -190,116 +261,3 @@ def _manual_requests(files: RunDirectory) -> tuple[Any, Any]:
     return dataclasses.replace(request, taken_at_update=update)
 
   return read, mark
-
-
-def _restore(files: RunDirectory, config: Any, host_state: Any, controllers: Controllers
-             ) -> tuple[Any, Loop]:
-  """The checkpointed state and loop of ``files`` (process 0's, on every process), or the
-  fresh ones; a ConfigError before any file changes where ``lr_study.runtime.resume`` refuses."""
-  files.check_config(config)
-  restored = files.checkpoints.restore(host_state) if files.writer else None
-  saved = hosts.from_writer(restored.loop_state if restored else None)
-  if saved is None:
-    files.remove(run_files.SUMMARY)
-    return host_state, Loop()
-  loop = Loop(**saved['loop'])
-  files.check_logs(loop.log_lines, loop.update)
-  if restored and restored.skipped:
-    print(f'{files.path}: {restored.skipped}', flush=True)
-  ended = files.read_json(run_files.SUMMARY) or {}
-  if ended.get('epochs') != controllers.plan.num_epochs or (
-      ended.get('status') != 'diverged' and ended.get('updates') != loop.update):
-    files.remove(run_files.SUMMARY)  # it trains on: extended, or its last checkpoint unusable
-  controllers.load_state_dict(saved['controllers'])
-  loop.train_log_mark = tuple(loop.train_log_mark)
-  return hosts.arrays_from_writer(restored.state if restored else host_state), loop
-
-
-def _inputs(seed: int, controllers: Controllers) -> StepInputs:
-  """The step's data: the seed, the plan's phase table (padded to one shape whatever the
-  re-planning: a re-planned run has at most one phase per epoch) and the dynamic LR
-  multiplier."""
-  plan = controllers.plan
-  table = clock.PhaseTable.from_phases(plan.phases, max(plan.num_epochs, len(plan.phases)))
-  return devices.replicate(StepInputs(
-      seed=np.int32(seed), table=table.replace(lr_multiplier=table.lr_multiplier.astype(np.float32)),
-      lr_multiplier=np.float32(controllers.lr_multiplier)))
-
-
-def _left(segments: list[tuple[Any, int]], update: int) -> Iterator[tuple[Any, int]]:
-  """The epoch's phases still to run after ``update`` updates, each with the updates of
-  it already done (``> 0``: resumed inside it)."""
-  for phase, first in segments:
-    if update < first + phase.updates_per_epoch:
-      yield phase, max(update - first, 0)
-
-
-def _chunks(update: int, updates: int, log_every: int, limit: int, stop: int | None
-            ) -> Iterator[int]:
-  """Dispatch sizes for ``updates`` updates after ``update``: at most ``limit`` each, one
-  ending at every multiple of ``log_every`` (0: none) and one at update ``stop``."""
-  end = update + updates
-  while update < end:
-    k = min(limit, end - update)
-    if log_every:
-      k = min(k, log_every - update % log_every)
-    if stop is not None and update < stop:
-      k = min(k, stop - update)
-    yield k
-    update += k
-
-
-def _sums(state: Any) -> tuple[float, float, int]:
-  """(loss, accuracy, updates) summed since the last evaluation (a device read)."""
-  m = state.metrics
-  return float(m.loss[0]), float(m.accuracy[0]), int(m.updates[0])
-
-
-def _lr(state: Any) -> float:
-  """The LR of the last update applied (a device read)."""
-  return float(state.opt_state.hyperparams['learning_rate'][0])
-
-
-def _log_events(files: RunDirectory, events: list[dict[str, Any]]) -> bool:
-  for event in events:
-    files.log(run_files.EVENTS, event)
-  return bool(events)
-
-
-def _write_train_log(files: RunDirectory, state: Any, mark: tuple[float, float, int],
-                     update: int, plan: Any) -> tuple[float, float, int]:
-  sums = _sums(state)
-  loss, accuracy, count = np.subtract(sums, mark)
-  files.log(run_files.TRAIN_LOG, {'update': update, 'epoch': plan.epoch_at_update(update),
-                                  'learning_rate': _lr(state), 'train_loss': loss / count,
-                                  'train_accuracy': accuracy / count})
-  return sums
-
-
-def _evaluate(evaluate: Any, measure: gradient_noise.Meter | None, state: Any, loop: Loop,
-              plan: Any, config: Any, seed: int, started: float) -> dict[str, Any]:
-  """The metrics line of an evaluation after ``loop.epoch`` epochs: the gradient noise is
-  measured over the order of the next epoch (``loop.epoch``)."""
-  loss, accuracy, count = _sums(state)
-  lr, batch_size = _lr(state), plan.batch_size_at_epoch(loop.epoch - 1)
-  metrics = {'train_loss': loss / count, 'train_accuracy': accuracy / count, **evaluate(state),
-             **(measure(state, seed, loop.epoch) if measure else {})}
-  loop.wall_time = time.monotonic() - started
-  return {'variant': config.get('variant', ''), 'seed': seed, 'update': loop.update,
-          'epoch': float(loop.epoch), 'examples_seen': loop.examples_seen,
-          'learning_rate': lr, 'batch_size': batch_size,
-          'noise_scale': noise_scale(lr, batch_size, plan.num_train_examples, plan.momentum),
-          'wall_time': loop.wall_time, **metrics}
-
-
-def _summary(config: Any, files: RunDirectory, seed: int, loop: Loop, plan: Any,
-             compiler: StepCompiler, diverged_at: int) -> dict[str, Any]:
-  final = {} if diverged_at else files.last_metrics()
-  return {'variant': config.get('variant', ''), 'seed': seed,
-          'status': 'diverged' if diverged_at else 'finished',
-          'diverged_at_update': diverged_at or None,
-          'final_test_accuracy': final.get('test_accuracy'),
-          'final_test_loss': final.get('test_loss'),
-          'updates': loop.update, 'examples_seen': loop.examples_seen,
-          'epochs': plan.num_epochs, 'wall_time': loop.wall_time,
-          'planned_updates': plan.total_updates, 'compiles': compiler.traces}
