@@ -61,7 +61,8 @@ def _define_flags() -> None:
   flags.DEFINE_multi_string('sweep', [], 'KEY=v1,v2,...: one study per value of the config '
                             'key KEY; repeated flags form a grid (lr_study.sweep).')
   flags.DEFINE_string('sweep_shard', None, 'i/n: run only the sweep points whose index is i '
-                      'mod n (0 <= i < n): shards at once into one WORKDIR (lr_study.sweep).')
+                      'mod n (0 <= i < n): shards at once into one WORKDIR '
+                      '(lr_study.sweep_shards).')
   flags.DEFINE_bool('distributed', False, 'Join the processes of a multi-host run '
                     '(jax.distributed.initialize) before touching a device.')
   flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port of '
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
   logging.set_verbosity(logging.ERROR)
-  from lr_study import shorten, sweep  # pylint: disable=g-import-not-at-top
+  from lr_study import shorten, sweep, sweep_shards  # pylint: disable=g-import-not-at-top
   from lr_study.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.preemption import Preempted  # pylint: disable=g-import-not-at-top
   from lr_study.runtime.workdir import (  # pylint: disable=g-import-not-at-top
@@ -109,9 +110,9 @@ def main(argv: list[str]) -> None:
   try:
     base, every_point = sweep.sweep_points(values.config, values.sweep,
                                            config_flags.get_override_values(values['config']))
-    workdir = values.workdir or sweep.sweep_workdir(workdir, every_point)  # beside the study's
-    shard = sweep.parse_shard(values.sweep_shard)
-    points = sweep.select_shard(every_point, shard)
+    workdir = values.workdir or sweep_shards.sweep_workdir(workdir, every_point)  # beside it
+    shard = sweep_shards.parse_shard(values.sweep_shard)
+    points = sweep_shards.select_shard(every_point, shard)
     if shard and values.restart:
       raise ConfigError('--restart with --sweep_shard would move the other shards\' runs '
                         f'aside: move {workdir} aside once, then start the shards')
@@ -138,7 +139,7 @@ def main(argv: list[str]) -> None:
       runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
                        sweep=sweep.jsonable(point))
     if hosts.is_writer():
-      if shard and not sweep.all_finished(workdir, base, every_point):
+      if shard and not sweep_shards.all_finished(workdir, base, every_point):
         print(f'--sweep_shard={values.sweep_shard}: its {len(points)} point(s) are done; the '
               'last shard to finish writes the table, or at any time: python -m '
               f'analysis.study_results --workdir={workdir}')

@@ -35,94 +35,32 @@ the paper's three variants read by reference, moves all three, while
 ``variants.decay.lr_schedule.init_value`` sets that variant alone
 (``lr_study.study.decay_vs_batch_variants``).
 
-Without ``--workdir``, a sweep gets a folder of its own beside the base study's
-(:func:`sweep_workdir`: ``runs/digits_study-sweep=batch_size,learning_rate``), never one
-inside it, so that the base study's tables and figures read only its own runs.
-
-**Shards.** ``--sweep_shard=i/n`` (0 <= i < n) runs only the points whose index in the
-grid's order is ``i`` mod ``n`` (:func:`select_shard`): the same flags give every shard the
-same share, and the n shards together run every point once. They may run at the same
-time into one WORKDIR (background processes, a SLURM job array with
-``--sweep_shard=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``, several VMs sharing a
-``gs://`` WORKDIR): each run directory is taken by one process at a time (the run lock,
-``lr_study.runtime.lock``), so a shard started twice trains nothing twice. The shard that
-finds every run of the sweep finished writes the sweep's table and figure
-(:func:`all_finished`); ``python -m analysis.study_results --workdir=WORKDIR`` makes the
-same table at any time.
+The flag's text is read by ``lr_study.sweep_flags``; where a sweep goes without
+``--workdir``, and its shards, are ``lr_study.sweep_shards``'s.
 
 Errors (an unknown key, a value of the wrong type, a malformed flag, a key also set by a
-``--config`` override, a malformed shard) are one-line ``lr_study.errors.ConfigError``
-messages naming the key. This module imports no jax.
+``--config`` override) are one-line ``lr_study.errors.ConfigError`` messages naming the
+key. This module imports no jax.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import hashlib
 import itertools
 import math
-import os
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
 from lr_study.errors import ConfigError
+from lr_study.sweep_flags import Axis, check_key, parse_sweep_flag
 
-Axis = tuple[str, tuple[Any, ...]]  # (dotted key, its values)
 Point = dict[str, Any]  # dotted key -> value
 
-_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z')
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]')
 MAX_NAME = 200  # characters of a point's directory name before it is shortened
-
-
-def split_values(text: str) -> list[str]:
-  """``text`` cut at the commas that lie outside brackets and quotes."""
-  parts, depth, quote, start = [], 0, '', 0
-  for i, char in enumerate(text):
-    if quote:
-      if char == quote and text[i - 1] != '\\':
-        quote = ''
-    elif char in '\'"':
-      quote = char
-    elif char in '([{':
-      depth += 1
-    elif char in ')]}':
-      depth -= 1
-    elif char == ',' and depth == 0:
-      parts.append(text[start:i])
-      start = i + 1
-  parts.append(text[start:])
-  return [p.strip() for p in parts]
-
-
-def parse_value(text: str) -> Any:
-  """``text`` as a Python literal where it is one, else the string itself."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-    return text
-
-
-def check_key(key: str, where: str) -> str:
-  if not _KEY.match(key):
-    raise ConfigError(f'{where}: {key!r} is not a dotted config key like '
-                      "'learning_rate' or 'variants.decay.lr_schedule.init_value'")
-  return key
-
-
-def parse_sweep_flag(text: str) -> Axis:
-  """One ``--sweep=KEY=v1,v2,...`` value as ``(KEY, (v1, v2, ...))``."""
-  where = f'--sweep={text}'
-  key, sep, values = text.partition('=')
-  if not sep:
-    raise ConfigError(f'{where}: expected KEY=v1,v2,...')
-  parts = split_values(values)
-  if not values.strip() or any(not p for p in parts):
-    raise ConfigError(f'{where}: empty value for {key.strip()!r}')
-  return check_key(key.strip(), where), tuple(parse_value(p) for p in parts)
 
 
 def _check_axes(axes: Sequence[Axis]) -> list[Axis]:
@@ -215,17 +153,20 @@ def format_value(value: Any) -> str:
   return _UNSAFE.sub('_', str(value)) or 'empty'
 
 
+def shortened(name: str) -> str:
+  """``name`` itself, or cut to ``MAX_NAME`` characters ending in a hash of the whole."""
+  if len(name) <= MAX_NAME:
+    return name
+  return f'{name[:MAX_NAME - 11]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}'
+
+
 def point_name(point: Mapping[str, Any]) -> str:
   """The directory name of ``point``: ``key=value`` pairs in key order, comma-joined.
 
   ``''`` for the empty point (no sweep). A name longer than ``MAX_NAME`` is cut and
   ends in a hash of the whole, so that it stays unique and a valid file name.
   """
-  name = ','.join(f'{key}={format_value(point[key])}' for key in sorted(point))
-  if len(name) > MAX_NAME:
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    name = f'{name[:MAX_NAME - 11]}-{digest}'
-  return name
+  return shortened(','.join(f'{key}={format_value(point[key])}' for key in sorted(point)))
 
 
 def point_names(points: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -313,59 +254,3 @@ def jsonable(point: Mapping[str, Any]) -> dict[str, Any]:
       return [convert(v) for v in value]
     return value
   return {key: convert(value) for key, value in point.items()}
-
-
-Shard = tuple[int, int]  # (index, count)
-
-
-def parse_shard(text: str | None) -> Shard | None:
-  """``--sweep_shard=i/n`` as ``(i, n)``, 0 <= i < n; None for no flag."""
-  if text is None:
-    return None
-  match = re.fullmatch(r'\s*(\d+)\s*/\s*(\d+)\s*', text)
-  index, count = (int(match.group(1)), int(match.group(2))) if match else (-1, 0)
-  if not match or count < 1 or index >= count:
-    raise ConfigError(f'--sweep_shard={text}: expected i/n with 0 <= i < n, e.g. 0/4 for the '
-                      'first of 4 shards')
-  return index, count
-
-
-def select_shard(points: Sequence[tuple[str, Point]],
-                 shard: Shard | None) -> list[tuple[str, Point]]:
-  """The points of shard ``(i, n)``: those whose index in ``points`` is i mod n (all for
-  None). A ConfigError where there is no sweep, or a shard would get no point."""
-  if shard is None:
-    return list(points)
-  index, count = shard
-  if points == [('', {})]:
-    raise ConfigError('--sweep_shard needs a sweep (--sweep=KEY=v1,v2,... or config.sweep)')
-  if count > len(points):
-    raise ConfigError(f'--sweep_shard={index}/{count}: the sweep has {len(points)} point(s), '
-                      f'so at most {len(points)} shards')
-  return [p for k, p in enumerate(points) if k % count == index]
-
-
-def sweep_workdir(base_workdir: str, points: Sequence[tuple[str, Point]]) -> str:
-  """The default WORKDIR of a sweep: ``<base>-sweep=<its keys, comma-joined>`` beside the
-  base study's ``<base>`` (the base itself without a sweep)."""
-  keys = sorted({key for _, point in points for key in point})
-  if not keys:
-    return base_workdir
-  name = ','.join(keys)
-  if len(name) > MAX_NAME:
-    name = f'{name[:MAX_NAME - 11]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}'
-  return f'{base_workdir.rstrip("/")}-sweep={name}'
-
-
-def all_finished(workdir: str, base: ml_collections.ConfigDict,
-                 points: Sequence[tuple[str, Point]]) -> bool:
-  """Whether every run of every point (all shards) has its ``summary.json`` under
-  ``workdir``."""
-  from lr_study import study  # pylint: disable=g-import-not-at-top
-  from lr_study.runtime import run_files  # pylint: disable=g-import-not-at-top
-  for name, point in points:
-    for variant, seed in study.run_names(apply_point(base, point)):
-      path = os.path.join(workdir, name, variant, f'seed_{seed}', run_files.SUMMARY)
-      if not run_files.exists(path):
-        return False
-  return True

@@ -9,7 +9,7 @@ import sys
 import ml_collections
 import pytest
 
-from lr_study import sweep
+from lr_study import sweep, sweep_flags
 from lr_study.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,14 +35,14 @@ def _study_config() -> ml_collections.ConfigDict:
 
 
 def test_flag_values_parse_as_python_literals_or_plain_strings():
-  key, values = sweep.parse_sweep_flag("model.name=mlp,'cnn',1e-3,16,True,None")
+  key, values = sweep_flags.parse_sweep_flag("model.name=mlp,'cnn',1e-3,16,True,None")
   assert key == 'model.name'
   assert values == ('mlp', 'cnn', 1e-3, 16, True, None)
   assert [type(v) for v in values[2:5]] == [float, int, bool]
 
 
 def test_commas_inside_brackets_and_quotes_do_not_split_values():
-  _, values = sweep.parse_sweep_flag("variants.decay.lr_schedule.boundaries=(10, 20),(5,15),'a,b'")
+  _, values = sweep_flags.parse_sweep_flag("variants.decay.lr_schedule.boundaries=(10, 20),(5,15),'a,b'")
   assert values == ((10, 20), (5, 15), 'a,b')
 
 

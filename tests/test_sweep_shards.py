@@ -13,7 +13,7 @@ import pytest
 
 from analysis import runs as runs_lib
 from analysis import study_results
-from lr_study import sweep
+from lr_study import sweep, sweep_shards
 from lr_study.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,34 +24,34 @@ POINTS = [(sweep.point_name(p), p) for p in sweep.grid(
 @pytest.mark.parametrize('text, shard', [('0/1', (0, 1)), ('3/4', (3, 4)), (' 1 / 2 ', (1, 2)),
                                          (None, None)])
 def test_a_shard_is_i_of_n(text, shard):
-  assert sweep.parse_shard(text) == shard
+  assert sweep_shards.parse_shard(text) == shard
 
 
 @pytest.mark.parametrize('text', ['2/2', '1/0', '-1/2', '1', 'a/b', '1/2/3', ''])
 def test_a_malformed_shard_is_a_one_line_error_naming_it(text):
   with pytest.raises(ConfigError, match=f'--sweep_shard={text}: expected i/n with 0 <= i < n'):
-    sweep.parse_shard(text)
+    sweep_shards.parse_shard(text)
 
 
 def test_the_shards_split_the_points_round_robin_each_once():
-  shards = [sweep.select_shard(POINTS, (i, 3)) for i in range(3)]
+  shards = [sweep_shards.select_shard(POINTS, (i, 3)) for i in range(3)]
   assert [len(s) for s in shards] == [2, 1, 1]
   assert sorted(name for s in shards for name, _ in s) == sorted(name for name, _ in POINTS)
-  assert sweep.select_shard(POINTS, (1, 3)) == [POINTS[1]]  # the same share every time
-  assert sweep.select_shard(POINTS, None) == POINTS
+  assert sweep_shards.select_shard(POINTS, (1, 3)) == [POINTS[1]]  # the same share every time
+  assert sweep_shards.select_shard(POINTS, None) == POINTS
 
 
 def test_more_shards_than_points_or_no_sweep_is_an_error():
   with pytest.raises(ConfigError, match='the sweep has 4 point'):
-    sweep.select_shard(POINTS, (0, 5))
+    sweep_shards.select_shard(POINTS, (0, 5))
   with pytest.raises(ConfigError, match='--sweep_shard needs a sweep'):
-    sweep.select_shard([('', {})], (0, 1))
+    sweep_shards.select_shard([('', {})], (0, 1))
 
 
 def test_a_sweeps_default_workdir_lies_beside_the_base_studys():
-  assert sweep.sweep_workdir('runs/digits_study', POINTS) == (
+  assert sweep_shards.sweep_workdir('runs/digits_study', POINTS) == (
       'runs/digits_study-sweep=batch_size,learning_rate')
-  assert sweep.sweep_workdir('runs/digits_study', [('', {})]) == 'runs/digits_study'
+  assert sweep_shards.sweep_workdir('runs/digits_study', [('', {})]) == 'runs/digits_study'
 
 
 def _launch(*args: str, cwd: str = ROOT) -> subprocess.Popen:
