@@ -126,18 +126,18 @@ def main(argv: list[str]) -> None:
     _join_processes(values)
     from lr_study import runner  # pylint: disable=g-import-not-at-top
     from lr_study.runtime import hosts  # pylint: disable=g-import-not-at-top
-    for _, point in points:
-      runner.prepare_study(sweep.apply_point(base, point))
+    configs = [sweep.apply_point(base, point) for _, point in points]
+    setups = [runner.prepare_study(config) for config in configs]  # before any file changes
     if hosts.is_writer():  # process 0 alone writes WORKDIR
       check_workdir(workdir, checkpoints=True)
       moved = move_aside(workdir) if values.restart else None
       if moved:
         print(f'--restart: the old runs are in {moved}')
-    for name, point in points:
+    for (name, point), config, prepared in zip(points, configs, setups):
       if name:
         print(f'== sweep point {name}', flush=True)
-      runner.run_study(sweep.apply_point(base, point), _point_dir(workdir, name),
-                       sweep=sweep.jsonable(point))
+      runner.run_study(config, _point_dir(workdir, name), sweep=sweep.jsonable(point),
+                       setups=prepared)
     if hosts.is_writer():
       if shard and not sweep_shards.all_finished(workdir, base, every_point):
         print(f'--sweep_shard={values.sweep_shard}: its {len(points)} point(s) are done; the '
@@ -199,8 +199,8 @@ def _dry_run(config, workdir: str, num_devices: int) -> None:
 
   if flags.FLAGS.distributed:
     _fail('--dry_run plans on one machine: drop --distributed')
-  plans = {name: prepare_run(study.resolve_variant(config, name), num_devices).plan
-           for name in dict.fromkeys(name for name, _ in study.run_names(config))}
+  plans = {name: prepare_run(run, num_devices).plan
+           for name, run in study.variant_configs(config).items()}
   check_workdir(workdir)
   for name, plan in plans.items():
     run_files.make_dirs(os.path.join(workdir, name))

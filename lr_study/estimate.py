@@ -138,8 +138,8 @@ def estimate(config: ml_collections.ConfigDict, device: Device, num_devices: int
   d, c, flops = num_devices, device.update_s, device.flops
   seconds, updates, runs, cache = 0.0, 0, 0, {}
   seeds = len(config.seeds)
-  for name in config.run_variants:
-    setup = prepare_run(study.resolve_variant(config, name), num_devices)
+  for variant in study.variant_configs(config).values():
+    setup = prepare_run(variant, num_devices)
     run, plan, spec = setup.config, setup.plan, setup.spec
     key = json.dumps([run.model.to_dict(), run.ghost_batch_size])
     if key not in cache:

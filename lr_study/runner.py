@@ -29,21 +29,22 @@ from lr_study.training.step import StepCompiler
 def prepare_study(config: ml_collections.ConfigDict) -> dict[str, RunSetup]:
   """Every variant's setup, validated, and its dataset's availability checked: the
   one-line ConfigErrors of a study, before any data is read or any file written."""
-  setups = {name: prepare_run(study.resolve_variant(config, name))
-            for name in dict.fromkeys(name for name, _ in study.run_names(config))}
+  setups = {name: prepare_run(run) for name, run in study.variant_configs(config).items()}
   for setup in setups.values():
     check_dataset_available(setup.config.dataset)
   return setups
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,
-              sweep: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+              sweep: dict[str, Any] | None = None,
+              setups: dict[str, RunSetup] | None = None) -> list[dict[str, Any]]:
   """Trains (or resumes) every run of ``config`` under ``workdir``; returns their summaries.
 
   Run ``(variant, seed)`` lives in ``workdir/<variant>/seed_<seed>/``; ``sweep``, the
-  point of a sweep this study is, goes into each run's ``metadata.json``.
+  point of a sweep this study is, goes into each run's ``metadata.json``. ``setups`` is
+  :func:`prepare_study` of ``config`` where the caller has prepared it already.
   """
-  runs, setups = study.run_names(config), prepare_study(config)
+  runs, setups = study.run_names(config), setups or prepare_study(config)
   run_dirs = {(name, seed): os.path.join(workdir, name, f'seed_{seed}') for name, seed in runs}
   if hosts.is_writer():  # process 0 of several checks, then writes, the study's files
     for (name, _), run_dir in run_dirs.items():

@@ -16,13 +16,20 @@ from lr_study.errors import ConfigError
 MAX_SEED = 2**31 - 1  # the largest int32
 
 
+def check_variants(config: ml_collections.ConfigDict, names: tuple[str, ...]) -> tuple[str, ...]:
+  """``names``, each a variant of ``config``; a ConfigError naming the first unknown one."""
+  for name in names:
+    if name not in config.variants:
+      raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
+  return names
+
+
 def resolve_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """The config of one run of variant ``name``: shared keys, replaced by the variant's.
+  """The config of one run of variant ``name`` (a known one: :func:`variant_configs`
+  checks a study's): shared keys, replaced by the variant's.
 
   The result keeps ``variant`` (its name) and drops ``variants`` and ``run_variants``.
   """
-  if name not in config.variants:
-    raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
   run = ml_collections.ConfigDict(config.to_dict())
   with run.ignore_type():
     for key, value in config.variants[name].items():
@@ -38,9 +45,7 @@ def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     if ',' in name:
       raise ConfigError(f'run_variants holds {name!r}, one name with a comma: select several '
                         f'variants as --config=FILE.py:{name}')
-    if name not in config.variants:
-      raise ConfigError(
-          f'run_variants names unknown variant {name!r} (known: {", ".join(config.variants)})')
+  check_variants(config, tuple(config.run_variants))
   seeds = checks.integers('seeds', config.seeds, 0)
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f'seeds must be distinct, got {seeds}')
@@ -48,6 +53,13 @@ def run_names(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:
     raise ConfigError(f'seeds must be at most {MAX_SEED:,} (the train step takes a seed as '
                       f'an int32), got {max(seeds)}')
   return [(name, seed) for name in config.run_variants for seed in seeds]
+
+
+def variant_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """The resolved config of each variant the study runs, in run order, its
+  ``run_variants`` and ``seeds`` checked once (:func:`run_names`)."""
+  return {name: resolve_variant(config, name)
+          for name in dict.fromkeys(name for name, _ in run_names(config))}
 
 
 def select_variant(config: ml_collections.ConfigDict, arg: str | None,
@@ -60,10 +72,7 @@ def select_variant(config: ml_collections.ConfigDict, arg: str | None,
   anything else happens.
   """
   names = tuple(arg.split(',')) if arg else (default or tuple(config.variants))
-  for name in names:
-    if name not in config.variants:
-      raise ConfigError(f'unknown variant {name!r} (known: {", ".join(config.variants)})')
-  config.run_variants = names
+  config.run_variants = check_variants(config, names)
   return config
 
 
