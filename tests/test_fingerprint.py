@@ -8,6 +8,7 @@ import json
 import ml_collections
 import pytest
 
+from conftest import copy_reference, refused_in_one_line
 from lr_study.errors import ConfigError
 from lr_study.runtime import fingerprint
 
@@ -94,3 +95,20 @@ def test_a_value_without_json_form_is_a_config_error():
     config.model.widths = object()
   with pytest.raises(ConfigError, match=r'^config value model.widths of type object has no '):
     fingerprint.fingerprint(config)
+
+
+# --- launch.py resuming a run under another config --------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('override, key', [
+    ('--config.learning_rate=0.5', 'learning_rate'),
+    ('--config.optimizer.momentum=0.5', 'optimizer.momentum'),
+    ('--config.model.widths=64,64', 'model.widths'),
+])
+def test_resume_with_a_changed_config_is_refused_naming_the_key_and_changes_nothing(
+    override, key, launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  copy_reference(reference_workdir, workdir)
+  line = refused_in_one_line(launcher, launcher.args(workdir, override), workdir)
+  assert 'was run with a different config' in line and f'{key} ' in line, line

@@ -11,9 +11,12 @@ import socket
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
+from conftest import (Launcher, RUN, Results, assert_clean, assert_same_results, log_lines,
+                      refused_in_one_line, run_results)
 from lr_study.errors import ConfigError
 from lr_study.runtime import lock
 from lr_study.runtime import run_files
@@ -147,3 +150,47 @@ def test_a_lock_file_on_ram_from_another_host_is_held_and_names_the_file_to_dele
   with pytest.raises(ConfigError, match=rf'^run_dir {run_dir} is in use by pid \d+ on host '
                      rf'elsewhere since earlier; if that run is dead, delete {path}$'):
     lock.RunLock(run_dir).acquire()
+
+
+# --- launch.py into a run directory another launch.py holds ------------------------------------
+
+
+def _refused_while_a_run_trains_there(launcher: Launcher, reference_results: Results,
+                                      template: Any, tmp_path, *extra: str) -> tuple[str, str, int]:
+  """Starts the reference command and holds it still (SIGSTOP) mid-run, lock and all, while
+  the same command with ``extra`` starts and is refused in one line, every file unchanged;
+  then the first run must finish as the reference did. Returns (the refusal, the run
+  directory, the first run's pid)."""
+  workdir = str(tmp_path / 'workdir')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir)
+  first = launcher.start(args, str(tmp_path / 'first'))
+  first.wait_for(lambda: len(log_lines(os.path.join(run_dir, run_files.METRICS))) >= 2,
+                 'the second evaluation')
+  os.kill(first.proc.pid, signal.SIGSTOP)
+  try:
+    line = refused_in_one_line(launcher, [*args, *extra], workdir)
+  finally:
+    os.kill(first.proc.pid, signal.SIGCONT)
+  assert first.wait() == 0, first.output()[-3000:]
+  assert_clean(run_dir)
+  assert_same_results(run_results(run_dir, template), reference_results)
+  return line, run_dir, first.proc.pid
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_running_directory_is_refused_and_the_first_finishes(
+    launcher, reference_results, decay_state_template, tmp_path):
+  line, run_dir, pid = _refused_while_a_run_trains_there(
+      launcher, reference_results, decay_state_template, tmp_path)
+  assert line.startswith(f'launch.py: error: run_dir {run_dir} is in use by pid {pid} '), line
+
+
+@pytest.mark.slow
+def test_restart_while_a_run_trains_there_is_refused_and_the_run_finishes_exactly(
+    launcher, reference_results, decay_state_template, tmp_path):
+  line, run_dir, pid = _refused_while_a_run_trains_there(
+      launcher, reference_results, decay_state_template, tmp_path, '--restart')
+  assert line.startswith(f'launch.py: error: --restart: run_dir {run_dir} is in use by pid '
+                         f'{pid} '), line
+  assert os.listdir(tmp_path) == ['first', 'workdir']  # nothing moved aside

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
+from conftest import (RUN, TOTAL_UPDATES, UPDATES_PER_EPOCH, assert_same_results, committed_steps,
+                      first_difference, last_update, log_lines, run_results, succeeded)
 from lr_study.runtime import run_files
 from lr_study.training import manual_lr
 
@@ -251,3 +255,71 @@ def test_requests_work_on_a_ram_run_directory():
   run_files.write_atomic(os.path.join(ram_dir, manual_lr.REQUEST), '{"learning_rate": -1}')
   assert manual_lr.read_request(ram_dir) is None
   assert run_files.exists(os.path.join(ram_dir, manual_lr.REJECTED))
+
+
+# --- launch.py: a manual LR request, then kill -9 right after it is taken ----------------------
+
+
+def _request_file(run_dir: str) -> dict[str, Any] | None:
+  try:
+    return run_files.read_json(os.path.join(run_dir, manual_lr.REQUEST))
+  except (FileNotFoundError, ValueError):
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('epochs_before, where', [
+    (6, 'between_checkpoints'),  # taken at epoch 7's start; the last checkpoint is epoch 5's
+    (4, 'at_the_last_checkpoint'),  # taken at epoch 5's start, the update checkpointed just before
+])
+def test_a_manual_request_killed_right_after_it_is_taken_applies_once_at_that_update(
+    epochs_before, where, launcher, decay_state_template, tmp_path):
+  del where
+  workdir = str(tmp_path / 'killed')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir, log_every=1)
+  process = launcher.start(args, str(tmp_path / 'killed_logs'))
+  # Once the run has read requests at the start of epoch `epochs_before`, the next read
+  # is at the start of the next epoch.
+  process.wait_for(lambda: len(log_lines(os.path.join(run_dir, run_files.METRICS)))
+                   >= epochs_before and last_update(run_dir) > epochs_before * UPDATES_PER_EPOCH,
+                   f'epoch {epochs_before} under way')
+  os.kill(process.proc.pid, signal.SIGSTOP)  # the request is in place before it goes on
+  try:
+    request = manual_lr.request(run_dir, 0.01)
+  finally:
+    os.kill(process.proc.pid, signal.SIGCONT)
+  taken: list[dict[str, Any]] = []
+
+  def taken_and_logged() -> bool:
+    found = _request_file(run_dir)
+    if found and found.get('taken_at_update') is not None:
+      taken[:] = [found]
+    return bool(taken) and bool(log_lines(os.path.join(run_dir, run_files.EVENTS)))
+
+  process.wait_for(taken_and_logged, 'the request taken and its event logged')
+  process.kill()
+  update = taken[0]['taken_at_update']
+  assert taken[0]['id'] == request.id
+  # At the next epoch start (or earlier, if a progress line came first).
+  assert epochs_before * UPDATES_PER_EPOCH < update <= (epochs_before + 1) * UPDATES_PER_EPOCH
+  assert committed_steps(run_dir)[-1] <= update
+
+  # The uninterrupted run: the same request, already taken at the same update.
+  straight = str(tmp_path / 'straight')
+  os.makedirs(os.path.join(straight, RUN))
+  run_files.write_json(os.path.join(straight, RUN, manual_lr.REQUEST), taken[0])
+  succeeded(launcher.run(launcher.args(straight, log_every=1)))
+  succeeded(launcher.run(args))
+
+  want = run_results(os.path.join(straight, RUN), decay_state_template)
+  got = run_results(run_dir, decay_state_template)
+  (event,) = want.events
+  assert (event['reason'], event['update'], event['learning_rate']) == ('manual', update, 0.01)
+  lrs = lambda r: [(x['update'], x['learning_rate']) for x in r.train_log]
+  assert len(lrs(got)) == TOTAL_UPDATES
+  assert lrs(got) == lrs(want), first_difference(lrs(got), lrs(want))
+  assert lrs(got)[update - 1][1] != lrs(got)[update][1]  # the change took effect there
+  assert_same_results(got, want, logs=('metrics', 'train_log'))
+  assert not os.path.exists(os.path.join(run_dir, manual_lr.REQUEST))  # acknowledged
+  assert got.events == [event]

@@ -4,14 +4,21 @@ line why not otherwise; lr_study.runtime.metadata: each resume is recorded."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
+from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from conftest import digits_run_config
+from conftest import (CONFIG, EPOCHS, LOG_EVERY, Launcher, ROOT, RUN, TOTAL_UPDATES,
+                      UPDATES_PER_EPOCH, assert_clean, assert_same_results, assert_strict_json,
+                      checkpoint_steps, committed_steps, copy_reference, digits_run_config,
+                      last_update, log_lines, refused_in_one_line, run_results, saving_checkpoint,
+                      succeeded, tree_digest)
 from lr_study import config as schema
 from lr_study.data.feeds import load_feed
 from lr_study.errors import ConfigError
@@ -322,3 +329,195 @@ def test_a_damaged_metrics_log_is_refused_with_every_file_unchanged(
       f'{metrics} holds {held} of the {counted} records its checkpoint of update {update} '
       f'counted: the log was deleted or cut after it was written; {resume.RESTART}')
   assert _tree(run_dir) == before
+
+
+# --- launch.py killed (kill -9) at many moments, then the same command to the end ----------
+
+
+def _after_seconds(seconds: float, start: Callable[[str], bool]) -> Callable[[str], bool]:
+  """True ``seconds`` after ``start`` first held."""
+  began: list[float] = []
+
+  def due(run_dir: str) -> bool:
+    if not began and start(run_dir):
+      began.append(time.monotonic())
+    return bool(began) and time.monotonic() - began[0] >= seconds
+  return due
+
+
+PHASE_END_UPDATE = 20 * UPDATES_PER_EPOCH  # epoch 20: the LR ÷ 4 from the next update
+LAST_LOG_BEFORE_EVAL = (24 * UPDATES_PER_EPOCH) // LOG_EVERY * LOG_EVERY  # 5 updates before epoch 24's evaluation
+
+KILL_MOMENTS: dict[str, Callable[[], Callable[[str], bool]]] = {
+    # The lock file is taken before anything else of the run is written.
+    'right_after_the_lock_is_taken': lambda: lambda d: os.path.exists(os.path.join(d, 'lock.json')),
+    # Logs written, no checkpoint yet: the rerun starts afresh over the old logs.
+    'after_the_first_metrics_line': lambda: lambda d: len(log_lines(os.path.join(d, run_files.METRICS))) >= 1,
+    # Somewhere mid-epoch, 1 s into training.
+    'one_second_into_training': lambda: _after_seconds(
+        1.0, lambda d: os.path.exists(os.path.join(d, run_files.TRAIN_LOG)) and last_update(d) > 0),
+    # Orbax's temporary step directory exists: the third checkpoint is being written.
+    'while_a_checkpoint_is_being_saved': lambda: lambda d: len(committed_steps(d)) >= 2 and saving_checkpoint(d),
+    # The checkpoint at the end of phase 2 committed, phase 3 (LR ÷ 4) about to start.
+    'at_a_phase_boundary': lambda: lambda d: PHASE_END_UPDATE in committed_steps(d),
+    # The last train-log line of epoch 24 written: 5 updates, then its evaluation.
+    'around_an_evaluation': lambda: lambda d: last_update(d) >= LAST_LOG_BEFORE_EVAL,
+    # summary.json written, the lock not yet released, the table not yet drawn.
+    'after_the_summary_is_written': lambda: lambda d: os.path.exists(os.path.join(d, run_files.SUMMARY)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('moment', list(KILL_MOMENTS))
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(
+    moment, launcher, reference_results, decay_state_template, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = os.path.join(workdir, RUN)
+  args = launcher.args(workdir)
+  process = launcher.start(args, str(tmp_path / 'killed'))
+  due = KILL_MOMENTS[moment]()
+  process.wait_for(lambda: due(run_dir), moment.replace('_', ' '))
+  process.kill()
+  print(f'killed {moment}: train log at update {last_update(run_dir)}, '
+        f'{len(log_lines(os.path.join(run_dir, run_files.METRICS)))} evaluations, '
+        f'checkpoints {checkpoint_steps(run_dir)}')
+  if moment == 'while_a_checkpoint_is_being_saved':
+    assert saving_checkpoint(run_dir), (
+        f'the save had finished before the kill: {checkpoint_steps(run_dir)}')
+
+  resumed = succeeded(launcher.run(args))
+  assert 'unusable' not in resumed.stdout + resumed.stderr
+  assert_clean(run_dir)
+  assert_strict_json(workdir)
+  assert_same_results(run_results(run_dir, decay_state_template), reference_results)
+
+
+# --- launch.py: a run's record is append-only truth -----------------------------------------
+
+
+def _rewind_to_previous_checkpoint(run_dir: str) -> int:
+  """The run as if killed right after its previous checkpoint: the latest and the summary
+  gone. Returns the update it resumes from."""
+  previous, latest = committed_steps(run_dir)
+  shutil.rmtree(os.path.join(run_dir, 'checkpoints', str(latest)))
+  os.remove(os.path.join(run_dir, run_files.SUMMARY))
+  return previous
+
+
+@pytest.mark.slow
+def test_fewer_epochs_for_a_finished_run_are_refused_in_one_line_with_every_file_unchanged(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = copy_reference(reference_workdir, workdir)
+  line = refused_in_one_line(
+      launcher, launcher.args(workdir, f'--config.num_epochs={EPOCHS - 1}'), workdir)
+  assert '--restart' in line, line
+  assert line.startswith(f'launch.py: error: run_dir {run_dir}: num_epochs {EPOCHS} -> '
+                         f'{EPOCHS - 1} would relabel its {TOTAL_UPDATES:,} updates done: the '
+                         f'new plan has {TOTAL_UPDATES - UPDATES_PER_EPOCH:,} updates in all'), line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damage', ['deleted', 'emptied'])
+@pytest.mark.parametrize('finished', [True, False], ids=['finished', 'mid_run'])
+def test_a_damaged_metrics_log_is_refused_in_one_line_with_every_file_unchanged(
+    damage, finished, launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = copy_reference(reference_workdir, workdir)
+  update = TOTAL_UPDATES if finished else _rewind_to_previous_checkpoint(run_dir)
+  metrics = os.path.join(run_dir, run_files.METRICS)
+  if damage == 'deleted':
+    os.remove(metrics)
+  else:
+    open(metrics, 'w').close()
+  line = refused_in_one_line(launcher, launcher.args(workdir), workdir)
+  assert '--restart' in line, line
+  assert line.startswith(f'launch.py: error: {metrics} holds 0 of the '
+                         f'{update // UPDATES_PER_EPOCH} records its checkpoint of update '
+                         f'{update:,} counted'), line
+
+
+@pytest.mark.slow
+def test_a_finished_run_run_again_leaves_its_directory_byte_identical(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = copy_reference(reference_workdir, workdir)
+  before = tree_digest(run_dir)
+  result = succeeded(launcher.run(launcher.args(workdir)))
+  assert re.search(rf'^decay seed 0: test accuracy \S+ after {TOTAL_UPDATES} updates; it ended '
+                   'earlier, its record stands$', result.stderr, re.M), result.stderr
+  assert tree_digest(run_dir) == before  # the summary's compiles and wall time too
+
+
+@pytest.mark.slow
+def test_a_resume_on_another_device_count_is_recorded_in_a_record_of_its_own(
+    launcher, reference_workdir, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  run_dir = copy_reference(reference_workdir, workdir)
+  update = _rewind_to_previous_checkpoint(run_dir)
+  started = run_files.read_json(os.path.join(run_dir, run_files.METADATA))
+  two = Launcher(launcher.data_dir, dict(launcher.env,
+                                         XLA_FLAGS='--xla_force_host_platform_device_count=2'))
+  succeeded(two.run(launcher.args(workdir)))
+  recorded = run_files.read_json(os.path.join(run_dir, run_files.METADATA))
+  assert {k: v for k, v in recorded.items() if k != 'resumes'} == {
+      k: v for k, v in started.items() if k != 'resumes'}  # where the run came from stays
+  (resumed,) = recorded['resumes']
+  assert resumed['update'] == update and resumed['devices']['device_count'] == 2
+  assert started['devices']['device_count'] == 1
+
+
+EXTEND_CONFIG = '''
+import importlib.util
+import ml_collections
+from lr_study.study import select_variant
+spec = importlib.util.spec_from_file_location('digits_study', {path!r})
+digits_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(digits_study)
+
+def get_config(arg=None):
+  config = digits_study.get_config()
+  config.num_epochs = 10  # a multiple of gradient_noise_every_epochs: an extension may go on
+  config.variants = ml_collections.ConfigDict(dict(
+      ramp=dict(batch_schedule=dict(name='linear_ramp', batch_size=8, final_batch_size=64,
+                                    over=0.5)),
+      steps=dict(batch_schedule=dict(name='multistep', batch_size=8, boundaries=(4,),
+                                     factor=4))))
+  return select_variant(config, arg)
+'''
+
+
+@pytest.fixture(scope='module')
+def extend_config(tmp_path_factory) -> str:
+  path = tmp_path_factory.mktemp('extend') / 'extend.py'
+  path.write_text(EXTEND_CONFIG.format(path=os.path.join(ROOT, CONFIG)))
+  return str(path)
+
+
+@pytest.mark.slow
+def test_a_batch_ramp_stretched_over_more_epochs_is_refused_with_every_file_unchanged(
+    launcher, extend_config, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  succeeded(launcher.run(launcher.args(workdir, config=f'{extend_config}:ramp')))
+  line = refused_in_one_line(launcher, launcher.args(workdir, '--config.num_epochs=20',
+                                                     config=f'{extend_config}:ramp'), workdir)
+  assert '--restart' in line, line
+  assert 'num_epochs 10 -> 20 would relabel its ' in line, line
+  assert 'the new plan changes the batch size of update ' in line, line
+
+
+@pytest.mark.slow
+def test_an_agreeing_extension_of_a_finished_run_ends_as_a_fresh_run_of_the_new_config(
+    launcher, extend_config, decay_state_template, tmp_path):
+  extended, fresh = str(tmp_path / 'extended'), str(tmp_path / 'fresh')
+  config = f'{extend_config}:steps'
+  succeeded(launcher.run(launcher.args(extended, config=config)))
+  succeeded(launcher.run(launcher.args(extended, '--config.num_epochs=20', config=config)))
+  succeeded(launcher.run(launcher.args(fresh, '--config.num_epochs=20', config=config)))
+  run = os.path.join('steps', 'seed_0')
+  got, want = (run_results(os.path.join(d, run), decay_state_template)
+               for d in (extended, fresh))
+  assert got.summary['epochs'] == 20 and got.summary['updates'] == 4 * 179 + 16 * 44
+  assert_same_results(got, want)
+  (record,) = run_files.read_json(os.path.join(extended, run, run_files.METADATA))['resumes']
+  assert (record['update'], record['num_epochs']) == (4 * 179 + 6 * 44, {'from': 10, 'to': 20})

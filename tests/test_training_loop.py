@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import digits_run_config
+from conftest import CONFIG, assert_strict_json, digits_run_config, succeeded
 from lr_study.data.feeds import load_feed
 from lr_study.runtime import run_files
 from lr_study.runtime.preemption import Preempted
@@ -234,3 +234,29 @@ def test_noise_adaptive_batch_follows_the_measured_noise_scale_in_a_real_run(dig
   plan = run_files.read_json(os.path.join(tmp_path, run_files.PLAN))
   assert plan['total_updates'] == summary['updates'] == sum(1437 // b for b in sizes)
   assert all(r['gradient_noise_scale'] > 0 for r in log)
+
+
+# --- launch.py: a diverging study ---------------------------------------------------------------
+
+
+def test_a_diverging_study_marks_each_run_at_its_first_non_finite_update(launcher, tmp_path):
+  workdir = str(tmp_path / 'workdir')
+  result = succeeded(launcher.run(launcher.args(
+      workdir, '--config.learning_rate=1e6', config=CONFIG, log_every=1)))
+  table = {row.split('|')[1].strip(): row for row in result.stdout.splitlines()
+           if row.startswith('| ') and 'schedule' not in row}
+  assert list(table) == ['decay', 'hybrid', 'increase']
+  for variant in table:
+    run_dir = os.path.join(workdir, variant, 'seed_0')
+    summary = run_files.read_json(os.path.join(run_dir, run_files.SUMMARY))
+    log = run_files.read_jsonl(os.path.join(run_dir, run_files.TRAIN_LOG))
+    # With a train-log line per update, its train_loss is that update's loss.
+    assert [r['update'] for r in log] == list(range(1, len(log) + 1))
+    first = next(r['update'] for r in log if r['train_loss'] is None)
+    assert 'train_loss' in log[first - 1]['non_finite']  # the null is named
+    assert all(np.isfinite(r['train_loss']) for r in log[:first - 1])
+    assert summary['status'] == 'diverged'
+    assert summary['diverged_at_update'] == first, (variant, summary, log[:first + 1])
+    assert summary['final_test_accuracy'] is None
+    assert f'diverged at update {first}' in table[variant], table[variant]
+  assert assert_strict_json(workdir) >= 3 * 6
