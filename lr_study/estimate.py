@@ -3,7 +3,7 @@ r"""How long a study takes on a device, from its plans, before it trains.
 Each run's time is a cost model of its plan (``lr_study.plan``) on D devices:
 
     T_run = Σ_phases u_p · (k_p · c + B_p/D · f / F)            (updates)
-          + E · (V · f_eval / (D · F) + ⌈V / (D · b_eval)⌉ · c)   (evaluations)
+          + E · (V · f_eval / (D · F) + ⌈V / b_eval⌉ · c)         (evaluations)
           + E · (n · f / (D · F) + ⌈n / b_noise⌉ · c)             (noise-scale measurements)
 
     T_study = Σ_runs T_run + Σ_variants s_v · L · C
@@ -11,7 +11,7 @@ Each run's time is a cost model of its plan (``lr_study.plan``) on D devices:
 u_p updates of phase p at global batch B_p in k_p accumulated micro-batches; f and f_eval:
 the FLOPs of one example's loss gradient and of its forward pass, as XLA counts them for
 the model, and L, the lines of the gradient's StableHLO (:func:`model_cost`); E = ⌈num_epochs / eval_every_epochs⌉ evaluations of the
-V test and validation examples in batches of b_eval; where the config measures the
+V test and validation examples in global batches of b_eval (each split apart); where the config measures the
 gradient noise scale at each evaluation, n training examples in chunks of b_noise
 (``gradient_noise_examples``, 0: all N, and ``gradient_noise_batch_size``); s_v distinct
 step shapes of variant v, each compiled once for all its seeds. A dynamic batch schedule
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from lr_study import study
+from lr_study import batching, study
 from lr_study.models import build_model
 from lr_study.training.setup import prepare_run
 
@@ -149,8 +149,9 @@ def estimate(config: ml_collections.ConfigDict, device: Device, num_devices: int
     train = sum(p.updates * (p.accumulation_steps * c + p.batch_size / d * f / flops)
                 for p in plan.phases)
     evaluations = math.ceil(plan.num_epochs / run.eval_every_epochs)
-    v = spec.num_test_examples + spec.num_validation_examples
-    evaluate = v * f_eval / (d * flops) + math.ceil(v / (d * run.dataset.eval_batch_size)) * c
+    splits = [n for n in (spec.num_test_examples, spec.num_validation_examples) if n]
+    steps = sum(batching.eval_layout(n, run.dataset.eval_batch_size, d).steps for n in splits)
+    evaluate = sum(splits) * f_eval / (d * flops) + steps * c
     chunk = run.get('gradient_noise_batch_size', 0)
     n = run.get('gradient_noise_examples', 0) or spec.num_train_examples
     noise = n * f / (d * flops) + math.ceil(n / chunk) * c if chunk else 0.0
