@@ -5,10 +5,11 @@ from __future__ import annotations
 import collections
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lr_study.data import streaming
+from lr_study.data import in_memory, streaming
 from lr_study.data.sources import load_dataset_arrays
 from lr_study.runtime.devices import AXIS
 from lr_study.errors import ConfigError
@@ -22,9 +23,10 @@ def cfg(digits_data_dir):  # pylint: disable=redefined-outer-name
   return dataset_defaults(data_dir=digits_data_dir, mode='streaming')
 
 
-def _epoch(cfg, seed, epoch, batch):  # pylint: disable=redefined-outer-name
+def _epoch(cfg, seed, epoch, batch, accumulation=1):  # pylint: disable=redefined-outer-name
   return list(streaming.epoch_batches(cfg, 'train', seed, epoch, batch, DEVICES,
-                                      process_index=0, process_count=1))
+                                      accumulation_steps=accumulation, process_index=0,
+                                      process_count=1))
 
 
 def _examples(batches) -> list[bytes]:
@@ -76,6 +78,30 @@ def test_changing_the_batch_size_keeps_the_order_of_examples(cfg):
   small = _examples(_epoch(cfg, 0, 3, 64))  # 22 batches, 1408 examples
   large = _examples(_epoch(cfg, 0, 3, 704))  # 2 batches, 1408 examples
   assert small == large
+
+
+def test_streamed_micro_batches_hold_the_examples_the_in_memory_feed_puts_there(cfg):
+  # 8 devices, 6 examples each as 3 micro-batches of 2: the in-memory feed, reading the
+  # streamed epoch as its order, gathers each device's micro-batches from the same places.
+  batches = _epoch(cfg, 2, 1, 48, accumulation=3)
+  images = np.concatenate([np.asarray(b['image']).reshape(-1, 8, 8, 1) for b in batches])
+  index = np.concatenate([np.asarray(b['index']).reshape(-1) for b in batches])
+  order = np.argsort(index)  # the stream's examples, in stream order
+  split = in_memory.DeviceData(images[order], index[order], np.zeros(1, np.float32),
+                               np.full(1, 1 / 255, np.float32),
+                               perm=jnp.arange(len(index), dtype=jnp.int32))
+  take = jax.jit(in_memory.take_micro_batches, static_argnums=(2, 3, 4),
+                 static_argnames='augment')
+  for update, batch in enumerate(batches):
+    for device in range(DEVICES):
+      x, y = take(split.replace(local_device=device), update * 48, 6, 3, DEVICES,
+                  augment=False, seed=0, epoch=1)
+      np.testing.assert_array_equal(y, np.asarray(batch['index'][device]).reshape(3, 2))
+      np.testing.assert_array_equal(x, np.asarray(batch['image'][device]).reshape(3, 2, 8, 8, 1))
+  # Micro-batch j of update i is stream positions [48i + 16j, 48i + 16j + 16).
+  micro = np.stack([np.asarray(b['index']).reshape(DEVICES, 3, 2).swapaxes(0, 1).reshape(3, 16)
+                    for b in batches])
+  np.testing.assert_array_equal(micro.reshape(-1), np.arange(len(batches) * 48))
 
 
 def test_global_batch_not_divisible_by_the_devices_is_a_config_error(cfg):

@@ -11,11 +11,12 @@
   devices (``lr_study.data.streaming``); evaluation streams each split in padded, masked
   batches.
 
-The loop asks a feed for ``epoch(seed, epoch, batch_size, updates, done)``, an iterable
-of ``(step arguments, updates)`` for the epoch's updates after the first ``done`` (a run
-resumed mid-epoch): one item in memory (the step runs the updates itself, each at its
-place in the epoch), one per batch when streaming. ``lr_study.training.evaluate`` reads
-the evaluation splits a feed holds or streams.
+The loop asks a feed for ``epoch(seed, epoch, phase, updates, done)``, an iterable of
+``(step arguments, updates)`` for the phase's ``updates`` in the epoch after the first
+``done`` (a run resumed mid-epoch): one item in memory (the step runs the updates
+itself, each at its place in the epoch), one per batch when streaming, laid out in the
+phase's micro-batches. ``lr_study.training.evaluate`` reads the evaluation splits a feed
+holds or streams.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lr_study import batching
 from lr_study.data import streaming
 from lr_study.data.in_memory import DeviceData, epoch_permutation, eval_index_batches
 from lr_study.data.sources import DatasetArrays, DatasetSpec, load_dataset_arrays, prepare_dataset
+from lr_study.plan import Phase
 from lr_study.runtime import devices
 
 
@@ -81,12 +83,12 @@ class InMemoryFeed:
     return _EvalSplit(_device_data(spec, split.images, split.labels),
                       devices.shard(np.swapaxes(idx, 0, 1)), devices.shard(np.swapaxes(mask, 0, 1)))
 
-  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
+  def epoch(self, seed: int, epoch: int, phase: Phase, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
     """The training split with epoch ``epoch``'s order, made on the host and copied to
     the devices once per epoch (a batch ramp's epoch asks once per phase); the step
     gathers each update's batch from it."""
-    del batch_size
+    del phase
     yield (self.ordered(seed, epoch),), updates - done
 
   def ordered(self, seed: int, epoch: int) -> DeviceData:
@@ -108,11 +110,13 @@ class StreamingFeed:
     self.dataset_cfg, self.spec = dataset_cfg, spec
     self.eval_split_names = ['test'] + (['validation'] if dataset_cfg.validation_size else [])
 
-  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
+  def epoch(self, seed: int, epoch: int, phase: Phase, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
-    """One epoch of batches, each one update; tf.data orders them from (seed, epoch)."""
+    """One epoch of batches, each one update, in the phase's micro-batches; tf.data
+    orders them from (seed, epoch)."""
     batches = streaming.epoch_batches(self.dataset_cfg, 'train', seed, epoch,
-                                      batch_size, jax.local_device_count())
+                                      phase.batch_size, jax.local_device_count(),
+                                      accumulation_steps=phase.accumulation_steps)
     for batch in itertools.islice(batches, done, updates):
       yield (batch,), 1
 

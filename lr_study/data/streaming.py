@@ -8,6 +8,12 @@ does not depend on the batch size, and a phase of a batch-size schedule just cal
 ``epoch_batches`` with its own ``global_batch``. With ``shuffle_buffer >= N`` the order is
 a uniform random permutation; a smaller buffer mixes locally (as every tf.data pipeline).
 
+Each device's ``P`` examples of a step are its ``k`` micro-batches of ``m``, laid out as
+in memory (``batching.position_in_batch``): example ``r`` of micro-batch ``j`` on local
+device ``d`` is position ``(j·D + d)·m + r`` of the process's batch, so each global
+micro-batch is a consecutive slice of the stream and ghost batches hold the same examples
+on any number of devices.
+
 Batches stay uint8 on the way to the device (4x less traffic than float32) and carry
 ``index``, the example's position in this epoch's stream (on several processes, position
 ``k`` of process ``p``'s stream is ``k·P + p``, so no two processes share one); the step
@@ -64,6 +70,17 @@ def _split_dataset(dataset_cfg: Any, split: str, process_index: int, process_cou
                 num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _device_major(x: Any, accumulation_steps: int, num_devices: int, micro: int) -> Any:
+  """A batch ``[k·D·m, ...]`` in stream order as ``[D, k·m, ...]``: position
+  ``(j·D + d)·m + r`` (``batching.position_in_batch``) goes to device ``d``, column
+  ``j·m + r`` (example ``r`` of its micro-batch ``j``)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rest = tf.shape(x)[1:]
+  x = tf.reshape(x, tf.concat([[accumulation_steps, num_devices, micro], rest], axis=0))
+  x = tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
+  return tf.reshape(x, tf.concat([[num_devices, accumulation_steps * micro], rest], axis=0))
+
+
 def _to_devices(ds: Any, prefetch: int, devices: Any) -> Iterator[dict[str, Any]]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   batches = import_tfds().as_numpy(ds.prefetch(tf.data.AUTOTUNE))
@@ -72,8 +89,9 @@ def _to_devices(ds: Any, prefetch: int, devices: Any) -> Iterator[dict[str, Any]
 
 def epoch_batches(
     dataset_cfg: Any, split: str, seed: int, epoch: int, global_batch: int, num_devices: int,
-    *, process_index: int | None = None, process_count: int | None = None,
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, prefetch: int = 2, devices: Any = None,
+    *, accumulation_steps: int = 1, process_index: int | None = None,
+    process_count: int | None = None, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    prefetch: int = 2, devices: Any = None,
 ) -> Iterator[dict[str, Any]]:
   """One epoch of shuffled batches of ``split``, laid out for pmap and already on the devices.
 
@@ -83,6 +101,8 @@ def epoch_batches(
     seed, epoch: fix the order of examples.
     global_batch: examples per update over all processes and devices.
     num_devices: local devices (``jax.local_device_count()``).
+    accumulation_steps: ``k``, the micro-batches each device's ``P`` examples split into
+      (``P = k·m``); each global micro-batch is a consecutive slice of the batch.
     process_index, process_count: default to ``jax.process_index()/process_count()``.
     shuffle_buffer: tf.data shuffle buffer, in examples.
     prefetch: batches kept in flight on the devices (``flax.jax_utils.prefetch_to_device``,
@@ -92,17 +112,20 @@ def epoch_batches(
 
   Yields:
     ``{'image': uint8 [D, P, H, W, C], 'label': int32 [D, P], 'index': int32 [D, P]}``
-    with ``D = num_devices`` and ``P = global_batch // (process_count * D)``; ``N // B``
-    batches per epoch (remainder dropped).
+    with ``D = num_devices`` and ``P = global_batch // (process_count * D)``, column
+    ``j·m + r`` of device ``d`` holding position ``(j·D + d)·m + r`` of the process's
+    batch; ``N // B`` batches per epoch (remainder dropped).
 
   Raises:
-    ConfigError: ``global_batch`` not divisible by processes times devices.
+    ConfigError: ``global_batch`` not divisible by processes times devices, or the
+      per-device batch by ``accumulation_steps``.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   process_index, process_count = _process_layout(process_index, process_count)
   local_batch = batching.divide_exactly(global_batch, process_count, 'global batch',
                                         'processes')
   per_device = batching.divide_exactly(local_batch, num_devices, 'per-process batch')
+  micro = batching.micro_batch_size(per_device, accumulation_steps)
   tf_seed = _epoch_seed(seed, epoch)
   tfds = import_tfds()
   ds = _split_dataset(dataset_cfg, split, process_index, process_count, shuffle_files=True,
@@ -112,11 +135,9 @@ def epoch_batches(
 
   def lay_out(index, example):
     image, label = example
-    shape = tf.concat([[num_devices, per_device], tf.shape(image)[1:]], axis=0)
-    return {'image': tf.reshape(image, shape),
-            'label': tf.reshape(label, [num_devices, per_device]),
-            'index': tf.reshape(tf.cast(index * process_count + process_index, tf.int32),
-                                [num_devices, per_device])}
+    index = tf.cast(index * process_count + process_index, tf.int32)
+    return {name: _device_major(x, accumulation_steps, num_devices, micro)
+            for name, x in (('image', image), ('label', label), ('index', index))}
 
   return _to_devices(ds.map(lay_out), prefetch, devices)
 

@@ -58,7 +58,7 @@ def epoch_dispatches(feed: Feed, compiler: StepCompiler, plan: TrainingPlan, see
   item of the feed, is the update a dispatch must end at (None: none)."""
   for phase, done in phases_left(plan.epoch_segments(epoch), update):
     step = compiler.dispatcher(phase.per_device_batch, phase.accumulation_steps, feed.streaming)
-    for data, updates in feed.epoch(seed, epoch, phase.batch_size, phase.updates_per_epoch, done):
+    for data, updates in feed.epoch(seed, epoch, phase, phase.updates_per_epoch, done):
       for size in dispatch_sizes(update, updates, log_every, limit, stop_at()):
         yield Dispatch(phase, step, data, size)
         update += size
