@@ -46,9 +46,9 @@ def synthetic_arrays(spec: DatasetSpec) -> DatasetArrays:
 
 def epoch_context(feed: InMemoryFeed, epoch: int, first_update: int, updates_per_epoch: int,
                   batch_size: int) -> Context:
-  """Epoch ``epoch``'s data from ``InMemoryFeed.epoch`` and step inputs whose one-phase
+  """Epoch ``epoch``'s data from ``InMemoryFeed.ordered`` and step inputs whose one-phase
   table starts that epoch at update ``first_update``."""
-  (split,), _ = next(iter(feed.epoch(SEED, epoch, batch_size, updates_per_epoch)))
+  split = feed.ordered(SEED, epoch)
   column = lambda value, dtype=np.int32: np.array([value], dtype)
   table = clock.PhaseTable(first_update=column(first_update), start_epoch=column(epoch),
                            updates_per_epoch=column(updates_per_epoch),

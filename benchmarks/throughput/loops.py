@@ -19,6 +19,7 @@ from benchmarks.throughput.options import Options
 from lr_study import config as schema
 from lr_study import study
 from lr_study.data.feeds import InMemoryFeed
+from lr_study.plan import Phase
 from lr_study.training.loop import train_and_evaluate
 from lr_study.training.setup import RunSetup, prepare_run
 from lr_study.training.step import StepCompiler
@@ -53,10 +54,10 @@ class EpochClock:
     self.evaluations.append(time.perf_counter())
     return self.feed.eval_splits
 
-  def epoch(self, seed: int, epoch: int, batch_size: int, updates: int, done: int = 0
+  def epoch(self, seed: int, epoch: int, phase: Phase, updates: int, done: int = 0
             ) -> Iterator[tuple[tuple[Any, ...], int]]:
     self.starts.append(time.perf_counter())
-    yield from self.feed.epoch(seed, epoch, batch_size, updates, done)
+    yield from self.feed.epoch(seed, epoch, phase, updates, done)
 
   def epoch_seconds(self) -> list[float]:
     """Each epoch's time, start to next start; the last one ends at the evaluation. The
