@@ -2,15 +2,16 @@
 
 For each study of ``analysis.results_studies.STUDIES`` asked for, in order, it deletes
 ``RUNS_DIR/<name>`` (a fresh run, never a resume of older code), runs ``python launch.py
---config=... --workdir=RUNS_DIR/<name>`` as a user would, writes its results files
-(``analysis.publish.write_results``): the command, its seconds, the environment of the
+--config=... --workdir=RUNS_DIR/<name>`` as a user would. When all have trained (so
+that no run records this command's own output as uncommitted changes), it writes each
+study's results files (``analysis.publish.write_results``): the command, its seconds, the environment of the
 runs (``lr_study.runtime.environment``: CPU, the ISA XLA compiled for, jaxlib, commit),
 the study table's rows (``analysis.study_results``, plus each variant's batch sizes as
 trained), its warnings and one row per run; and draws the study's figures
 (``analysis.figures``) into ``DOCS_DIR/figures/<dir>/``, removing its earlier figures
 there first. The LR range test's CLR bounds (``analysis.lr_range_test.suggest_clr_bounds``,
-4 significant digits) go to ``lecture_raschka_range.json`` and, as overrides, to the
-``lecture_raschka`` run after it. Then ``analysis.trajectory`` draws
+4 significant digits) go, as overrides, to the ``lecture_raschka`` run after it, and to
+``lecture_raschka_range.json``. Then ``analysis.trajectory`` draws
 ``DOCS_DIR/figures/trajectory``, and ``index.json`` records the whole command (its
 seconds and environment; only when every study ran). Relative paths are the checkout's
 (``launch.py``'s own).
@@ -19,7 +20,6 @@ seconds and environment; only when every study ran). Relative paths are the chec
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shlex
 import shutil
@@ -106,50 +106,57 @@ def _figures(workdir: str, out_dir: str) -> None:
     print(f'wrote {path}')
 
 
+def _range_test_figure(results: dict[str, Any], run_dir: str, docs_dir: str) -> None:
+  from analysis import lr_range_test  # pylint: disable=g-import-not-at-top
+  out = os.path.join(docs_dir, 'figures', 'lecture_raschka')
+  os.makedirs(out, exist_ok=True)
+  bounds = results['bounds']
+  lr_range_test.plot(os.path.join(out, 'lr_range_test.png'),
+                     lr_range_test.read_train_log(run_dir),
+                     (bounds['base_lr'], bounds['max_lr']), bounds['window'])
+
+
 def run_all(names: Sequence[str], runs_dir: str, docs_dir: str, *, mnist_dir: str | None,
             epochs_scale: float = 1.0, seeds: str | None = None) -> dict[str, Any]:
-  """Runs the studies ``names`` (and the trajectories, with ``'trajectory'``), writing their
-  results files and figures; returns ``index.json``'s record."""
+  """Runs the studies ``names`` (and the trajectories, with ``'trajectory'``), then writes
+  their results files and figures; returns ``index.json``'s record.
+
+  Every study trains before anything is written into ``docs_dir``, so that each run's
+  recorded tree state (``git.dirty``) is the checkout's, not this command's own output."""
+  from lr_study.runtime import environment  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
-  done = []
+  tree = environment.environment(with_devices=False)
+  trained, bounds = [], None
   for study in (s for s in STUDIES if s.name in names):
     workdir = os.path.join(runs_dir, study.name)
     shutil.rmtree(workdir, ignore_errors=True)
-    extra = []
-    if study.name == 'lecture_raschka' and 'lecture_raschka_range' in names:
-      with open(os.path.join(docs_dir, 'results', 'lecture_raschka_range.json')) as f:
-        extra = clr_flags(json.load(f)['bounds'])
+    extra = clr_flags(bounds) if study.name == 'lecture_raschka' and bounds else []
     args = launch_args(study, workdir, mnist_dir=mnist_dir, epochs_scale=epochs_scale,
                        seeds=seeds, extra=extra)
     begin = time.monotonic()
     _run([sys.executable, 'launch.py', *args], study_env(study))
-    seconds = time.monotonic() - begin
-    results = record(study, workdir, shell_command(study, args), seconds)
+    results = record(study, workdir, shell_command(study, args), time.monotonic() - begin)
     if study.name == 'lecture_raschka_range':
       run_dir = os.path.join(workdir, 'lr_range_test', f'seed_{(seeds or study.seeds)[0]}')
-      results['bounds'] = clr_bounds(run_dir)
-      from analysis import lr_range_test  # pylint: disable=g-import-not-at-top
-      out = os.path.join(docs_dir, 'figures', 'lecture_raschka')
-      os.makedirs(out, exist_ok=True)
-      rows = lr_range_test.read_train_log(run_dir)
-      lr_range_test.plot(os.path.join(out, 'lr_range_test.png'), rows,
-                         (results['bounds']['base_lr'], results['bounds']['max_lr']),
-                         results['bounds']['window'])
+      bounds = results['bounds'] = clr_bounds(run_dir)
       results = {k: results[k] for k in ('name', 'config', 'command', 'seconds', 'environment',
                                          'environment_line', 'bounds', 'runs')}
+    trained.append((study, workdir, results))
+  for study, workdir, results in trained:
     write_results(docs_dir, study.name, results)
+    if 'bounds' in results:
+      _range_test_figure(results, os.path.join(workdir, 'lr_range_test',
+                                               f'seed_{(seeds or study.seeds)[0]}'), docs_dir)
     if study.figures:
       _figures(workdir, os.path.join(docs_dir, 'figures', study.figures))
-    done.append(study.name)
+  done = [study.name for study, _, _ in trained]
   if 'trajectory' in names:
     _run([sys.executable, '-m', 'analysis.trajectory',
           f'--out_dir={os.path.join(docs_dir, "figures")}'])
     done.append('trajectory')
-  from lr_study.runtime import environment  # pylint: disable=g-import-not-at-top
   index = {'command': 'make results', 'argv': sys.argv, 'studies': done,
            'seconds': round(time.monotonic() - started, 1), 'epochs_scale': epochs_scale,
-           'environment': environment.environment(with_devices=False)}
+           'environment': tree}
   if set(done) == {s.name for s in STUDIES} | {'trajectory'}:  # a whole run's time only
     write_results(docs_dir, 'index', index)
   return index
-

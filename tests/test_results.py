@@ -211,3 +211,20 @@ def test_a_shortened_run_is_refused_into_docs():
                            '--epochs_scale=0.1'], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
   assert result.returncode == 1 and 'would publish a shortened run' in result.stderr
+
+
+def test_every_study_trains_before_any_results_file_or_figure_is_written(monkeypatch, tmp_path):
+  events = []
+  monkeypatch.setattr(reproduce, '_run', lambda argv, env=None: events.append(('run', argv)))
+  keys = ('name', 'config', 'command', 'seconds', 'environment', 'environment_line', 'runs')
+  monkeypatch.setattr(reproduce, 'record', lambda study, *a: dict.fromkeys(keys, study.name))
+  monkeypatch.setattr(reproduce, 'clr_bounds', lambda run_dir: {'base_lr': 1e-4, 'max_lr': 0.1})
+  monkeypatch.setattr(reproduce, '_range_test_figure', lambda *a: None)
+  monkeypatch.setattr(reproduce, '_figures', lambda workdir, out: events.append(('draw', out)))
+  monkeypatch.setattr(reproduce, 'write_results',
+                      lambda docs, name, results: events.append(('write', name)))
+  reproduce.run_all(['lecture_raschka_range', 'lecture_raschka'], str(tmp_path / 'runs'),
+                    str(tmp_path / 'docs'), mnist_dir=None)
+  kinds = [kind for kind, _ in events]
+  assert kinds == ['run', 'run', 'write', 'write', 'draw']
+  assert reproduce.clr_flags({'base_lr': 1e-4, 'max_lr': 0.1})[-1] in events[1][1]
