@@ -21,21 +21,25 @@ study: $(INSTALLED)
 	$(PY) launch.py
 
 # Every test, in two pytest runs (tests/tiers.py): on one CPU device, then the `multidevice`
-# ones on 8 (XLA_FLAGS for that run alone); the total count last. PYTEST_ARGS go to both
+# ones on 8 (XLA_FLAGS for that run alone); the total count last. Each run spreads its tests
+# over PYTEST_WORKERS processes (pytest-xdist; the tests that share a trained run stay
+# together, tests/conftest.py); PYTEST_WORKERS=0 runs them in one. PYTEST_ARGS go to both
 # runs; one left without a test by them (pytest's exit status 5) is no failure.
 MULTIDEVICE_FLAGS := --xla_force_host_platform_device_count=8
+PYTEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 test: $(INSTALLED)
 	@counts=$$(mktemp) && export LR_STUDY_TEST_COUNTS=$$counts; \
-	echo "$(PY) -m pytest -q tests -m 'not multidevice' $(PYTEST_ARGS)"; \
-	$(PY) -m pytest -q tests -m 'not multidevice' $(PYTEST_ARGS); one=$$?; \
-	echo "XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PY) -m pytest -q tests -m multidevice $(PYTEST_ARGS)"; \
-	XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PY) -m pytest -q tests -m multidevice $(PYTEST_ARGS); \
+	echo "$(PYTEST) tests -m 'not multidevice' $(PYTEST_ARGS)"; \
+	$(PYTEST) tests -m 'not multidevice' $(PYTEST_ARGS); one=$$?; \
+	echo "XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) tests -m multidevice $(PYTEST_ARGS)"; \
+	XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) tests -m multidevice $(PYTEST_ARGS); \
 	eight=$$?; echo "make test: $$($(PY) tests/tiers.py $$counts)"; rm -f $$counts; \
 	case $$one$$eight in 00|05|50) ;; *) exit 1 ;; esac
 
 # The unit tier: one CPU device, no slow or multidevice test; under 2 minutes on 2 cores.
 test-fast: $(INSTALLED)
-	$(PY) -m pytest -q tests -m 'not slow and not multidevice' $(PYTEST_ARGS)
+	$(PYTEST) tests -m 'not slow and not multidevice' $(PYTEST_ARGS)
 
 dry-run: $(INSTALLED)
 	$(PY) launch.py --dry_run

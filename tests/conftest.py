@@ -42,9 +42,20 @@ ON_ONE_AND_EIGHT_DEVICES = pytest.mark.parametrize(
     ids=['1_device', f'{tiers.MULTIDEVICE}_devices'])
 
 
+# The session fixtures that train a run, each the group of the tests that use it: pytest -n
+# (pytest-xdist, --dist loadgroup) sends a group to one worker, which trains its run once.
+SHARED_RUNS = ('reference_workdir', 'default_study', 'default_study_update_by_update')
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-  """Skips the `multidevice` tests where XLA_FLAGS does not give them their devices."""
+  """Groups the tests by the trained run they share; skips the `multidevice` tests where
+  XLA_FLAGS does not give them their devices."""
   del config
+  for item in items:
+    shared = [name for name in SHARED_RUNS if name in getattr(item, 'fixturenames', ())]
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(shared[0]))
   if tiers.forced_device_count(os.environ.get('XLA_FLAGS', '')) == tiers.MULTIDEVICE:
     return
   skip = pytest.mark.skip(reason=f'needs {tiers.MULTIDEVICE} CPU devices: run it with '
