@@ -5,11 +5,14 @@ tests share, among them the harness of real ``launch.py`` runs held against an
 uninterrupted reference run (at the end of this file)."""
 
 import dataclasses
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,20 +45,9 @@ ON_ONE_AND_EIGHT_DEVICES = pytest.mark.parametrize(
     ids=['1_device', f'{tiers.MULTIDEVICE}_devices'])
 
 
-# The session fixtures that train a run, each the group of the tests that use it: pytest -n
-# (pytest-xdist, --dist loadgroup) sends a group to one worker, which trains its run once.
-SHARED_RUNS = ('reference_workdir', 'default_study', 'default_study_update_by_update')
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-  """Groups the tests by the trained run they share; skips the `multidevice` tests where
-  XLA_FLAGS does not give them their devices."""
+  """Skips the `multidevice` tests where XLA_FLAGS does not give them their devices."""
   del config
-  for item in items:
-    shared = [name for name in SHARED_RUNS if name in getattr(item, 'fixturenames', ())]
-    if shared:
-      item.add_marker(pytest.mark.xdist_group(shared[0]))
   if tiers.forced_device_count(os.environ.get('XLA_FLAGS', '')) == tiers.MULTIDEVICE:
     return
   skip = pytest.mark.skip(reason=f'needs {tiers.MULTIDEVICE} CPU devices: run it with '
@@ -125,14 +117,32 @@ def _no_network(monkeypatch):
   monkeypatch.setattr(socket, 'getaddrinfo', guarded_getaddrinfo)
 
 
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str,
+                 make: Callable[[str], Any]) -> Any:
+  """What ``make(path)`` returns (JSON), made once per pytest run however many pytest-xdist
+  workers share it (``make test``'s ``-n``): the first to get here makes ``path`` under a
+  file lock, the others wait and read its record."""
+  root = tmp_path_factory.getbasetemp()
+  if 'PYTEST_XDIST_WORKER' in os.environ:
+    root = root.parent  # the run's, above each worker's own
+  record = root / f'{name}.json'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not record.exists():
+      record.write_text(json.dumps(make(str(root / name))))
+  return json.loads(record.read_text())
+
+
 @pytest.fixture(scope='session')
 def digits_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-  """A TFDS data_dir holding the prepared embedded digits, made once per test session."""
+  """A TFDS data_dir holding the prepared embedded digits, made once per test run."""
   from lr_study.data.sources import prepare_dataset  # pylint: disable=g-import-not-at-top
   from lr_study.config import dataset_defaults  # pylint: disable=g-import-not-at-top
-  data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-  prepare_dataset(dataset_defaults('digits', data_dir=data_dir))
-  return data_dir
+
+  def prepare(data_dir: str) -> str:
+    prepare_dataset(dataset_defaults('digits', data_dir=data_dir))
+    return data_dir
+  return once_per_run(tmp_path_factory, 'tfds_digits', prepare)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,27 +155,35 @@ def launch_on_one_device(*args: str, timeout: int = 600) -> subprocess.Completed
                         capture_output=True, text=True, timeout=timeout)
 
 
-def _default_study(data_dir: str, workdir: str, *args: str) -> subprocess.CompletedProcess:
-  result = launch_on_one_device('--config.seeds=0,', f'--config.dataset.data_dir={data_dir}',
-                                f'--workdir={workdir}', *args)
-  assert result.returncode == 0, result.stderr[-2000:]
-  return result
+def _default_study(tmp_path_factory: pytest.TempPathFactory, name: str, data_dir: str,
+                   *args: str) -> tuple[subprocess.CompletedProcess, pathlib.Path]:
+  """The default study with seed 0 and ``args``, run once per test run: (its result, its
+  workdir)."""
+  def run(workdir: str) -> dict[str, Any]:
+    result = launch_on_one_device('--config.seeds=0,', f'--config.dataset.data_dir={data_dir}',
+                                  f'--workdir={workdir}', *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {'workdir': workdir, **{k: getattr(result, k) for k in RESULT_FIELDS}}
+  done = once_per_run(tmp_path_factory, name, run)
+  return (subprocess.CompletedProcess(**{k: done[k] for k in RESULT_FIELDS}),
+          pathlib.Path(done['workdir']))
+
+
+RESULT_FIELDS = ('args', 'returncode', 'stdout', 'stderr')
 
 
 @pytest.fixture(scope='session')
 def default_study(digits_data_dir, tmp_path_factory):
   """``python launch.py``, the default study, with seed 0: (its result, its workdir)."""
-  workdir = tmp_path_factory.mktemp('default_study')
-  return _default_study(digits_data_dir, str(workdir)), workdir
+  return _default_study(tmp_path_factory, 'default_study', digits_data_dir)
 
 
 @pytest.fixture(scope='session')
 def default_study_update_by_update(digits_data_dir, tmp_path_factory):
   """The default study with seed 0, one update per dispatch and a train-log line after
   each update: (its result, its workdir)."""
-  workdir = tmp_path_factory.mktemp('default_study_update_by_update')
-  return _default_study(digits_data_dir, str(workdir), '--config.updates_per_dispatch=1',
-                        '--config.train_log_every_updates=1'), workdir
+  return _default_study(tmp_path_factory, 'default_study_update_by_update', digits_data_dir,
+                        '--config.updates_per_dispatch=1', '--config.train_log_every_updates=1')
 
 
 class StopAfter:
@@ -255,7 +273,13 @@ class Launcher:
     os.makedirs(log_dir, exist_ok=True)
     out = open(os.path.join(log_dir, 'stdout'), 'w')
     err = open(os.path.join(log_dir, 'stderr'), 'w')
-    proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
+    # Ctrl-C as in a user's shell: a pytest-xdist worker ignores SIGINT, and a child inherits
+    # that (its Python then installs no KeyboardInterrupt handler).
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+      proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
+    finally:
+      signal.signal(signal.SIGINT, ignored)
     return Process(proc, out, err)
 
 
@@ -505,10 +529,11 @@ def decay_state_template(digits_data_dir) -> Any:
 
 @pytest.fixture(scope='session')
 def reference_workdir(launcher, tmp_path_factory) -> str:
-  """An uninterrupted run of the reference command."""
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  succeeded(launcher.run(launcher.args(workdir)))
-  return workdir
+  """An uninterrupted run of the reference command, once per test run."""
+  def run(workdir: str) -> str:
+    succeeded(launcher.run(launcher.args(workdir)))
+    return workdir
+  return once_per_run(tmp_path_factory, 'reference', run)
 
 
 @pytest.fixture(scope='session')

@@ -1,7 +1,7 @@
 """Real MNIST, prepared offline by TFDS from the four official files in ../shared/data/mnist,
 and read from them with NumPy (where TFDS does not import) into the same arrays.
 
-The preparation takes about 20 s on 2 cores, so it runs once per session; this file is
+The preparation takes about 20 s on 2 cores, so it runs once per test run; this file is
 kept apart so that CI can choose to run it.
 """
 
@@ -12,6 +12,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import once_per_run
 from lr_study.data import tfds_source
 from lr_study.data.sources import DatasetArrays, check_dataset_available, load_dataset_arrays
 from lr_study.data.specs import dataset_spec
@@ -29,9 +30,13 @@ TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 def mnist(tmp_path_factory) -> tuple[DatasetArrays, dict]:
   if not MNIST_DIR.is_dir():
     pytest.skip(f'the shared MNIST files are not here: {MNIST_DIR} is absent')
-  cfg = dataset_defaults('mnist', data_dir=str(tmp_path_factory.mktemp('tfds_mnist')),
-                       manual_dir=str(MNIST_DIR))
-  assert check_dataset_available(cfg) == 'manual_dir'
+  def prepare(data_dir: str) -> str:  # TFDS prepares it once, for every worker
+    cfg = dataset_defaults('mnist', data_dir=data_dir, manual_dir=str(MNIST_DIR))
+    assert check_dataset_available(cfg) == 'manual_dir'
+    load_dataset_arrays(cfg, process_index=0, process_count=1)
+    return data_dir
+  data_dir = once_per_run(tmp_path_factory, 'tfds_mnist', prepare)
+  cfg = dataset_defaults('mnist', data_dir=data_dir, manual_dir=str(MNIST_DIR))
   return load_dataset_arrays(cfg, process_index=0, process_count=1), cfg
 
 

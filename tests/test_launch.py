@@ -218,7 +218,7 @@ BAD_REQUESTS = {
 }
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')  # not once per stretch of this module on a worker
 def bad_inputs(launcher, reference_workdir, tmp_path_factory) -> dict[str, Any]:
   """Every bad input's (result, places that must stay untouched, expected text), run
   three at a time."""

@@ -36,7 +36,7 @@ WRN = {'name': 'wide_resnet', 'depth': 10, 'width': 1}
 CNN = {'name': 'cnn', 'features': (8,), 'dense_widths': (16,), 'batch_norm': True}
 # Over UPDATES updates the float32 and bfloat16 runs' mean training losses differ by at
 # most LOSS_TOL, and their accuracies on N held-out examples by at most ACCURACY_TOL
-# (measured: mlp 0.0000 and 0.004, wrn 0.005 and 0.027); both learn: mean training loss
+# (measured: mlp 0.0000 and 0.004, wrn 0.005 and 0.024); both learn: mean training loss
 # below half of ln 10, held-out accuracy above 3 times chance.
 UPDATES = {'mlp': 320, 'wrn': 120}
 LOSS_TOL, ACCURACY_TOL = 0.05, 0.06
@@ -168,7 +168,8 @@ def _train(model_cfg: dict, dtype: str, updates: int) -> tuple[float, float, flo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name,model_cfg', [('mlp', MLP), ('wrn', WRN)])
+@pytest.mark.parametrize('name,model_cfg', [  # the WRN, optimized, trains 2.3x faster
+    ('mlp', MLP), pytest.param('wrn', WRN, marks=pytest.mark.optimized)])
 def test_bfloat16_trains_to_within_tolerance_of_float32(name, model_cfg):
   f32 = _train(model_cfg, 'float32', UPDATES[name])
   bf16 = _train(model_cfg, 'bfloat16', UPDATES[name])
