@@ -8,6 +8,7 @@ import concurrent.futures
 import gzip
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -16,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import (CONFIG, RUN, UPDATES_PER_EPOCH, assert_clean, assert_same_results,
-                      last_update, launch_on_one_device, one_line, refused_in_one_line, run_results,
-                      succeeded, tree_digest)
+from conftest import (CONFIG, RESULT_FIELDS, RUN, UPDATES_PER_EPOCH, assert_clean,
+                      assert_same_results, last_update, launch_on_one_device, once_per_run,
+                      one_line, refused_in_one_line, run_results, succeeded, tree_digest)
 
 pytestmark = pytest.mark.slow  # every test runs launch.py
 
@@ -218,11 +219,20 @@ BAD_REQUESTS = {
 }
 
 
-@pytest.fixture(scope='session')  # not once per stretch of this module on a worker
+@pytest.fixture(scope='session')
 def bad_inputs(launcher, reference_workdir, tmp_path_factory) -> dict[str, Any]:
   """Every bad input's (result, places that must stay untouched, expected text), run
-  three at a time."""
-  base = tmp_path_factory.mktemp('bad_inputs')
+  three at a time, once per test run."""
+  done = once_per_run(tmp_path_factory, 'bad_inputs',
+                      lambda base: _run_bad_inputs(launcher, reference_workdir, base))
+  done['results'] = {name: subprocess.CompletedProcess(**result)
+                     for name, result in done['results'].items()}
+  return done
+
+
+def _run_bad_inputs(launcher, reference_workdir: str, base: str) -> dict[str, Any]:
+  base = pathlib.Path(base)
+  base.mkdir()
   places = {'file': str(base / 'a_file'), 'raises': str(base / 'raises.py'),
             'syntax': str(base / 'syntax.py'), 'empty_data_dir': str(base / 'tfds_mnist'),
             'missing': str(base / 'no_such_run')}
@@ -271,7 +281,8 @@ def bad_inputs(launcher, reference_workdir, tmp_path_factory) -> dict[str, Any]:
     futures = {name: pool.submit(launcher.run, job[0], 120) for name, job in jobs.items()
                if (mnist or name != 'manual_dir_corrupt')
                and (places['unwritable'] or name != 'workdir_unwritable')}
-    results = {name: future.result() for name, future in futures.items()}
+    results = {name: {k: getattr(future.result(), k) for k in RESULT_FIELDS}
+               for name, future in futures.items()}
   return dict(jobs=jobs, results=results, places=places, before=before)
 
 
