@@ -23,8 +23,9 @@ study: $(INSTALLED)
 # Every test, in two pytest runs (tests/tiers.py): on one CPU device, then the `multidevice`
 # ones on 8 (XLA_FLAGS for that run alone); the total count last. Each run spreads its tests
 # over PYTEST_WORKERS processes (pytest-xdist; a trained run the tests share is made once
-# for all of them, tests/conftest.py:once_per_run); PYTEST_WORKERS=0 runs them in one. PYTEST_ARGS go to both
-# runs; one left without a test by them (pytest's exit status 5) is no failure.
+# for all of them, tests/conftest.py:once_per_run); PYTEST_WORKERS=0 runs them in one.
+# PYTEST_ARGS go to both runs; one left without a test by them (pytest's exit status 5) is
+# no failure.
 MULTIDEVICE_FLAGS := --xla_force_host_platform_device_count=8
 PYTEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS)

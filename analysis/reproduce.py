@@ -4,10 +4,10 @@ For each study of ``analysis.results_studies.STUDIES`` asked for, in order, it d
 ``RUNS_DIR/<name>`` (a fresh run, never a resume of older code), runs ``python launch.py
 --config=... --workdir=RUNS_DIR/<name>`` as a user would. When all have trained (so
 that no run records this command's own output as uncommitted changes), it writes each
-study's results files (``analysis.publish.write_results``): the command, its seconds, the environment of the
-runs (``lr_study.runtime.environment``: CPU, the ISA XLA compiled for, jaxlib, commit),
-the study table's rows (``analysis.study_results``, plus each variant's batch sizes as
-trained), its warnings and one row per run; and draws the study's figures
+study's results files (``analysis.publish.write_results``): the command, its seconds, the
+environment of the runs (``lr_study.runtime.environment``: CPU, the ISA XLA compiled for,
+jaxlib, commit), the study table's rows (``analysis.study_results``, plus each variant's
+batch sizes as trained), its warnings and one row per run; and draws the study's figures
 (``analysis.figures``) into ``DOCS_DIR/figures/<dir>/``, removing its earlier figures
 there first. The LR range test's CLR bounds (``analysis.lr_range_test.suggest_clr_bounds``,
 4 significant digits) go, as overrides, to the ``lecture_raschka`` run after it, and to

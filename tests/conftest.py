@@ -155,6 +155,9 @@ def launch_on_one_device(*args: str, timeout: int = 600) -> subprocess.Completed
                         capture_output=True, text=True, timeout=timeout)
 
 
+RESULT_FIELDS = ('args', 'returncode', 'stdout', 'stderr')  # of a CompletedProcess, as JSON
+
+
 def _default_study(tmp_path_factory: pytest.TempPathFactory, name: str, data_dir: str,
                    *args: str) -> tuple[subprocess.CompletedProcess, pathlib.Path]:
   """The default study with seed 0 and ``args``, run once per test run: (its result, its
@@ -167,9 +170,6 @@ def _default_study(tmp_path_factory: pytest.TempPathFactory, name: str, data_dir
   done = once_per_run(tmp_path_factory, name, run)
   return (subprocess.CompletedProcess(**{k: done[k] for k in RESULT_FIELDS}),
           pathlib.Path(done['workdir']))
-
-
-RESULT_FIELDS = ('args', 'returncode', 'stdout', 'stderr')
 
 
 @pytest.fixture(scope='session')
