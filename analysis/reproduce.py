@@ -106,11 +106,10 @@ def _figures(workdir: str, out_dir: str) -> None:
     print(f'wrote {path}')
 
 
-def _range_test_figure(results: dict[str, Any], run_dir: str, docs_dir: str) -> None:
+def _range_test_figure(bounds: Mapping[str, float], run_dir: str, docs_dir: str) -> None:
   from analysis import lr_range_test  # pylint: disable=g-import-not-at-top
   out = os.path.join(docs_dir, 'figures', 'lecture_raschka')
   os.makedirs(out, exist_ok=True)
-  bounds = results['bounds']
   lr_range_test.plot(os.path.join(out, 'lr_range_test.png'),
                      lr_range_test.read_train_log(run_dir),
                      (bounds['base_lr'], bounds['max_lr']), bounds['window'])
@@ -126,7 +125,7 @@ def run_all(names: Sequence[str], runs_dir: str, docs_dir: str, *, mnist_dir: st
   from lr_study.runtime import environment  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
   tree = environment.environment(with_devices=False)
-  trained, bounds = [], None
+  trained, bounds, range_dir = [], None, None
   for study in (s for s in STUDIES if s.name in names):
     workdir = os.path.join(runs_dir, study.name)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -137,16 +136,15 @@ def run_all(names: Sequence[str], runs_dir: str, docs_dir: str, *, mnist_dir: st
     _run([sys.executable, 'launch.py', *args], study_env(study))
     results = record(study, workdir, shell_command(study, args), time.monotonic() - begin)
     if study.name == 'lecture_raschka_range':
-      run_dir = os.path.join(workdir, 'lr_range_test', f'seed_{(seeds or study.seeds)[0]}')
-      bounds = results['bounds'] = clr_bounds(run_dir)
+      range_dir = os.path.join(workdir, 'lr_range_test', f'seed_{(seeds or study.seeds)[0]}')
+      bounds = results['bounds'] = clr_bounds(range_dir)
       results = {k: results[k] for k in ('name', 'config', 'command', 'seconds', 'environment',
                                          'environment_line', 'bounds', 'runs')}
     trained.append((study, workdir, results))
   for study, workdir, results in trained:
     write_results(docs_dir, study.name, results)
-    if 'bounds' in results:
-      _range_test_figure(results, os.path.join(workdir, 'lr_range_test',
-                                               f'seed_{(seeds or study.seeds)[0]}'), docs_dir)
+    if study.name == 'lecture_raschka_range':
+      _range_test_figure(bounds, range_dir, docs_dir)
     if study.figures:
       _figures(workdir, os.path.join(docs_dir, 'figures', study.figures))
   done = [study.name for study, _, _ in trained]
