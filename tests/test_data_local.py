@@ -141,6 +141,20 @@ def test_mnist_from_its_files_is_read_with_numpy_where_tfds_does_not_import(tmp_
     check_dataset_available(cfg)
 
 
+def test_the_digits_are_sklearns_load_digits_split_by_its_stratified_train_test_split():
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  keys = np.arange(len(digits.target))
+  train, test = train_test_split(keys, test_size=360, stratify=digits.target, random_state=0)
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  for split, split_keys in (('train', np.sort(train)), ('test', np.sort(test))):
+    got_images, got_labels, got_keys = local.digits_by_key()[split]
+    np.testing.assert_array_equal(got_keys, split_keys)
+    np.testing.assert_array_equal(got_images, images[split_keys])
+    np.testing.assert_array_equal(got_labels, digits.target[split_keys])
+
+
 def _digits_npz(path, **changes) -> None:
   digits = local.digits()
   arrays = {'x_train': digits['train'][0][..., 0], 'y_train': digits['train'][1],

@@ -8,7 +8,7 @@ set (Alpaydin & Kaynak, 1998) that ship inside scikit-learn
 * Labels: 0..9.
 * Splits: a fixed stratified split, ``sklearn.model_selection.train_test_split(
   test_size=0.2, stratify=labels, random_state=0)``: 1437 train and 360 test examples,
-  each class in the same proportion in both (``lr_study.data.local.digits_by_key``).
+  each class in the same proportion in both, fixed in ``lr_study.data.digits_split``.
 
 In memory, NumPy reads them (``lr_study.data.local.digits``, in the order TFDS stores
 them); this builder serves streaming mode, which reads through tf.data. It is registered

@@ -26,18 +26,18 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.util
 import os
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from lr_study.data.digits_split import TEST_KEYS
 from lr_study.errors import ConfigError
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
-DIGITS_NUM_TEST = 360
-DIGITS_SPLIT_SEED = 0
 IDX_DATASETS = ('mnist', 'fashion_mnist')
 IDX_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
              'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
@@ -59,21 +59,31 @@ def tfds_order(split: str, keys: np.ndarray) -> np.ndarray:
   return np.asarray(sorted(range(len(keys)), key=digest), np.int64)
 
 
+def _digits_csv() -> str:
+  """The path of scikit-learn's ``digits.csv.gz``, found without importing scikit-learn
+  (its import alone takes about a second)."""
+  spec = importlib.util.find_spec('sklearn')
+  path = os.path.join(*(spec.submodule_search_locations or ['']), 'datasets', 'data',
+                      'digits.csv.gz') if spec else ''
+  if not os.path.isfile(path):
+    raise ConfigError('dataset digits: scikit-learn is not installed (pip install '
+                      'scikit-learn), or its datasets/data/digits.csv.gz is missing')
+  return path
+
+
 @functools.cache
 def digits_by_key() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """The fixed digits split, ``{'train'|'test': (images uint8 [N,8,8,1], labels int64 [N],
-  keys)}`` in ``load_digits()`` order within each split; ``keys`` index ``load_digits()``."""
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
-
-  digits = load_digits()
-  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-  labels = digits.target.astype(np.int64)
-  keys = np.arange(len(labels))
-  train_keys, test_keys = train_test_split(
-      keys, test_size=DIGITS_NUM_TEST, stratify=labels, random_state=DIGITS_SPLIT_SEED)
-  return {split: (images[split_keys], labels[split_keys], split_keys)
-          for split, split_keys in (('train', train_keys), ('test', test_keys))}
+  keys)}`` in ``load_digits()`` order within each split; ``keys`` index ``load_digits()``,
+  whose file this reads as ``load_digits`` does (64 pixel counts 0..16, then the label)."""
+  with gzip.open(_digits_csv(), 'rt') as f:
+    data = np.loadtxt(f, delimiter=',')
+  images = np.round(data[:, :-1].reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = data[:, -1].astype(np.int64)
+  test = np.zeros(len(labels), bool)
+  test[list(TEST_KEYS)] = True
+  return {split: (images[keys], labels[keys], keys)
+          for split, keys in (('train', np.flatnonzero(~test)), ('test', np.flatnonzero(test)))}
 
 
 def digits() -> Splits:
