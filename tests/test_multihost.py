@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import time
 
 import pytest
 
+from conftest import RESULT_FIELDS, once_per_run
 from lr_study.runtime import run_files
 
 pytestmark = pytest.mark.slow  # each test trains two-process studies
@@ -70,18 +72,19 @@ def _final(result: subprocess.CompletedProcess) -> tuple[str, str]:
   return re.findall(r'test accuracy (\S+) after (\d+) updates', result.stderr)[-1]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def finished(digits_data_dir, tmp_path_factory):
   """``finished(mode)``: (workdirs, results) of the study run in ``mode`` by two processes,
-  trained at the first call and read at the others."""
-  runs = {}
+  trained once per test run (``once_per_run``) and read by every test that asks."""
 
   def run(mode: str) -> tuple[list[str], list[subprocess.CompletedProcess]]:
-    if mode not in runs:
-      base = tmp_path_factory.mktemp(f'finished_{mode}')
-      workdirs = [str(base / 'process_0'), str(base / 'process_1')]
-      runs[mode] = workdirs, _run_two_processes(workdirs, digits_data_dir, mode)
-    return runs[mode]
+    def train(base: str) -> dict:
+      workdirs = [os.path.join(base, 'process_0'), os.path.join(base, 'process_1')]
+      results = _run_two_processes(workdirs, digits_data_dir, mode)
+      return {'workdirs': workdirs,
+              'results': [{k: getattr(r, k) for k in RESULT_FIELDS} for r in results]}
+    done = once_per_run(tmp_path_factory, f'two_processes_{mode}', train)
+    return done['workdirs'], [subprocess.CompletedProcess(**r) for r in done['results']]
 
   return run
 
@@ -104,12 +107,22 @@ def test_two_processes_train_one_model_and_only_process_zero_writes(finished, di
   assert _final(first[0]) == _final(first[1]) == (f'{metrics[-1]["test_accuracy"]:.4f}',
                                                    str(UPDATES))
 
-  # Run again: process 0 finds the finished run's checkpoint and tells process 1, so both
-  # skip training together and report the same summary.
-  again = _run_two_processes(workdirs, digits_data_dir, mode)
+
+def test_a_finished_two_process_run_run_again_skips_training_on_both(finished, digits_data_dir,
+                                                                     tmp_path):
+  """Process 0 finds the finished run's checkpoint and tells process 1, so both skip
+  training together and report the same summary (the same in streaming mode: what is
+  decided is the checkpoint's, not the feed's)."""
+  shared, first = finished('in_memory')
+  assert [r.returncode for r in first] == [0, 0], [r.stderr[-2000:] for r in first]
+  workdirs = [str(tmp_path / os.path.basename(w)) for w in shared]
+  shutil.copytree(shared[0], workdirs[0])
+  metrics_file = os.path.join(workdirs[0], 'increase', 'seed_0', run_files.METRICS)
+  evaluations = len(run_files.read_jsonl(metrics_file))
+  again = _run_two_processes(workdirs, digits_data_dir, 'in_memory')
   assert [r.returncode for r in again] == [0, 0], [r.stderr[-2000:] for r in again]
   assert _final(again[0]) == _final(again[1]) == _final(first[0])
-  assert len(run_files.read_jsonl(os.path.join(run_dir, run_files.METRICS))) == len(metrics)
+  assert len(run_files.read_jsonl(metrics_file)) == evaluations == EPOCHS
   assert not os.path.exists(workdirs[1])
 
 
