@@ -155,6 +155,17 @@ def test_the_digits_are_sklearns_load_digits_split_by_its_stratified_train_test_
     np.testing.assert_array_equal(got_labels, digits.target[split_keys])
 
 
+def test_the_digits_without_scikit_learn_are_a_one_line_error_naming_it(monkeypatch):
+  monkeypatch.setattr(local.importlib.util, 'find_spec', lambda name: None)
+  local.digits_by_key.cache_clear()
+  try:
+    with pytest.raises(ConfigError, match=r'^dataset digits: scikit-learn is not installed '
+                                          r'\(pip install scikit-learn\)'):
+      local.digits()
+  finally:
+    local.digits_by_key.cache_clear()
+
+
 def _digits_npz(path, **changes) -> None:
   digits = local.digits()
   arrays = {'x_train': digits['train'][0][..., 0], 'y_train': digits['train'][1],

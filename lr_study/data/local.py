@@ -63,8 +63,8 @@ def _digits_csv() -> str:
   """The path of scikit-learn's ``digits.csv.gz``, found without importing scikit-learn
   (its import alone takes about a second)."""
   spec = importlib.util.find_spec('sklearn')
-  path = os.path.join(*(spec.submodule_search_locations or ['']), 'datasets', 'data',
-                      'digits.csv.gz') if spec else ''
+  package = os.path.dirname(spec.origin) if spec and spec.origin else ''
+  path = os.path.join(package, 'datasets', 'data', 'digits.csv.gz')
   if not os.path.isfile(path):
     raise ConfigError('dataset digits: scikit-learn is not installed (pip install '
                       'scikit-learn), or its datasets/data/digits.csv.gz is missing')
