@@ -111,8 +111,8 @@ def test_two_processes_train_one_model_and_only_process_zero_writes(finished, di
 def test_a_finished_two_process_run_run_again_skips_training_on_both(finished, digits_data_dir,
                                                                      tmp_path):
   """Process 0 finds the finished run's checkpoint and tells process 1, so both skip
-  training together and report the same summary (the same in streaming mode: what is
-  decided is the checkpoint's, not the feed's)."""
+  training together and report the same summary. In memory only: the decision rests on
+  the checkpoint, not on the feed."""
   shared, first = finished('in_memory')
   assert [r.returncode for r in first] == [0, 0], [r.stderr[-2000:] for r in first]
   workdirs = [str(tmp_path / os.path.basename(w)) for w in shared]
