@@ -6,9 +6,8 @@ set (Alpaydin & Kaynak, 1998) that ship inside scikit-learn
 
 * Images: pixel counts 0..16 rescaled to uint8 as ``round(v * 255 / 16)``, shape (8, 8, 1).
 * Labels: 0..9.
-* Splits: a fixed stratified split, ``sklearn.model_selection.train_test_split(
-  test_size=0.2, stratify=labels, random_state=0)``: 1437 train and 360 test examples,
-  each class in the same proportion in both, fixed in ``lr_study.data.digits_split``.
+* Splits: a fixed stratified split (``lr_study.data.digits_split`` says how it was made):
+  1437 train and 360 test examples, each class in the same proportion in both.
 
 In memory, NumPy reads them (``lr_study.data.local.digits``, in the order TFDS stores
 them); this builder serves streaming mode, which reads through tf.data. It is registered
