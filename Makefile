@@ -20,27 +20,30 @@ $(INSTALLED): requirements.txt
 study: $(INSTALLED)
 	$(PY) launch.py
 
-# Every test, in two pytest runs (tests/tiers.py): on one CPU device, then the `multidevice`
-# ones on 8 (XLA_FLAGS for that run alone); the total count last. Each run spreads its tests
-# over PYTEST_WORKERS processes (pytest-xdist; a trained run the tests share is made once
-# for all of them, tests/conftest.py:once_per_run); PYTEST_WORKERS=0 runs them in one.
-# PYTEST_ARGS go to both runs; one left without a test by them (pytest's exit status 5) is
-# no failure.
+# Every test, in two pytest runs at once (tests/tiers.py): the tests on one CPU device, and
+# the `multidevice` ones on 8 (XLA_FLAGS for that run alone), whose output follows the
+# first's; the total count last. The first spreads its tests over PYTEST_WORKERS processes,
+# the second over MULTIDEVICE_WORKERS (pytest-xdist; a trained run the tests share is made
+# once for all of them, tests/conftest.py:once_per_run); 0 runs them in one. PYTEST_ARGS
+# go to both runs; one left without a test by them (pytest's exit status 5) is no failure.
 MULTIDEVICE_FLAGS := --xla_force_host_platform_device_count=8
 PYTEST_WORKERS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS)
+MULTIDEVICE_WORKERS ?= 0
+PYTEST := $(PY) -m pytest -q
 test: $(INSTALLED)
-	@counts=$$(mktemp) && export LR_STUDY_TEST_COUNTS=$$counts; \
-	echo "$(PYTEST) tests -m 'not multidevice' $(PYTEST_ARGS)"; \
-	$(PYTEST) tests -m 'not multidevice' $(PYTEST_ARGS); one=$$?; \
-	echo "XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) tests -m multidevice $(PYTEST_ARGS)"; \
-	XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) tests -m multidevice $(PYTEST_ARGS); \
-	eight=$$?; echo "make test: $$($(PY) tests/tiers.py $$counts)"; rm -f $$counts; \
+	@counts=$$(mktemp) && eight_out=$$(mktemp) && export LR_STUDY_TEST_COUNTS=$$counts; \
+	XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) -n $(MULTIDEVICE_WORKERS) tests -m multidevice \
+	  $(PYTEST_ARGS) > $$eight_out 2>&1 & eight_pid=$$!; \
+	echo "$(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not multidevice' $(PYTEST_ARGS)"; \
+	$(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not multidevice' $(PYTEST_ARGS); one=$$?; \
+	wait $$eight_pid; eight=$$?; \
+	echo "XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) -n $(MULTIDEVICE_WORKERS) tests -m multidevice $(PYTEST_ARGS)"; \
+	cat $$eight_out; echo "make test: $$($(PY) tests/tiers.py $$counts)"; rm -f $$counts $$eight_out; \
 	case $$one$$eight in 00|05|50) ;; *) exit 1 ;; esac
 
 # The unit tier: one CPU device, no slow or multidevice test; under 2 minutes on 2 cores.
 test-fast: $(INSTALLED)
-	$(PYTEST) tests -m 'not slow and not multidevice' $(PYTEST_ARGS)
+	$(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not slow and not multidevice' $(PYTEST_ARGS)
 
 dry-run: $(INSTALLED)
 	$(PY) launch.py --dry_run

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import once_per_run
 from lr_study.data import local
 from lr_study.runtime import run_files
 
@@ -99,22 +100,26 @@ def test_lr_study_and_all_its_modules_import_without_tensorflow(env):
 
 @pytest.fixture(scope='module')
 def study(env, tmp_path_factory) -> dict:
-  """The short default study run for 3 epochs, then resumed to 4."""
-  workdir = tmp_path_factory.mktemp('without_tensorflow') / 'study'
-  first = _run(env, *SHORT_STUDY, '--config.num_epochs=3', f'--workdir={workdir}')
-  assert first.returncode == 0, first.stderr[-3000:]
-  runs = {v: workdir / v / 'seed_0' for v in VARIANTS}
-  before = {v: _metrics(run_dir) for v, run_dir in runs.items()}
-  resumed = _run(env, *SHORT_STUDY, '--config.num_epochs=4', f'--workdir={workdir}')
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  return dict(workdir=workdir, runs=runs, first=first, before=before)
+  """The short default study run for 3 epochs, then resumed to 4, once per test run."""
+
+  def run(workdir: str) -> dict:
+    first = _run(env, *SHORT_STUDY, '--config.num_epochs=3', f'--workdir={workdir}')
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {v: _metrics(pathlib.Path(workdir, v, 'seed_0')) for v in VARIANTS}
+    resumed = _run(env, *SHORT_STUDY, '--config.num_epochs=4', f'--workdir={workdir}')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return dict(workdir=workdir, stdout=first.stdout, before=before)
+
+  done = once_per_run(tmp_path_factory, 'without_tensorflow', run)
+  workdir = pathlib.Path(done['workdir'])
+  return dict(done, workdir=workdir, runs={v: workdir / v / 'seed_0' for v in VARIANTS})
 
 
 @pytest.mark.slow
 def test_the_default_study_runs_and_prints_its_table(study):
   table = (study['workdir'] / 'table.md').read_text()
   for variant in VARIANTS:
-    assert f'| {variant} |' in study['first'].stdout and f'| {variant} |' in table
+    assert f'| {variant} |' in study['stdout'] and f'| {variant} |' in table
     assert len(study['before'][variant]) == 3
     assert sorted(os.listdir(study['runs'][variant] / run_files.CHECKPOINTS))
 

@@ -3,8 +3,8 @@
 Tests run on one CPU device, as ``launch.py`` does for a user, except those marked
 ``multidevice``: they need :data:`MULTIDEVICE` devices (a ``pmap`` across them, a layout of
 8), and XLA fixes the number of fake CPU devices once per process, from ``XLA_FLAGS``. So
-``make test`` runs pytest twice: ``-m 'not multidevice'`` with ``XLA_FLAGS`` unset, then
-``-m multidevice`` with :data:`MULTIDEVICE_FLAGS`. Any other run skips a ``multidevice``
+``make test`` runs pytest twice, at the same time: ``-m 'not multidevice'`` with
+``XLA_FLAGS`` unset, and ``-m multidevice`` with :data:`MULTIDEVICE_FLAGS`. Any other run skips a ``multidevice``
 test unless its ``XLA_FLAGS`` give 8 devices, saying how to run it.
 
 Where ``LR_STUDY_TEST_COUNTS`` names a file, each pytest run adds its tests and outcomes
@@ -13,6 +13,7 @@ to it (``conftest.pytest_sessionfinish``); ``python tests/tiers.py FILE`` prints
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -39,13 +40,18 @@ def read_counts(path: str) -> dict[str, int]:
 
 def add_counts(path: str, tests: int, stats: dict[str, list]) -> None:
   """Adds one pytest run to ``path``: its ``tests`` selected and the outcomes in its
-  terminal reporter's ``stats``."""
-  counts = read_counts(path)
-  counts['runs'] = counts.get('runs', 0) + 1
-  counts['tests'] = counts.get('tests', 0) + tests
-  for outcome in OUTCOMES:
-    counts[outcome] = counts.get(outcome, 0) + len(stats.get(outcome, ()))
-  with open(path, 'w') as f:
+  terminal reporter's ``stats``. The runs may end at once: each adds under a lock."""
+  with open(path, 'a+') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    text = f.read()
+    counts = json.loads(text) if text else {}
+    counts['runs'] = counts.get('runs', 0) + 1
+    counts['tests'] = counts.get('tests', 0) + tests
+    for outcome in OUTCOMES:
+      counts[outcome] = counts.get(outcome, 0) + len(stats.get(outcome, ()))
+    f.seek(0)
+    f.truncate()
     json.dump(counts, f)
 
 
