@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from conftest import (CONFIG, RESULT_FIELDS, RUN, UPDATES_PER_EPOCH, assert_clean,
-                      assert_same_results, last_update, launch_on_one_device, once_per_run,
-                      one_line, refused_in_one_line, run_results, succeeded, tree_digest)
+                      assert_same_results, last_update, once_per_run, one_line,
+                      refused_in_one_line, run_results, succeeded, tree_digest)
 
 pytestmark = pytest.mark.slow  # every test runs launch.py
 
@@ -122,16 +122,6 @@ def _metrics_without_wall_time(workdir) -> dict[str, list[dict]]:
     with open(os.path.join(workdir, variant, 'seed_0', 'metrics.jsonl')) as f:
       out[variant] = [{k: v for k, v in json.loads(line).items() if k != 'wall_time'} for line in f]
   return out
-
-
-def test_default_study_compiles_its_train_step_once_per_shape_for_all_seeds(
-    digits_data_dir, tmp_path):
-  # In 4 of its 40 epochs: the same phases, so the same batch sizes, in a tenth of the updates.
-  result = launch_on_one_device(f'--config.dataset.data_dir={digits_data_dir}',
-                                f'--workdir={tmp_path}', '--config.epochs_scale=0.1')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert ('train step compiled 7 time(s) in all, once per distinct shape of each variant for '
-          'all 3 seed(s): decay 1, hybrid 2, increase 4') in result.stdout
 
 
 def test_fused_dispatch_logs_the_same_metrics_as_one_update_per_dispatch(
