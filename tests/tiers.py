@@ -4,8 +4,8 @@ Tests run on one CPU device, as ``launch.py`` does for a user, except those mark
 ``multidevice``: they need :data:`MULTIDEVICE` devices (a ``pmap`` across them, a layout of
 8), and XLA fixes the number of fake CPU devices once per process, from ``XLA_FLAGS``. So
 ``make test`` runs pytest twice, at the same time: ``-m 'not multidevice'`` with
-``XLA_FLAGS`` unset, and ``-m multidevice`` with :data:`MULTIDEVICE_FLAGS`. Any other run skips a ``multidevice``
-test unless its ``XLA_FLAGS`` give 8 devices, saying how to run it.
+``XLA_FLAGS`` unset, and ``-m multidevice`` with :data:`MULTIDEVICE_FLAGS`. Any other run
+skips a ``multidevice`` test unless its ``XLA_FLAGS`` give 8 devices, saying how to run it.
 
 Where ``LR_STUDY_TEST_COUNTS`` names a file, each pytest run adds its tests and outcomes
 to it (``conftest.pytest_sessionfinish``); ``python tests/tiers.py FILE`` prints the total.
