@@ -8,9 +8,9 @@ CIFAR-shaped data (32×32×3 uint8, 16,000 training and 500 test examples, the s
 and LR boundaries moved from 60, 120, 160 to 1, 2, 3, and an MLP with ghost batch norm
 (one hidden layer of 16) instead of the 16-4 wide ResNet: a CNN's convolutions made the
 five runs take 8 minutes on 2 CPU cores. So each variant runs every phase of its
-schedule for an epoch, at least one update (the batch of 16,000 has one), with the crop-and-flip augmentation, and the batches of 640, 3,200 and 16,000
-are spread over 8 devices as 80, 400 and 2,000 per device, their ghost batches of 128
-spanning devices.
+schedule for an epoch, at least one update (the batch of 16,000 has one), with the
+crop-and-flip augmentation, and the batches of 640, 3,200 and 16,000 are spread over 8
+devices as 80, 400 and 2,000 per device, their ghost batches of 128 spanning devices.
 """
 
 from __future__ import annotations
