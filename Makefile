@@ -30,15 +30,15 @@ MULTIDEVICE_FLAGS := --xla_force_host_platform_device_count=8
 PYTEST_WORKERS ?= auto
 MULTIDEVICE_WORKERS ?= 0
 PYTEST := $(PY) -m pytest -q
+ONE_DEVICE_RUN = $(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not multidevice' $(PYTEST_ARGS)
+MULTIDEVICE_RUN = XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) -n $(MULTIDEVICE_WORKERS) tests \
+  -m multidevice $(PYTEST_ARGS)
 test: $(INSTALLED)
 	@counts=$$(mktemp) && eight_out=$$(mktemp) && export LR_STUDY_TEST_COUNTS=$$counts; \
-	XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) -n $(MULTIDEVICE_WORKERS) tests -m multidevice \
-	  $(PYTEST_ARGS) > $$eight_out 2>&1 & eight_pid=$$!; \
-	echo "$(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not multidevice' $(PYTEST_ARGS)"; \
-	$(PYTEST) -n $(PYTEST_WORKERS) tests -m 'not multidevice' $(PYTEST_ARGS); one=$$?; \
-	wait $$eight_pid; eight=$$?; \
-	echo "XLA_FLAGS=$(MULTIDEVICE_FLAGS) $(PYTEST) -n $(MULTIDEVICE_WORKERS) tests -m multidevice $(PYTEST_ARGS)"; \
-	cat $$eight_out; echo "make test: $$($(PY) tests/tiers.py $$counts)"; rm -f $$counts $$eight_out; \
+	$(MULTIDEVICE_RUN) > $$eight_out 2>&1 & eight_pid=$$!; \
+	echo "$(ONE_DEVICE_RUN)"; $(ONE_DEVICE_RUN); one=$$?; \
+	wait $$eight_pid; eight=$$?; echo "$(MULTIDEVICE_RUN)"; cat $$eight_out; \
+	echo "make test: $$($(PY) tests/tiers.py $$counts)"; rm -f $$counts $$eight_out; \
 	case $$one$$eight in 00|05|50) ;; *) exit 1 ;; esac
 
 # The unit tier: one CPU device, no slow or multidevice test; under 2 minutes on 2 cores.
