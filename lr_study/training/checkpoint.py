@@ -54,7 +54,6 @@ from lr_study.errors import ConfigError
 from lr_study.runtime import run_files, strict_json
 from lr_study.runtime.workdir import check_checkpoint_filesystem
 from lr_study.training import orbax_quiet
-from lr_study.training.orbax_quiet import quiet
 
 KEEP = 2  # checkpoints kept: the latest and one to fall back on
 _FORMAT = 1  # of the digest in each step's custom metadata
@@ -149,19 +148,17 @@ class Checkpoints:
         enable_async_checkpointing=False, save_root_metadata=False,
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=me, active_processes={me}))
-    with quiet():
-      self._manager = ocp.CheckpointManager(
-          self.directory, options=options,
-          item_handlers={'state': ocp.PyTreeCheckpointHandler(
-                             type_handler_registry=orbax_quiet.REGISTRY),
-                         'loop_state': ocp.JsonCheckpointHandler()})
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={'state': ocp.PyTreeCheckpointHandler(
+                           type_handler_registry=orbax_quiet.REGISTRY),
+                       'loop_state': ocp.JsonCheckpointHandler()})
 
   def steps(self) -> list[int]:
     """The committed steps, oldest first (temporary directories are not steps, nor a step's
     name that is no directory)."""
-    with quiet():
-      self._manager.reload()
-      return sorted(set(self._manager.all_steps()) - set(self.not_directories()))
+    self._manager.reload()
+    return sorted(set(self._manager.all_steps()) - set(self.not_directories()))
 
   def not_directories(self) -> dict[int, str]:
     """The entries named as steps that are no directory (a symbolic link, a file), each
@@ -177,24 +174,23 @@ class Checkpoints:
     encoded = strict_json.reversible(loop_state)
     digest = _digest(step, _flat(arrays), strict_json.canonical(encoded))
     run_files.make_dirs(self.directory)
-    with quiet():
-      for leftover in ocp.utils.tmp_checkpoints(self.directory):  # of killed saves
-        leftover.get().rmtree()
-      for old in [old for old in self.not_directories() if old >= step]:
-        run_files.remove(os.path.join(self.directory, str(old)))
-      for old in self.steps():
-        if old >= step:
-          self._manager.delete(old)
-      try:
-        self._manager.save(
-            step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(arrays),
-                                          loop_state=ocp.args.JsonSave(encoded)),
-            custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
-        self._manager.wait_until_finished()
-      except ValueError as e:  # tensorstore's status errors
-        if 'RESOURCE_EXHAUSTED' not in str(e):
-          raise
-        raise OSError(errno.ENOSPC, 'No space left on device', self.directory) from None
+    for leftover in ocp.utils.tmp_checkpoints(self.directory):  # of killed saves
+      leftover.get().rmtree()
+    for old in [old for old in self.not_directories() if old >= step]:
+      run_files.remove(os.path.join(self.directory, str(old)))
+    for old in self.steps():
+      if old >= step:
+        self._manager.delete(old)
+    try:
+      self._manager.save(
+          step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(arrays),
+                                        loop_state=ocp.args.JsonSave(encoded)),
+          custom_metadata={'sha256': digest, 'format': _FORMAT}, force=True)
+      self._manager.wait_until_finished()
+    except ValueError as e:  # tensorstore's status errors
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      raise OSError(errno.ENOSPC, 'No space left on device', self.directory) from None
 
   def _restore_step(self, step: int, template: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """``step``'s (arrays, loop state), verified; _Unusable saying why not."""
@@ -244,8 +240,7 @@ class Checkpoints:
         skipped.append(f'step {step} (not a directory but {odd[step]})')
         continue
       try:
-        with quiet():
-          arrays, loop_state = self._restore_step(step, expected)
+        arrays, loop_state = self._restore_step(step, expected)
       except _Unusable as e:
         skipped.append(f'step {step} ({e})')
         continue
@@ -258,8 +253,7 @@ class Checkpoints:
     return None
 
   def close(self) -> None:
-    with quiet():
-      self._manager.close()
+    self._manager.close()
 
   def __enter__(self) -> Checkpoints:
     return self

@@ -2,36 +2,44 @@
 which ``lr_study.training.checkpoint`` words), not orbax's log records nor tracebacks of
 the reads and writes it abandoned. Two means, no patch of asyncio or of any hook:
 
-* :func:`quiet`: orbax logs through absl logging ("Failed to read Metadata file" is an
-  ERROR record); around each orbax call absl's verbosity is FATAL, then what it was.
+* :data:`NO_ORBAX_RECORDS`, on absl's logger from the first import of this module: the
+  records orbax's modules log ("Failed to read Metadata file" is an ERROR record) are
+  dropped, from every thread. A save that fails raises at its first failure while
+  orbax's other writer threads still run; one that fails later logs after the save has
+  returned, so no switch around each orbax call could catch its record.
 * :data:`REGISTRY`: orbax's type handlers with a NumPy handler that lets every array read
   of a restore, and every write of a save, finish before it raises the first failure.
   Orbax's own gathers them and raises at the first failure (a damaged file, a full disk),
   then closes its event loop while tensorstore still completes the others; each
   completion then prints "RuntimeError: Event loop is closed" from tensorstore's thread,
-  and no log level reaches that.
+  and no log filter reaches that.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any, Awaitable, Iterable, Iterator, Sequence
+import logging
+import os
+from typing import Any, Awaitable, Iterable, Sequence
 
-from absl import logging
+from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-  """``with quiet(): ...``: orbax calls without orbax's log lines (absl verbosity FATAL)."""
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.FATAL)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(verbosity)
+class _NoOrbaxRecords(logging.Filter):
+  """Drops the log records made in orbax's modules."""
+
+  def __init__(self):
+    super().__init__()
+    self.orbax_dir = os.path.dirname(os.path.dirname(ocp.__file__)) + os.sep
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.pathname.startswith(self.orbax_dir)
+
+
+NO_ORBAX_RECORDS = _NoOrbaxRecords()
+absl_logging.get_absl_logger().addFilter(NO_ORBAX_RECORDS)
 
 
 async def _all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
