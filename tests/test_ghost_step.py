@@ -71,10 +71,7 @@ def train(per_device: int, accumulation: int, updates: int = UPDATES) -> dict[st
   from lr_study.models import build_model  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import devices  # pylint: disable=g-import-not-at-top
   from lr_study.schedules import build_lr_schedule, clock  # pylint: disable=g-import-not-at-top
-  try:
-    from lr_study.optimizers import build_optimizer  # pylint: disable=g-import-not-at-top
-  except ImportError:  # the module's place before lr_study/optimizers.py
-    from lr_study.training.optimizers import build_optimizer  # pylint: disable=g-import-not-at-top
+  from lr_study.optimizers import build_optimizer  # pylint: disable=g-import-not-at-top
   from lr_study.training.step import StepCompiler, StepInputs, init_train_state  # pylint: disable=g-import-not-at-top
 
   num_devices = jax.local_device_count()
