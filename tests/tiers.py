@@ -43,9 +43,7 @@ def add_counts(path: str, tests: int, stats: dict[str, list]) -> None:
   terminal reporter's ``stats``. The runs may end at once: each adds under a lock."""
   with open(path, 'a+') as f:
     fcntl.flock(f, fcntl.LOCK_EX)
-    f.seek(0)
-    text = f.read()
-    counts = json.loads(text) if text else {}
+    counts = read_counts(path)
     counts['runs'] = counts.get('runs', 0) + 1
     counts['tests'] = counts.get('tests', 0) + tests
     for outcome in OUTCOMES:
