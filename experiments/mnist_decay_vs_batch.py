@@ -69,8 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                             final_batch_size=1024, over=0.3, multiple=64))
   config.num_epochs = EPOCHS
   config.checkpoint_every_epochs = 5
-  # B_simple over the whole training split in 105 chunks of 512 (a pass over it, about an
-  # epoch's compute) every 5 epochs, every epoch for noise_adaptive, which acts on it.
-  config.gradient_noise_batch_size = 512
+  # B_simple every 5 epochs (every epoch for noise_adaptive, which acts on it), over the
+  # schema's 8,192 examples in chunks of 128: the 4,096 of highest loss and 4,096 others.
   config.gradient_noise_every_epochs = 5
   return select_variant(config, arg, default=('decay', 'hybrid', 'increase', 'noise_adaptive'))

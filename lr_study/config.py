@@ -35,7 +35,8 @@ what it changes, as the Flax examples' configs start from ``configs/default.py``
   0: the whole training split) and ``gradient_noise_every_epochs`` (a multiple of
   ``eval_every_epochs``): at those evaluations, and at the last, the gradient noise scale
   B_simple of the data loss is measured at the current parameters from the gradients of
-  n/b chunks of b training examples, one forward and backward pass over n examples
+  n/b chunks of b training examples, one forward and backward pass over n examples: the
+  n/2 of highest loss at their last update and n/2 of the others
   (``lr_study.training.gradient_noise``).
 * ``variants``: name → the top-level keys that variant replaces; ``run_variants``: the
   variants to run (``lr_study.study.select_variant``).
@@ -94,8 +95,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoints_to_keep = 2
   config.updates_per_dispatch = 32
   config.compute_dtype = 'float32'
-  config.gradient_noise_batch_size = 32
-  config.gradient_noise_examples = 0
+  config.gradient_noise_batch_size = 128
+  config.gradient_noise_examples = 8192
   config.gradient_noise_every_epochs = 10
   config.variants = ml_collections.ConfigDict()
   config.run_variants = ()

@@ -4,7 +4,7 @@ Each run's time is a cost model of its plan (``lr_study.plan``) on D devices:
 
     T_run = Σ_phases u_p · (k_p · c + B_p/D · f / F)            (updates)
           + E · (V · f_eval / (D · F) + ⌈V / b_eval⌉ · c)         (evaluations)
-          + E · (n · f / (D · F) + ⌈n / b_noise⌉ · c)             (noise-scale measurements)
+          + M · (n · f / (D · F) + ⌈n / b_noise⌉ · c)             (noise-scale measurements)
 
     T_study = Σ_runs T_run + Σ_variants s_v · L · C
 
@@ -12,8 +12,9 @@ u_p updates of phase p at global batch B_p in k_p accumulated micro-batches; f a
 the FLOPs of one example's loss gradient and of its forward pass, as XLA counts them for
 the model, and L, the lines of the gradient's StableHLO (:func:`model_cost`); E = ⌈num_epochs / eval_every_epochs⌉ evaluations of the
 V test and validation examples in global batches of b_eval (each split apart); where the config measures the
-gradient noise scale at each evaluation, n training examples in chunks of b_noise
-(``gradient_noise_examples``, 0: all N, and ``gradient_noise_batch_size``); s_v distinct
+gradient noise scale, M = ⌈num_epochs / gradient_noise_every_epochs⌉ measurements of n
+training examples in chunks of b_noise (``gradient_noise_examples``, at most N, 0: all N,
+and ``gradient_noise_batch_size``); s_v distinct
 step shapes of variant v, each compiled once for all its seeds. A dynamic batch schedule
 counts as planned (B held), an upper bound on its updates.
 
@@ -153,10 +154,12 @@ def estimate(config: ml_collections.ConfigDict, device: Device, num_devices: int
     steps = sum(batching.eval_layout(n, run.dataset.eval_batch_size, d).steps for n in splits)
     evaluate = sum(splits) * f_eval / (d * flops) + steps * c
     chunk = run.get('gradient_noise_batch_size', 0)
-    n = run.get('gradient_noise_examples', 0) or spec.num_train_examples
-    noise = n * f / (d * flops) + math.ceil(n / chunk) * c if chunk else 0.0
+    n = min(run.get('gradient_noise_examples', 0) or spec.num_train_examples,
+            spec.num_train_examples)
+    measurements = math.ceil(plan.num_epochs / run.get('gradient_noise_every_epochs', 1))
+    noise = measurements * (n * f / (d * flops) + math.ceil(n / chunk) * c) if chunk else 0.0
     shapes = {(p.per_device_batch, p.accumulation_steps) for p in plan.phases}
-    seconds += (seeds * (train + evaluations * (evaluate + noise))
+    seconds += (seeds * (train + evaluations * evaluate + noise)
                 + len(shapes) * cache[key].lines * device.compile_s)
     updates += seeds * plan.total_updates
     runs += seeds

@@ -25,7 +25,7 @@ DIGITS_TRAIN = 1437  # examples in the embedded digits' training split
 
 def _options(data_dir: str, **overrides) -> Options:
   settings = dict(dataset='digits', data_dir=data_dir, batch_sizes=(64,), rounds=2, epochs=2,
-                  torch=False, cold_start=False, noise_settings=('32:256',))
+                  torch=False, cold_start=False, noise_settings=('32:512',))
   return Options(**(settings | overrides))
 
 
@@ -60,14 +60,16 @@ def test_digits_run_writes_every_field_to_json_and_markdown(digits_data_dir, tmp
   assert written['meets_targets'] == {
       'bound': {'64': ratios['lr_study / jax_jit_device_batch']['of_medians'] >= 0.97},
       'peer': {'64': ratios['lr_study / jax_jit']['of_medians'] >= 1.3},
-      'noise': {'64': written['noise']['settings']['32:0']['percent_of_training']['64']['median']
+      'noise': {'64': written['noise']['settings']['128:8192']['percent_of_training']['64']['median']
                 <= 3.0}}
 
   noise = written['noise']
-  assert (noise['default'], noise['target_percent']) == ('32:0', 3.0)
-  assert list(noise['settings']) == ['32:0', '32:256']  # the default first
-  assert noise['settings']['32:0']['examples_measured'] == (DIGITS_TRAIN // 256) * 256
-  assert noise['settings']['32:256']['examples_measured'] == 256  # one chunk per device
+  assert (noise['default'], noise['target_percent']) == ('128:8192', 3.0)
+  assert list(noise['settings']) == ['128:8192', '32:512']  # the default first
+  # The default is the whole split (N < 8,192): one chunk of 128 per device; 32:512 is
+  # 2 chunks per device, one hard and one easy.
+  assert noise['settings']['128:8192']['examples_measured'] == (DIGITS_TRAIN // 1024) * 1024
+  assert noise['settings']['32:512']['examples_measured'] == 512
   assert noise['every_epochs'] == schema.get_config().gradient_noise_every_epochs
   epochs = [lr_study['examples_per_epoch'] / rate
             for rate in lr_study['examples_per_second_per_run']]
@@ -80,8 +82,8 @@ def test_digits_run_writes_every_field_to_json_and_markdown(digits_data_dir, tmp
   assert re.search(r'\| \*\*lr_study / jax_jit_device_batch\*\* \(target ≥ 0.97×\) '
                    r'\| [\d.]+× \([\d.]+–[\d.]+\) (met|\*\*missed\*\*) \|', table)
   assert '| lr_study / jax_jit (target ≥ 1.30× at B = 64) |' in table
-  assert re.search(r'\| \*\*b = 32, n = the whole split \(default\)\*\* \| 1,280 \| ', table)
-  assert '| b = 32, n = 256 | 256 |' in table
+  assert re.search(r'\| \*\*b = 128, n = 8192 \(default\)\*\* \| 1,024 \| ', table)
+  assert '| b = 32, n = 512 | 512 |' in table
   assert '| lr_study train-step compiles, all seeds | 1 |' in table
   assert f'XLA compiling for {written["cpu"]["compiled_isa"] or "an unknown ISA"}' in table
 
@@ -104,7 +106,7 @@ def test_flags_set_every_option_and_default_to_its_default():
   options = Options.from_flags(flag_values, ['--rounds=2'])
   assert (options.batch_sizes, options.rounds, options.torch) == ((32, 256), 2, False)
   assert options.argv == ('--rounds=2',)
-  assert options.noise() == [(32, 0), (64, 0), (32, 1024)]  # the schema's default first
+  assert options.noise() == [(128, 8192), (64, 0), (32, 1024)]  # the schema's default first
   assert {f.name for f in dataclasses.fields(Options)} - {'argv'} <= set(flag_values)
 
 
@@ -146,8 +148,8 @@ def test_epoch_clock_times_each_epoch_up_to_the_evaluation():
     (dict(noise_settings=('32',)), "--noise_settings takes CHUNK:EXAMPLES pairs of integers, "
                                    "got '32'"),
     pytest.param(dict(noise_settings=('32:128',)), 'gradient_noise_batch_size=32 leaves 0 '
-                 f'chunk(s) of the {DIGITS_TRAIN} training examples on 8 device(s), need at '
-                 'least 2', marks=pytest.mark.multidevice),
+                 f'chunk(s) of the {DIGITS_TRAIN} training examples on 8 device(s), need 2 in '
+                 'each half, hard and easy', marks=pytest.mark.multidevice),
 ])
 def test_bad_settings_are_one_line_config_errors_before_any_data_is_read(tmp_path, overrides,
                                                                          message):

@@ -32,11 +32,11 @@ def test_each_update_evaluation_and_noise_chunk_costs_c_where_flops_are_free():
   config = _load('experiments/digits_study.py:decay', '--config.epochs_scale=0.1')
   unit = estimate.Device('unit', math.inf, 1.0, 0.0, '')
   est = estimate.estimate(config, unit)
-  runs, evaluations = len(config.seeds), 4
+  runs, evaluations, measurements = len(config.seeds), 4, 1  # every 10 epochs, of 4
   chunk = config.get('gradient_noise_batch_size', 0)
-  noise_chunks = math.ceil(1437 / chunk) if chunk else 0
+  noise_chunks = math.ceil(1437 / chunk) if chunk else 0  # the whole split: N < 8,192
   assert est.runs == runs and est.updates == runs * 4 * (1437 // 8)  # B = 8 for 4 epochs
-  assert est.seconds == est.updates + runs * evaluations * (1 + noise_chunks)
+  assert est.seconds == est.updates + runs * (evaluations + measurements * noise_chunks)
   twice = estimate.estimate(config, estimate.Device('unit', math.inf, 2.0, 0.0, ''))
   assert twice.seconds == 2 * est.seconds
 
@@ -48,7 +48,7 @@ def test_the_notebooks_default_fits_one_sitting_on_one_v5e_chip_or_a_t4_and_cifa
     device = estimate.device_profile(kind)
     assert estimate.estimate(mnist, device).seconds < HOUR / 2, kind
   assert estimate.estimate(cifar_short, estimate.device_profile('TPU v5 lite')).seconds < HOUR
-  assert estimate.estimate(cifar_short, estimate.device_profile('Tesla T4')).seconds > 2 * HOUR
+  assert estimate.estimate(cifar_short, estimate.device_profile('Tesla T4')).seconds > HOUR
 
 
 def test_device_profiles_are_found_by_jax_device_kind():

@@ -2,10 +2,11 @@
 
 Exact values come from per-example gradients (``jax.vmap(jax.grad(...))``) over every
 example: G is their mean, tr(Σ) their mean squared deviation from G (divisor N), and
-B_simple = tr(Σ)/|G|². Three cases: the finite-population formula by enumerating every
-batch of a tiny problem; a logistic regression whose per-example gradients span many
-orders of magnitude (most examples fitted, a few not); and the real digits MLP at the
-checkpoints of the default study's ``decay`` run.
+B_simple = tr(Σ)/|G|². Three cases: the finite-population formula and the two strata by
+enumerating every batch of a tiny problem; a logistic regression whose per-example
+gradients span many orders of magnitude (most examples fitted, a few not); and the real
+digits MLP at the checkpoints of the default study's ``decay`` run, over the whole split
+and in two strata picked by the losses the run kept.
 """
 
 from __future__ import annotations
@@ -64,9 +65,28 @@ def test_the_estimates_are_unbiased_over_every_batch_pair_of_a_tiny_problem():
   assert np.mean([e[1] for e in estimates]) == pytest.approx(trace, rel=1e-4)
 
 
+def test_the_two_strata_estimates_are_unbiased_over_every_sample_of_a_tiny_problem():
+  # 10 examples, the 4 "hard" ones all measured in 2 chunks of 2 (each of their 3
+  # pairings), 4 of the 6 others in 2 chunks of 2 (each of their ordered draws).
+  g = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (10, 3))) + 0.4
+  g_sq, trace = _exact({'w': g})
+  hard, easy = g[:4], g[4:]
+  estimates = []
+  for pairing in ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2)):
+    hard_chunks = hard[list(pairing)].reshape(2, 2, 3).mean(1)
+    for draw in itertools.permutations(range(6), 4):
+      easy_chunks = easy[list(draw)].reshape(2, 2, 3).mean(1)
+      stratum = lambda c: (np.mean(np.sum(c**2, 1)), np.sum(c.mean(0)**2))
+      estimates.append(gradient_noise.stratified_estimates(
+          10, 2, easy=(*stratum(easy_chunks), 4), hard=(*stratum(hard_chunks), 4),
+          cross=hard_chunks.mean(0) @ easy_chunks.mean(0)))
+  assert np.mean([e[0] for e in estimates]) == pytest.approx(g_sq, rel=1e-6)
+  assert np.mean([e[1] for e in estimates]) == pytest.approx(trace, rel=1e-6)
+
+
 def _logistic_per_example():
-  """Per-example gradients of a logistic regression trained until most examples are
-  fitted: their squared norms span many orders of magnitude."""
+  """Per-example gradients and losses of a logistic regression trained until most examples
+  are fitted: the gradients' squared norms span many orders of magnitude."""
   keys = jax.random.split(jax.random.PRNGKey(2), 3)
   n, dim = 2048, 16
   x = jax.random.normal(keys[0], (n, dim))
@@ -78,21 +98,46 @@ def _logistic_per_example():
   w = jnp.zeros(dim)
   for _ in range(300):
     w = w - 2.0 * jax.grad(lambda w: jax.vmap(loss, (None, 0, 0))(w, x, y).mean())(w)
-  return {'w': jax.vmap(jax.grad(loss), (None, 0, 0))(w, x, y)}
+  return ({'w': jax.vmap(jax.grad(loss), (None, 0, 0))(w, x, y)},
+          np.asarray(jax.vmap(loss, (None, 0, 0))(w, x, y)))
 
 
 @pytest.mark.slow
 def test_the_measurement_agrees_with_exact_values_when_gradients_span_orders_of_magnitude():
-  per_example = _logistic_per_example()
+  per_example, _ = _logistic_per_example()
   norms = np.asarray(jnp.sum(per_example['w'] ** 2, axis=1))
   assert norms.max() / np.median(norms) > 1e4  # the case the 1/|G_big|² weighting failed
   g_sq, trace = _exact(per_example)
   order = np.random.default_rng(0).permutation(2048)
   big, small = _chunk_measurement(per_example, order, 32, 64)
-  logged = gradient_noise.metrics(big, small, 32, 64, 2048)
+  logged = gradient_noise.metrics(2048, 32, (small, big, 2048))
   assert logged['grad_norm_sq'] == pytest.approx(g_sq, rel=1e-3)
   assert logged['trace_sigma'] == pytest.approx(trace, rel=0.25)
   assert logged['gradient_noise_scale'] == pytest.approx(trace / g_sq, rel=0.25)
+
+
+@pytest.mark.slow
+def test_two_strata_of_half_the_examples_agree_with_exact_values_where_few_carry_the_noise():
+  # B_simple ≈ 9,600 > N = 2,048, and the 512 examples of highest loss hold 99.7% of
+  # Σ|g_i|²: those 512, all, and 512 of the 1,536 others give |G|² within 5% at every
+  # draw, where 1,024 drawn uniformly miss it by far more.
+  per_example, losses = _logistic_per_example()
+  g_sq, trace = _exact(per_example)
+  hard = np.argsort(-losses)[:512]
+  rest = np.setdiff1d(np.arange(2048), hard)
+  for seed in range(5):
+    sample = np.random.default_rng(seed).permutation(rest)[:512]
+    hard_big, hard_small = _chunk_measurement(per_example, hard, 32, 16)
+    easy_big, easy_small = _chunk_measurement(per_example, sample, 32, 16)
+    cross = float(per_example['w'][hard].mean(0) @ per_example['w'][sample].mean(0))
+    logged = gradient_noise.metrics(2048, 32, (easy_small, easy_big, 512),
+                                    (hard_small, hard_big, 512), cross)
+    assert logged['grad_norm_sq'] == pytest.approx(g_sq, rel=0.05)
+    assert logged['trace_sigma'] == pytest.approx(trace, rel=0.05)
+  uniform = [gradient_noise.unbiased_estimates(*reversed(_chunk_measurement(
+      per_example, np.random.default_rng(seed).permutation(2048), 32, 32)), 32, 1024, 2048)[0]
+             for seed in range(5)]
+  assert max(abs(u / g_sq - 1) for u in uniform) > 0.5
 
 
 def _linear_per_example():
@@ -127,21 +172,28 @@ def test_a_gradient_not_resolved_from_its_noise_has_an_infinite_scale():
 def test_fewer_than_two_chunks_is_a_one_line_error():
   with pytest.raises(ConfigError, match='gradient_noise_batch_size=1024 leaves 1 chunk'):
     gradient_noise.num_chunks(1437, 1024, 0, 1)
-  assert gradient_noise.num_chunks(1437, 32, 0, 1) == 44
-  assert gradient_noise.num_chunks(1437, 32, 320, 2) == 10
+  with pytest.raises(ConfigError, match='leaves 3 chunk.* need 2 in each half, hard and easy'):
+    gradient_noise.num_chunks(1437, 32, 96, 1, stratified=True)
+  assert gradient_noise.num_chunks(1437, 32, 0, 1) == (0, 44)
+  assert gradient_noise.num_chunks(1437, 32, 320, 2) == (0, 10)
+  assert gradient_noise.num_chunks(1437, 32, 320, 2, stratified=True) == (4, 6)
 
 
 # --- the real digits MLP, at the checkpoints of the default study's decay run
 
 
-@pytest.fixture(scope='module')
-def decay_run(tmp_path_factory):
-  """The default study's ``decay`` variant, seed 0, checkpointed every 10 epochs."""
+@pytest.fixture(scope='module', params=[0, 512], ids=['whole_split', 'two_strata_of_512'])
+def decay_run(request, tmp_path_factory):
+  """The default study's ``decay`` variant, seed 0, checkpointed every 10 epochs, measured
+  over the whole split (as the study is: its 1,437 examples are fewer than the default
+  8,192) or over 512 examples in chunks of 32: the 256 of highest loss and 256 others."""
   from lr_study.runner import run_study  # pylint: disable=g-import-not-at-top
   from experiments import digits_study  # pylint: disable=g-import-not-at-top
   config = digits_study.get_config('decay')
   config.seeds = (0,)
   config.checkpoint_every_epochs, config.checkpoints_to_keep = 10, 4
+  if request.param:
+    config.gradient_noise_batch_size, config.gradient_noise_examples = 32, request.param
   workdir = str(tmp_path_factory.mktemp('decay'))
   run_study(config, workdir)
   return config, os.path.join(workdir, 'decay', 'seed_0')
@@ -190,9 +242,12 @@ def test_the_logged_noise_scale_matches_exact_per_example_values_on_the_digits_m
 
 
 @pytest.mark.multidevice
-def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_device():
-  """``measure_fn`` on the test's 8 devices against the chunks ``perm[:C·b]`` cut in
-  order, each chunk's gradient taken directly."""
+@pytest.mark.parametrize('hard_per_device', [0, 1])
+def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_device(
+    hard_per_device):
+  """``measure_fn`` on the test's devices against the chunks of the order cut in turn,
+  each chunk's gradient taken directly: the examples of highest ``example_loss`` first,
+  in the order's order, then the others (with no hard stratum, ``perm[:C·b]``)."""
   from lr_study.data.in_memory import DeviceData, normalize  # pylint: disable=g-import-not-at-top
   from lr_study.models import build_model  # pylint: disable=g-import-not-at-top
   from lr_study.runtime import devices  # pylint: disable=g-import-not-at-top
@@ -201,25 +256,39 @@ def test_the_pmapped_measurement_sums_the_chunk_gradients_of_the_order_on_every_
   images = rng.integers(0, 256, (100, 4, 4, 1), dtype=np.uint8)
   labels = rng.integers(0, 3, 100).astype(np.int32)
   mean, std, perm = np.float32([0.5]), np.float32([0.25]), rng.permutation(100).astype(np.int32)
+  example_loss = rng.random(100).astype(np.float32)
   model = build_model({'name': 'mlp', 'widths': (8,)}, 3, ghost_batch_size=0)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)), train=False)['params']
-  chunk, per_device = 3, 2
+  chunk, easy_per_device, local = 3, 2, jax.local_device_count()
   split = devices.replicate(DeviceData(images, labels, mean, std, np.int32(0), perm))
-  split = split.replace(local_device=devices.shard(np.arange(jax.local_device_count(), dtype=np.int32)))
-  big, small = gradient_noise.measure_fn(model, chunk, per_device)(
-      devices.replicate(params), devices.replicate({}), split)
+  split = split.replace(local_device=devices.shard(np.arange(local, dtype=np.int32)))
+  out = [float(v[0]) for v in gradient_noise.measure_fn(model, chunk, hard_per_device,
+                                                        easy_per_device)(
+      devices.replicate(params), devices.replicate({}), split, devices.replicate(example_loss))]
 
-  chunks = per_device * jax.local_device_count()
-  x = normalize(images[perm[:chunks * chunk]], mean, std).reshape(chunks, chunk, 4, 4, 1)
-  y = labels[perm[:chunks * chunk]].reshape(chunks, chunk)
+  num_hard = hard_per_device * local * chunk
+  hard = np.isin(perm, np.argsort(-example_loss)[:num_hard])
+  order = np.concatenate([perm[hard], perm[~hard]])
   loss = lambda p, xc, yc: cross_entropy_and_accuracy(model.apply({'params': p}, xc, train=False),
                                                       yc)[0].mean()
-  grads = jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, y)
-  assert float(big[0]) == pytest.approx(float(sq_norm(jax.tree.map(lambda g: g.mean(0), grads))),
-                                        rel=1e-5)
-  assert float(small[0]) == pytest.approx(
-      np.mean([float(sq_norm(jax.tree.map(lambda g: g[j], grads))) for j in range(chunks)]),
-      rel=1e-5)
+
+  def stratum(examples):
+    chunks = len(examples) // chunk
+    x = normalize(images[examples], mean, std).reshape(chunks, chunk, 4, 4, 1)
+    grads = jax.vmap(jax.grad(loss), (None, 0, 0))(params, x, labels[examples].reshape(chunks, chunk))
+    mean_grad = jax.tree.map(lambda g: g.mean(0), grads)
+    return mean_grad, [np.mean([float(sq_norm(jax.tree.map(lambda g: g[j], grads)))
+                                for j in range(chunks)]), float(sq_norm(mean_grad))]
+
+  easy_mean, easy = stratum(order[num_hard:num_hard + easy_per_device * local * chunk])
+  assert out[:2] == pytest.approx(easy, rel=1e-5)
+  if hard_per_device:
+    hard_mean, expected = stratum(order[:num_hard])
+    cross = sum(float(jnp.vdot(h, e)) for h, e in zip(jax.tree.leaves(hard_mean),
+                                                       jax.tree.leaves(easy_mean)))
+    assert out[2:] == pytest.approx([*expected, cross], rel=1e-5)
+  else:
+    assert out[2:] == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 The config is the schema's (one variant, constant B and LR, one evaluation after the last
 epoch, no train log, no checkpoint); the runs share one ``InMemoryFeed`` and one
-``StepCompiler``, one seed per round. The gradient noise measurement is off here: it
-runs at evaluations, outside the timed epochs, and ``noise.py`` times it on its own.
+``StepCompiler``, one seed per round. The gradient noise measurement is the schema's, so
+the step keeps each example's loss for it as in a study; it runs at the evaluation
+after the last epoch, outside the timed epochs, and ``noise.py`` times it on its own.
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ def run_setup(options: Options, batch_size: int, updates_per_dispatch: int | Non
   config.batch_size = batch_size
   config.num_epochs = config.eval_every_epochs = config.gradient_noise_every_epochs = epochs
   config.checkpoint_every_epochs = config.train_log_every_updates = 0
-  config.gradient_noise_batch_size = 0
   if updates_per_dispatch is not None:
     config.updates_per_dispatch = updates_per_dispatch
   config.variants = ml_collections.ConfigDict({'constant': {}})

@@ -30,16 +30,18 @@ class NoiseClock:
   """One ``measure`` per setting, compiled at construction, timed on demand."""
 
   def __init__(self, setup: RunSetup, feed: InMemoryFeed, settings: Sequence[tuple[int, int]]):
-    self.state = devices.replicate(init_train_state(setup.model, setup.tx, 0,
-                                                    setup.spec.image_shape))
+    self.state = devices.replicate(init_train_state(
+        setup.model, setup.tx, 0, setup.spec.image_shape,
+        max(gradient_noise.memory_size(feed, *setting) for setting in settings)))
     processes, local = jax.process_count(), jax.local_device_count()
     self.meters, self.examples, self.first_call_s = {}, {}, {}
     for chunk, examples in settings:
       name = f'{chunk}:{examples}'
       self.meters[name] = gradient_noise.meter(feed, setup.model, chunk, examples)
-      chunks = gradient_noise.num_chunks(feed.num_local_train, chunk, examples, local,
-                                         processes)
-      self.examples[name] = chunks * chunk
+      chunks = gradient_noise.num_chunks(
+          feed.num_local_train, chunk, examples, local, processes, gradient_noise.is_stratified(
+              False, examples, feed.num_local_train * processes))
+      self.examples[name] = sum(chunks) * chunk
       started = time.perf_counter()
       self.meters[name](self.state, 0, 0)  # compiles
       self.first_call_s[name] = time.perf_counter() - started

@@ -10,7 +10,7 @@ from absl import flags
 
 from lr_study import config as schema
 from lr_study.errors import ConfigError
-from lr_study.training.gradient_noise import num_chunks
+from lr_study.training.gradient_noise import is_stratified, num_chunks
 
 COLD_START_LOOPS = ('lr_study', 'jax_jit')
 
@@ -28,8 +28,7 @@ class Options:
   learning_rate: float = 0.05
   torch: bool = True
   cold_start: bool = True
-  noise_settings: Sequence[str] = ('512:0', '32:4096', '32:2048', '32:1024', '128:1024',
-                                   '32:512', '32:256')
+  noise_settings: Sequence[str] = ('128:0', '512:0', '128:4096', '128:16384', '32:8192')
   out_dir: str = os.path.join('benchmarks', 'results')
   argv: Sequence[str] = ()
 
@@ -78,7 +77,8 @@ class Options:
       if chunk < 1 or examples < 0:
         raise ConfigError(f'noise setting {chunk}:{examples}: the chunk must be >= 1 and '
                           'the examples >= 0')
-      num_chunks(num_train_examples, chunk, examples, num_devices)
+      num_chunks(num_train_examples, chunk, examples, num_devices,
+                 stratified=is_stratified(False, examples, num_train_examples))
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

@@ -196,7 +196,8 @@ def markdown(r: dict[str, Any]) -> str:
       *_table(columns, _ratio_rows(r, batches)), '',
       *_table(['examples/s', *columns[1:]], rates), '',
       f'The gradient noise measurement, one every {r["noise"]["every_epochs"]} epoch(s) '
-      f'(`gradient_noise_every_epochs`): b examples per chunk, n in all; seconds per '
+      f'(`gradient_noise_every_epochs`): b examples per chunk, n in all (below N: the n/2 '
+      f'of highest loss and n/2 of the others); seconds per '
       f'measurement and its share of the lr_study loop\'s time per epoch, median (min–max) '
       f'over {r["rounds"]} rounds per batch size (target ≤ {r["targets"]["noise_percent"]:g}%).',
       '',

@@ -110,6 +110,17 @@ def transform_batch(
   return normalize(images_u8, mean, std)
 
 
+def micro_batch_indices(split: DeviceData, position: Any, per_device: int, accumulation: int,
+                        num_local_devices: int) -> jax.Array:
+  """int32 [accumulation, m]: the positions in this process's split of this device's
+  examples of the update at ``position`` (:func:`take_micro_batches`; inside the pmap)."""
+  m = batching.micro_batch_size(per_device, accumulation)
+  offsets = position // jax.process_count() + batching.position_in_batch(
+      jnp.arange(accumulation)[:, None], split.local_device, jnp.arange(m)[None, :], m,
+      num_local_devices)
+  return jnp.take(split.perm, offsets, mode='clip')
+
+
 def take_micro_batches(
     split: DeviceData, position: Any, per_device: int, accumulation: int,
     num_local_devices: int, *, augment: bool, seed: Any, epoch: Any,
@@ -129,15 +140,11 @@ def take_micro_batches(
     ``example_keys(seed, epoch, first_index + index)`` when ``augment``) and ``y`` int32
     [accumulation, m].
   """
-  m = batching.micro_batch_size(per_device, accumulation)
-  offsets = position // jax.process_count() + batching.position_in_batch(
-      jnp.arange(accumulation)[:, None], split.local_device, jnp.arange(m)[None, :], m,
-      num_local_devices)
-  idx = jnp.take(split.perm, offsets, mode='clip')
+  idx = micro_batch_indices(split, position, per_device, accumulation, num_local_devices)
   x = transform_batch(gather_rows(split.images, idx.reshape(-1)), split.first_index
                       + idx.reshape(-1), split.mean, split.std, augment=augment, seed=seed,
                       epoch=epoch)
-  return x.reshape(accumulation, m, *x.shape[1:]), jnp.take(split.labels, idx, mode='clip')
+  return x.reshape(*idx.shape, *x.shape[1:]), jnp.take(split.labels, idx, mode='clip')
 
 
 def eval_index_batches(num_examples: int, layout: batching.EvalLayout

@@ -80,7 +80,9 @@ def directory(run_dir: str) -> str:
 
 
 def _flat(state_dict: dict[str, Any]) -> dict[str, Any]:
-  return flax.traverse_util.flatten_dict(state_dict, sep='/')
+  """The arrays by path; a field that is None (``TrainState.example_loss`` unkept) has none."""
+  flat = flax.traverse_util.flatten_dict(state_dict, sep='/')
+  return {name: array for name, array in flat.items() if array is not None}
 
 
 def _digest(step: int, arrays: dict[str, np.ndarray], loop_json: str) -> str:

@@ -94,7 +94,8 @@ def _train(setup: RunSetup, feed: Feed, files: RunDirectory, seed: int,
   config = setup.config
   schedules = DynamicSchedules(setup.plan, *_manual_requests(files))
   host_state, counters = loop_state.restore(files, config, schedules, init_train_state(
-      setup.model, setup.tx, seed, setup.spec.image_shape))
+      setup.model, setup.tx, seed, setup.spec.image_shape, gradient_noise.memory_size(
+          feed, config.gradient_noise_batch_size, config.gradient_noise_examples)))
   if (ended := files.read_json(run_files.SUMMARY)) is not None:  # kept by loop_state.restore
     Progress(label, 0).close(f'{label}: {records.outcome(ended)} after {ended["updates"]} '
                              'updates; it ended earlier, its record stands')

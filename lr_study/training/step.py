@@ -13,7 +13,10 @@ ImageNet example):
   so they do not depend on ``k`` or ``D``;
 * the LR is ``lr_study.schedules.clock.learning_rate`` of the update counter, computed
   on the device and written into the optimizer's injected hyperparameters;
-* the state records the first update whose loss or gradient is not finite.
+* the state records the first update whose loss or gradient is not finite;
+* in memory, the state keeps each training example's loss at its last visit
+  (``TrainState.example_loss``, gathered from every device), from which the gradient
+  noise measurement picks the examples that carry the gradient's noise.
 
 The gradient noise scale is measured apart from the updates, at fixed parameters
 (``lr_study.training.gradient_noise``), so the step has no per-update branch.
@@ -37,7 +40,8 @@ import numpy as np
 import optax
 
 from lr_study import batching, rng
-from lr_study.data.in_memory import DeviceData, take_micro_batches, transform_batch
+from lr_study.data.in_memory import (DeviceData, micro_batch_indices, take_micro_batches,
+                                     transform_batch)
 from lr_study.runtime import cpu_compiled, devices
 from lr_study.runtime.devices import AXIS
 from lr_study.schedules import LRSchedule, clock
@@ -65,6 +69,9 @@ class TrainState:
   opt_state: optax.OptState
   metrics: MetricSums
   diverged_at: jax.Array  # the first update (1-based) with a non-finite loss or gradient; 0: none
+  # float32 [N]: each training example's loss at its last update (+inf: not yet seen), by
+  # its index in the whole split; None where nothing reads it (gradient_noise.memory_size).
+  example_loss: jax.Array | None
 
 
 @flax.struct.dataclass
@@ -77,26 +84,29 @@ class StepInputs:
 
 
 def init_train_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
-                     input_shape: tuple[int, ...]) -> TrainState:
+                     input_shape: tuple[int, ...], num_examples: int = 0) -> TrainState:
   """The state before the first update, parameters drawn from ``rng.params_key(seed)``
-  (float32 whatever the model's compute dtype); the caller replicates it.
+  (float32 whatever the model's compute dtype), with an ``example_loss`` of
+  ``num_examples`` entries, all +inf (0: None); the caller replicates it.
 
   One compiled function per (model, optimizer, input shape), the seed its data: every
   seed of a study shares one compile.
   """
-  return _init_fn(model, tx, tuple(input_shape))(np.int32(seed))
+  return _init_fn(model, tx, tuple(input_shape), num_examples)(np.int32(seed))
 
 
 @functools.cache
-def _init_fn(model: nn.Module, tx: optax.GradientTransformation,
-             input_shape: tuple[int, ...]) -> Callable[[jax.Array], TrainState]:
+def _init_fn(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
+             num_examples: int) -> Callable[[jax.Array], TrainState]:
   def init(seed: jax.Array) -> TrainState:
     variables = model.init({'params': rng.params_key(seed)}, jnp.zeros((1, *input_shape)),
                            train=False)
     params = variables['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                      metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32))
+                      metrics=MetricSums.zeros(), diverged_at=jnp.zeros((), jnp.int32),
+                      example_loss=(jnp.full((num_examples,), jnp.inf, jnp.float32)
+                                    if num_examples else None))
 
   return jax.jit(init)
 
@@ -156,13 +166,16 @@ class StepCompiler:
                   accumulation_steps: int) -> TrainState:
     self.traces += 1  # runs at trace time only
 
-    def batch(update: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def batch(update: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
       epoch, position = clock.epoch_and_position(inputs.table, update)
-      return take_micro_batches(split, position, per_device_batch, accumulation_steps,
+      x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
                                 jax.local_device_count(), augment=self.augment,
                                 seed=inputs.seed, epoch=epoch)
+      return x, y, split.first_index + micro_batch_indices(
+          split, position, per_device_batch, accumulation_steps, jax.local_device_count())
 
-    return _loop(state, num_updates, batch, lambda state, xy: self._update(state, *xy, inputs))
+    return _loop(state, num_updates, batch,
+                 lambda state, xyi: self._update(state, *xyi, inputs))
 
   def _stream_step(self, state: TrainState, batch: dict[str, jax.Array], inputs: StepInputs,
                    *, per_device_batch: int, accumulation_steps: int) -> TrainState:
@@ -173,12 +186,13 @@ class StepCompiler:
     m = batching.micro_batch_size(per_device_batch, accumulation_steps)
     x = x.reshape(accumulation_steps, m, *x.shape[1:])
     y = batch['label'].reshape(accumulation_steps, m)
-    return self._update(state, x, y, inputs)
+    return self._update(state, x, y, None, inputs)
 
   def _update(self, state: TrainState, x: jax.Array, y: jax.Array,
-              inputs: StepInputs) -> TrainState:
+              indices: jax.Array | None, inputs: StepInputs) -> TrainState:
     """One parameter update from this device's micro-batches ``x`` [k, m, ...], ``y``
-    [k, m]."""
+    [k, m]; the examples' losses are kept at their ``indices`` [k, m] in the whole split,
+    where given."""
     k = x.shape[0]
     device = jax.lax.axis_index(AXIS)
 
@@ -189,17 +203,19 @@ class StepCompiler:
             rngs={'dropout': rng.dropout_key(inputs.seed, state.step, device, j)},
             mutable=['batch_stats'])
         loss, correct = cross_entropy_and_accuracy(logits, ym)
-        return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean())
+        return loss.mean(), (new_vars.get('batch_stats', {}), correct.mean(), loss)
 
-      (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      return grads, stats, loss, acc
+      (loss, (stats, acc, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
+      return (grads, stats, loss, acc), losses
 
     def micro_step(carry, micro):
-      return jax.tree.map(jnp.add, carry, gradient(*micro)), None
+      sums, losses = gradient(*micro)
+      return jax.tree.map(jnp.add, carry, sums), losses
 
     zeros = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats, jnp.zeros(()),
                                           jnp.zeros(())))
-    sums, _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
+    sums, example_losses = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(k)))
     local = jax.tree.map(lambda s: s / k, sums)
     grads, batch_stats, loss, acc = (jax.lax.pmean(local, AXIS) if jax.lax.axis_size(AXIS) > 1
                                      else local)
@@ -214,7 +230,19 @@ class StepCompiler:
                          state.metrics.updates + 1)
     return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       batch_stats=batch_stats, opt_state=opt_state, metrics=metrics,
-                      diverged_at=diverged_at)
+                      diverged_at=diverged_at,
+                      example_loss=_kept_losses(state.example_loss, indices, example_losses))
+
+
+def _kept_losses(example_loss: jax.Array | None, indices: jax.Array | None, losses: jax.Array
+                 ) -> jax.Array | None:
+  """``example_loss`` with every device's ``losses`` written at their ``indices`` (none
+  where either is None)."""
+  if indices is None or example_loss is None:
+    return example_loss
+  if jax.lax.axis_size(AXIS) > 1:
+    indices, losses = jax.lax.all_gather((indices, losses), AXIS)
+  return example_loss.at[indices.reshape(-1)].set(losses.reshape(-1))
 
 
 def sq_norm(tree: Any) -> jax.Array:
