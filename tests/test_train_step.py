@@ -177,6 +177,31 @@ def test_a_non_finite_loss_marks_its_first_update():
 
 
 @ON_ONE_AND_EIGHT_DEVICES
+def test_the_step_keeps_each_examples_loss_at_its_last_update(device_count):
+  """``example_loss`` holds, at each example's index, its training loss at the update
+  that last took it, gathered from every device; the others keep theirs (+inf: unseen)."""
+  assert jax.local_device_count() == device_count
+  model, tx, schedule = _setup()
+  dispatch = StepCompiler(model, tx, schedule, augment=False).dispatcher(16 // device_count, 2,
+                                                                          streaming=False)
+  split, inputs = _split(), _inputs(16)
+  before = dispatch(devices.replicate(init_train_state(model, tx, 0, SHAPE, N)), (split,),
+                    inputs, 3)
+  params, kept_before = devices.unreplicate(before).params, np.asarray(before.example_loss[0])
+  after = devices.unreplicate(dispatch(before, (split,), inputs, 1))
+
+  images, labels = _data()
+  perm = np.asarray(epoch_permutation(0, 0, N))
+  last = perm[48:64]  # update 4's batch: examples 48..63 of the epoch's order
+  logits = model.apply({'params': params}, (images[last] / 255.0 - MEAN) / STD, train=True)
+  np.testing.assert_allclose(np.asarray(after.example_loss)[last],
+                             cross_entropy_and_accuracy(logits, labels[last])[0], rtol=1e-5)
+  others = np.setdiff1d(np.arange(N), last)
+  np.testing.assert_array_equal(np.asarray(after.example_loss)[others], kept_before[others])
+  assert np.isfinite(kept_before[perm[:48]]).all() and np.isinf(kept_before[perm[48:]]).all()
+
+
+@ON_ONE_AND_EIGHT_DEVICES
 def test_the_step_all_reduces_only_across_several_devices(device_count):
   """Gradients are averaged with an all-reduce on several devices; on one device the step
   has none (XLA:CPU would copy every gradient through it)."""
