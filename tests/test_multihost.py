@@ -50,6 +50,10 @@ def _start_two_processes(workdirs: list[str], data_dir: str, mode: str
        '--config.variants.increase.batch_schedule.boundaries=(2,4,6)',
        '--config.variants.increase.batch_schedule.factor=(4,2.75,2)',
        '--config.checkpoint_every_epochs=2', '--config.train_log_every_updates=11',
+       # In memory, two strata of 512 (each process's 128 of highest loss and 128 others)
+       # every 2 epochs; streamed, 512 drawn uniformly.
+       '--config.gradient_noise_batch_size=32', '--config.gradient_noise_examples=512',
+       '--config.gradient_noise_every_epochs=2',
        f'--config.dataset.data_dir={data_dir}',
        f'--config.dataset.mode={mode}',
        f'--workdir={workdir}'], cwd=ROOT, env=env, stdout=subprocess.PIPE,
