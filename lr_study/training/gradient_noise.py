@@ -34,32 +34,27 @@ yet seen, so the chunks are independent of them.
   full-batch value; a pass costs about an epoch's compute.
 * **Part of it, in two strata** (0 < n < N, the split in memory): late in training a few
   examples carry almost all of the noise (on MNIST at B_simple > N, the 2% of highest
-  loss hold 99% of Σ|g_i|²), and a uniform subset misses them. So the measurement takes
-  the n_H = n/2 examples whose loss was highest at their last update
-  (``TrainState.example_loss``) **all**, and n_E = n/2 drawn without replacement from the
-  N_E = N − n_H others. The hard stratum's chunks give G_H exactly and tr(Σ_H) (population
+  loss hold 99% of Σ|g_i|²), which a uniform subset misses. So it takes **all** n_H = n/2
+  examples of highest loss at their last update (``TrainState.example_loss``) and
+  n_E = n/2 drawn without replacement from the N_E = N − n_H others. The hard stratum's chunks give G_H exactly and tr(Σ_H) (population
   n_H); the easy stratum's give unbiased |G_E|² and tr(Σ_E) (population N_E); with Ḡ_E
   the easy sample's mean (unbiased for G_E), per-stratum covariances with divisor N_h,
 
       |G|²  = (n_H²·|G_H|² + 2·n_H·N_E·G_H·Ḡ_E + N_E²·|G_E|²) / N²,
       tr(Σ) = (n_H·(tr Σ_H + |G_H|²) + N_E·(tr Σ_E + |G_E|²)) / N − |G|²,
 
-  unbiased whatever picked the strata (:func:`stratified_estimates`). The choice only
-  sets the variance: n = 8,192 of MNIST's 54,000 kept B_simple within 1% of its exact
-  value from epoch 15 on (B_simple near and above N), where a uniform 8,192 was off by up
-  to 2.6×.
+  unbiased whatever picked the strata (:func:`stratified_estimates`), which set only the
+  variance: 8,192 of MNIST's 54,000 kept B_simple within 1% from epoch 15 on (B_simple
+  near and above N), where 8,192 drawn uniformly were off by up to 2.6×.
 
-Every logged value is thus a function of the parameters at that evaluation (and, for
-the strata, of the losses of the epoch before it): no moving average reaches back over
-training. On several processes each chunk comes from one process's slice of the split
-(and its strata from that slice); the estimate treats the chunks as drawn from the whole
-split (exact for one process).
+No moving average reaches back over training. On several processes each chunk (and
+stratum) comes from one process's slice of the split; the estimate treats the chunks as
+drawn from the whole split (exact for one process).
 
 Example: N = 100, |G|² = 1 and tr(Σ) = 10 give at b = 10 and n = 50 the expected squared
 norms 1 + 10·κ(10) = 2 and 1 + 10·κ(50) ≈ 1.10, from which both are recovered:
 
->>> small = 1 + 10 * finite_population(10, 100)
->>> big = 1 + 10 * finite_population(50, 100)
+>>> small, big = (1 + 10 * finite_population(b, 100) for b in (10, 50))
 >>> [round(float(x), 4) for x in unbiased_estimates(small, big, 10, 50, 100)]
 [1.0, 10.0]
 """
@@ -113,9 +108,14 @@ def stratified_estimates(num_examples: int, chunk: int, easy: tuple[Scalar, Scal
   the N − n_H others, and ``cross`` = G_H·Ḡ_E; float64 on the host. Without a hard
   stratum, the estimates of a uniform sample (:func:`unbiased_estimates`).
 
-  >>> small, big = (1 + 10 * finite_population(b, 100) for b in (10, 50))
-  >>> [round(float(x), 4) for x in stratified_estimates(100, 10, easy=(small, big, 50))]
-  [1.0, 10.0]
+  N = 100 in chunks of 10, all 20 hard (|G_H|² = 4, tr Σ_H = 40) and 40 of 80 others
+  (|G_E|² = 1, tr Σ_E = 2), G_H·G_E = 1: |G|² = (20²·4 + 2·20·80 + 80²)/100², tr(Σ) =
+  (20·44 + 80·3)/100 − |G|²:
+
+  >>> k = finite_population
+  >>> hard, easy = (4 + 40 * k(10, 20), 4.0, 20), (1 + 2 * k(10, 80), 1 + 2 * k(40, 80), 40)
+  >>> [round(float(x), 4) for x in stratified_estimates(100, 10, easy, hard, cross=1.0)]
+  [1.12, 10.08]
   """
   (easy_small, easy_big, n_easy), (hard_small, hard_big, n_hard) = easy, hard
   pop_easy = num_examples - n_hard
@@ -150,11 +150,10 @@ def memory_size(feed: Feed, chunk: int, examples: int) -> int:
 
 def num_chunks(num_local: int, chunk: int, examples: int, local_devices: int,
                processes: int = 1, stratified: bool = False) -> tuple[int, int]:
-  """``(C_H, C_E)``, the chunks of one measurement over all processes in the hard and the
-  easy stratum: the most whole chunks of ``chunk`` examples that every local device of
-  every process can take from its process's ``num_local`` examples, at most
-  ``examples`` in all (0: no limit), half of each device's in the hard stratum where
-  ``stratified`` (else none).
+  """``(C_H, C_E)``, the hard and easy chunks of one measurement over all processes: the
+  most whole chunks of ``chunk`` examples that every device of every process can take
+  from its process's ``num_local`` examples, at most ``examples`` in all (0: no limit),
+  half of each device's hard where ``stratified`` (else none).
 
   Raises:
     ConfigError: fewer than 2 chunks in a stratum measured.
@@ -181,9 +180,6 @@ def _chunk_gradient(model: nn.Module, params: Any, batch_stats: Any, x: jax.Arra
   return jax.grad(loss)(params)
 
 
-Sums = tuple[Any, jax.Array, jax.Array]  # (Σ g_j, Σ |g_j|², chunks), over every device
-
-
 @functools.cache
 def measure_fn(model: nn.Module, chunk: int, hard_per_device: int, easy_per_device: int
                ) -> Callable[[Any, Any, DeviceData, jax.Array], tuple[jax.Array, ...]]:
@@ -191,20 +187,19 @@ def measure_fn(model: nn.Module, chunk: int, hard_per_device: int, easy_per_devi
 
   ``fn(params, batch_stats, split, example_loss)`` with ``split.perm`` the measurement's
   order: the process's ``hard_per_device·D·chunk`` examples of highest ``example_loss``
-  (``TrainState.example_loss``, by index in the whole split) are moved to its front, in
-  that order, the others following in it. Device ``d`` scans its ``hard_per_device``
-  chunks of the front, then its ``easy_per_device`` chunks of the rest
-  (``in_memory.take_micro_batches`` at positions ``j·D·chunk``, so the C chunks are the
-  order cut in turn), and the sums are added over all devices. Returns the easy and the
-  hard stratum's ``(|G_small|², |G_big|²)`` and ``G_H·Ḡ_E``, replicated (zeros for an
-  empty hard stratum).
+  (``TrainState.example_loss``, by index in the whole split) move to its front, keeping
+  their order. Device ``d`` scans its ``hard_per_device`` chunks of the front, then its
+  ``easy_per_device`` of the rest (``in_memory.take_micro_batches`` at ``j·D·chunk``: the
+  order cut in turn), summed over all devices. Returns the easy and the hard stratum's
+  ``(|G_small|², |G_big|²)`` and ``G_H·Ḡ_E``, replicated (zeros for no hard stratum).
   """
 
   def fn(params: Any, batch_stats: Any, split: DeviceData, example_loss: jax.Array
          ) -> tuple[jax.Array, ...]:
     local = jax.local_device_count()
 
-    def sums(data: DeviceData, chunks: int) -> Sums:
+    def sums(data: DeviceData, chunks: int) -> tuple[Any, jax.Array, jax.Array]:
+      """(Σ g_j, Σ |g_j|², chunks) of ``chunks`` chunks per device, over every device."""
       def one(carry, j):
         x, y = take_micro_batches(data, j * local * chunk * jax.process_count(), chunk, 1,
                                   local, augment=False, seed=0, epoch=0)
@@ -247,8 +242,7 @@ def stream_measure_fn(model: nn.Module, mean: tuple[float, ...], std: tuple[floa
   """
   def add(sums, params, batch_stats, batch):
     x = normalize(batch['image'], jnp.asarray(mean), jnp.asarray(std))
-    g = _chunk_gradient(model, params, batch_stats, x,
-                        batch['label'])
+    g = _chunk_gradient(model, params, batch_stats, x, batch['label'])
     return jax.tree.map(jnp.add, sums, (g, sq_norm(g), jnp.ones((), jnp.float32)))
 
   def total(sums):
