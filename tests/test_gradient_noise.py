@@ -173,10 +173,10 @@ def test_fewer_than_two_chunks_is_a_one_line_error():
   with pytest.raises(ConfigError, match='gradient_noise_batch_size=1024 leaves 1 chunk'):
     gradient_noise.num_chunks(1437, 1024, 0, 1)
   with pytest.raises(ConfigError, match='leaves 3 chunk.* need 2 in each half, hard and easy'):
-    gradient_noise.num_chunks(1437, 32, 96, 1, stratified=True)
-  assert gradient_noise.num_chunks(1437, 32, 0, 1) == (0, 44)
-  assert gradient_noise.num_chunks(1437, 32, 320, 2) == (0, 10)
-  assert gradient_noise.num_chunks(1437, 32, 320, 2, stratified=True) == (4, 6)
+    gradient_noise.num_chunks(1437, 32, 96, 1)
+  assert gradient_noise.num_chunks(1437, 32, 0, 1) == (0, 44)  # the whole split
+  assert gradient_noise.num_chunks(1437, 32, 320, 2) == (4, 6)  # part of it: two strata
+  assert gradient_noise.num_chunks(1437, 32, 320, 2, streaming=True) == (0, 10)
 
 
 # --- the real digits MLP, at the checkpoints of the default study's decay run

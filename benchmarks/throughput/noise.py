@@ -38,9 +38,8 @@ class NoiseClock:
     for chunk, examples in settings:
       name = f'{chunk}:{examples}'
       self.meters[name] = gradient_noise.meter(feed, setup.model, chunk, examples)
-      chunks = gradient_noise.num_chunks(
-          feed.num_local_train, chunk, examples, local, processes, gradient_noise.is_stratified(
-              False, examples, feed.num_local_train * processes))
+      chunks = gradient_noise.num_chunks(feed.num_local_train, chunk, examples, local,
+                                         processes)
       self.examples[name] = sum(chunks) * chunk
       started = time.perf_counter()
       self.meters[name](self.state, 0, 0)  # compiles

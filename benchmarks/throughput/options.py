@@ -10,7 +10,7 @@ from absl import flags
 
 from lr_study import config as schema
 from lr_study.errors import ConfigError
-from lr_study.training.gradient_noise import is_stratified, num_chunks
+from lr_study.training.gradient_noise import num_chunks
 
 COLD_START_LOOPS = ('lr_study', 'jax_jit')
 
@@ -77,8 +77,7 @@ class Options:
       if chunk < 1 or examples < 0:
         raise ConfigError(f'noise setting {chunk}:{examples}: the chunk must be >= 1 and '
                           'the examples >= 0')
-      num_chunks(num_train_examples, chunk, examples, num_devices,
-                 stratified=is_stratified(False, examples, num_train_examples))
+      num_chunks(num_train_examples, chunk, examples, num_devices)
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:

@@ -140,7 +140,15 @@ def take_micro_batches(
     ``example_keys(seed, epoch, first_index + index)`` when ``augment``) and ``y`` int32
     [accumulation, m].
   """
-  idx = micro_batch_indices(split, position, per_device, accumulation, num_local_devices)
+  return take_examples(split, micro_batch_indices(split, position, per_device, accumulation,
+                                                  num_local_devices),
+                       augment=augment, seed=seed, epoch=epoch)
+
+
+def take_examples(split: DeviceData, idx: jax.Array, *, augment: bool, seed: Any, epoch: Any
+                  ) -> tuple[jax.Array, jax.Array]:
+  """``(x, y)`` of the examples at positions ``idx`` (any shape) of this process's split,
+  as :func:`take_micro_batches` returns them."""
   x = transform_batch(gather_rows(split.images, idx.reshape(-1)), split.first_index
                       + idx.reshape(-1), split.mean, split.std, augment=augment, seed=seed,
                       epoch=epoch)

@@ -149,11 +149,11 @@ def memory_size(feed: Feed, chunk: int, examples: int) -> int:
 
 
 def num_chunks(num_local: int, chunk: int, examples: int, local_devices: int,
-               processes: int = 1, stratified: bool = False) -> tuple[int, int]:
+               processes: int = 1, streaming: bool = False) -> tuple[int, int]:
   """``(C_H, C_E)``, the hard and easy chunks of one measurement over all processes: the
   most whole chunks of ``chunk`` examples that every device of every process can take
   from its process's ``num_local`` examples, at most ``examples`` in all (0: no limit),
-  half of each device's hard where ``stratified`` (else none).
+  half of each device's hard where the measurement takes strata (:func:`is_stratified`).
 
   Raises:
     ConfigError: fewer than 2 chunks in a stratum measured.
@@ -162,6 +162,7 @@ def num_chunks(num_local: int, chunk: int, examples: int, local_devices: int,
   if examples:
     per_device = min(per_device, examples // (chunk * local_devices * processes))
   devices = local_devices * processes
+  stratified = is_stratified(streaming, examples, num_local * processes)
   hard = per_device // 2 * devices if stratified else 0
   easy = per_device * devices - hard
   if easy < 2 or stratified and hard < 2:
@@ -274,8 +275,7 @@ def meter(feed: Feed, model: nn.Module, chunk: int, examples: int) -> Meter:
   processes, local = jax.process_count(), jax.local_device_count()
   num_local = feed.num_local_train if not feed.streaming else feed.spec.num_train_examples // processes
   num_examples = num_local * processes
-  stratified = is_stratified(feed.streaming, examples, num_examples)
-  hard, easy = num_chunks(num_local, chunk, examples, local, processes, stratified)
+  hard, easy = num_chunks(num_local, chunk, examples, local, processes, feed.streaming)
   if not feed.streaming:
     fn = measure_fn(model, chunk, hard // (local * processes), easy // (local * processes))
 

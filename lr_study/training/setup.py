@@ -16,7 +16,7 @@ from lr_study.models import build_model
 from lr_study.runtime.devices import AXIS
 from lr_study.plan import TrainingPlan, build_plan
 from lr_study.optimizers import build_optimizer
-from lr_study.training.gradient_noise import is_stratified, num_chunks
+from lr_study.training.gradient_noise import num_chunks
 
 
 @dataclasses.dataclass
@@ -70,10 +70,9 @@ def _check_gradient_noise(config: ml_collections.ConfigDict, plan: TrainingPlan,
     raise ConfigError(f'gradient_noise_every_epochs must be a multiple of eval_every_epochs='
                       f'{evals}, got {every}')
   if config.gradient_noise_batch_size:
-    examples = config.gradient_noise_examples
-    num_chunks(num_train_examples, config.gradient_noise_batch_size, examples, num_devices,
-               stratified=is_stratified(config.dataset.mode == 'streaming', examples,
-                                        num_train_examples))
+    num_chunks(num_train_examples, config.gradient_noise_batch_size,
+               config.gradient_noise_examples, num_devices,
+               streaming=config.dataset.mode == 'streaming')
   elif plan.batch_schedule.dynamic == 'noise_adaptive':
     raise ConfigError("batch_schedule 'noise_adaptive' needs the gradient noise measurement, "
                       'gradient_noise_batch_size > 0, got 0')

@@ -40,7 +40,7 @@ import numpy as np
 import optax
 
 from lr_study import batching, rng
-from lr_study.data.in_memory import (DeviceData, micro_batch_indices, take_micro_batches,
+from lr_study.data.in_memory import (DeviceData, micro_batch_indices, take_examples,
                                      transform_batch)
 from lr_study.runtime import cpu_compiled, devices
 from lr_study.runtime.devices import AXIS
@@ -168,11 +168,10 @@ class StepCompiler:
 
     def batch(update: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
       epoch, position = clock.epoch_and_position(inputs.table, update)
-      x, y = take_micro_batches(split, position, per_device_batch, accumulation_steps,
-                                jax.local_device_count(), augment=self.augment,
-                                seed=inputs.seed, epoch=epoch)
-      return x, y, split.first_index + micro_batch_indices(
-          split, position, per_device_batch, accumulation_steps, jax.local_device_count())
+      idx = micro_batch_indices(split, position, per_device_batch, accumulation_steps,
+                                jax.local_device_count())
+      x, y = take_examples(split, idx, augment=self.augment, seed=inputs.seed, epoch=epoch)
+      return x, y, split.first_index + idx
 
     return _loop(state, num_updates, batch,
                  lambda state, xyi: self._update(state, *xyi, inputs))
